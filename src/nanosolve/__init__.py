@@ -1,0 +1,10 @@
+"""nanosolve: atomic structures of crystals and nanomaterials from scattering data.
+
+Layers (imports only point down): structures -> scattering -> datasets -> models -> solve -> cli.
+"""
+
+from nanosolve.errors import InputError, NanosolveError, ResourceError
+from nanosolve.structures import Crystal, Particle
+
+__all__ = ["Crystal", "Particle", "InputError", "NanosolveError", "ResourceError"]
+__version__ = "0.1.0"

@@ -1,0 +1,6 @@
+"""Scattering: pattern type, simulators (Bragg, Debye, PDF) and measured-data readers."""
+
+from nanosolve.scattering.pattern import KINDS, X_UNITS, Pattern
+from nanosolve.scattering.units import WAVELENGTHS, q_from_two_theta, two_theta_from_q, wavelength
+
+__all__ = ["Pattern", "KINDS", "X_UNITS", "WAVELENGTHS", "q_from_two_theta", "two_theta_from_q", "wavelength"]

@@ -1,0 +1,6 @@
+"""Crystal and particle types, files, builders and graphs."""
+
+from nanosolve.structures.crystal import CRYSTAL_SYSTEMS, Crystal, SymmetryInfo, lattice_from_parameters
+from nanosolve.structures.particle import Particle
+
+__all__ = ["Crystal", "Particle", "SymmetryInfo", "CRYSTAL_SYSTEMS", "lattice_from_parameters"]

@@ -1,0 +1,112 @@
+"""Element data and validation (symbols, atomic numbers, radii, masses).
+
+Values come from pymatgen's periodic table (which cites its sources per property); we only
+validate and cache them so hot paths do not construct ``Element`` objects per atom.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+from ase.data import atomic_numbers as _ASE_Z
+from ase.data import chemical_symbols as _ASE_SYMBOLS
+
+from nanosolve.errors import InputError
+
+_SYMBOL_RE = re.compile(r"^\s*([A-Za-z]{1,3})")
+
+
+def normalize_symbol(raw: str, path=None) -> str:
+    """Return the element symbol in a species label such as ``'FE'``, ``'Fe2+'``, ``'Fe1'`` or ``'O-2'``.
+
+    Raises InputError (naming ``path`` if given) for anything that is not an element.
+    """
+    m = _SYMBOL_RE.match(str(raw))
+    if m:
+        letters = m.group(1)
+        # Try the longest prefix first: 'Co' before 'C', but 'CO1' -> 'Co' only if 'CO' is not all caps noise.
+        for n in (2, 1):
+            cand = letters[:n].capitalize()
+            if len(letters) >= n and cand in _ASE_Z and cand != "X":
+                return cand
+    raise InputError(f"unknown element {raw!r}", path)
+
+
+def atomic_number(symbol: str, path=None) -> int:
+    """Atomic number of an element symbol (validated)."""
+    return _ASE_Z[normalize_symbol(symbol, path)]
+
+
+def atomic_numbers(species, path=None) -> np.ndarray:
+    """Atomic numbers (int64 [N]) of a sequence of symbols."""
+    cache: dict[str, int] = {}
+    out = np.empty(len(species), dtype=np.int64)
+    for i, s in enumerate(species):
+        z = cache.get(s)
+        if z is None:
+            z = cache[s] = atomic_number(s, path)
+        out[i] = z
+    return out
+
+
+def symbol(z: int) -> str:
+    """Element symbol of atomic number ``z``."""
+    if not 1 <= int(z) < len(_ASE_SYMBOLS):
+        raise InputError(f"unknown atomic number {z}")
+    return _ASE_SYMBOLS[int(z)]
+
+
+@lru_cache(maxsize=None)
+def _pmg_element(sym: str):
+    from pymatgen.core.periodic_table import Element
+
+    return Element(sym)
+
+
+@lru_cache(maxsize=None)
+def atomic_radius(sym: str) -> float:
+    """Empirical atomic radius (Å, Slater 1964 via pymatgen); falls back to the calculated radius."""
+    el = _pmg_element(normalize_symbol(sym))
+    r = el.atomic_radius
+    if r is None:
+        r = el.atomic_radius_calculated
+    if r is None:
+        raise InputError(f"no atomic radius tabulated for {sym}")
+    return float(r)
+
+
+@lru_cache(maxsize=None)
+def metallic_radius(sym: str) -> float:
+    """Metallic radius (Å, 12-coordinate) from pymatgen; falls back to the atomic radius."""
+    el = _pmg_element(normalize_symbol(sym))
+    r = getattr(el, "metallic_radius", None)
+    try:
+        r = float(r)
+    except (TypeError, ValueError):
+        r = None
+    return r if r and r > 0 else atomic_radius(sym)
+
+
+@lru_cache(maxsize=None)
+def atomic_mass(sym: str) -> float:
+    """Standard atomic weight (u)."""
+    return float(_pmg_element(normalize_symbol(sym)).atomic_mass)
+
+
+@lru_cache(maxsize=None)
+def electron_affinity(sym: str) -> float:
+    """Electron affinity (eV); 0 where pymatgen has none tabulated."""
+    try:
+        v = _pmg_element(normalize_symbol(sym)).electron_affinity
+    except Exception:  # pymatgen raises for elements with no data
+        return 0.0
+    return float(v) if v is not None and np.isfinite(v) else 0.0
+
+
+@lru_cache(maxsize=None)
+def is_metal(sym: str) -> bool:
+    """True for metals and metalloids in pymatgen's classification (CHILI treats metalloids as metals)."""
+    el = _pmg_element(normalize_symbol(sym))
+    return bool(el.is_metal or el.is_metalloid)
