@@ -73,8 +73,18 @@ class Pattern:
     def __len__(self) -> int:
         return self.x.size
 
-    def _replace(self, x, y, x_unit=None, sigma=None, **meta) -> "Pattern":
-        md = dict(self.metadata)
+    def _replace(self, x, y, x_unit=None, sigma=None, mask=None, **meta) -> "Pattern":
+        """Copy with new x/y. Metadata arrays aligned with x (calculated profile, background...)
+        follow a ``mask``; any other change of points drops them rather than leave them misaligned."""
+        md = {}
+        for k, v in self.metadata.items():
+            if isinstance(v, np.ndarray) and v.shape == self.x.shape:
+                if mask is not None:
+                    md[k] = v[mask]
+                elif np.shape(x) == self.x.shape:
+                    md[k] = v
+                continue
+            md[k] = v
         md.update(meta)
         return Pattern(x, y, self.kind, x_unit or self.x_unit, self.wavelength, self.radiation, sigma, md)
 
@@ -101,8 +111,8 @@ class Pattern:
         p = self.to_q()
         tth = two_theta_from_q(p.x, wl)
         ok = np.isfinite(tth)
-        out = Pattern(tth[ok], p.y[ok], self.kind, "tth", wl, self.radiation,
-                      None if p.sigma is None else p.sigma[ok], dict(self.metadata))
+        out = p._replace(tth[ok], p.y[ok], "tth", None if p.sigma is None else p.sigma[ok], mask=ok)
+        out.wavelength = wl
         return out
 
     # ----- grids -----------------------------------------------------------------------------
@@ -124,7 +134,7 @@ class Pattern:
             m &= self.x >= xmin
         if xmax is not None:
             m &= self.x <= xmax
-        return self._replace(self.x[m], self.y[m], sigma=None if self.sigma is None else self.sigma[m])
+        return self._replace(self.x[m], self.y[m], sigma=None if self.sigma is None else self.sigma[m], mask=m)
 
     def normalized(self, mode: str = "max") -> "Pattern":
         """Scaled copy: ``'max'`` (max |y| = 1), ``'area'`` (∫|y| dx = 1) or ``'minmax'`` (y in [0, 1])."""

@@ -7,6 +7,7 @@ validate and cache them so hot paths do not construct ``Element`` objects per at
 from __future__ import annotations
 
 import re
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -81,7 +82,9 @@ def atomic_radius(sym: str) -> float:
 def metallic_radius(sym: str) -> float:
     """Metallic radius (Å, 12-coordinate) from pymatgen; falls back to the atomic radius."""
     el = _pmg_element(normalize_symbol(sym))
-    r = getattr(el, "metallic_radius", None)
+    with warnings.catch_warnings():  # pymatgen warns for every element without a metallic radius
+        warnings.simplefilter("ignore")
+        r = getattr(el, "metallic_radius", None)
     try:
         r = float(r)
     except (TypeError, ValueError):

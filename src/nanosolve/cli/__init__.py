@@ -1,0 +1,1 @@
+"""The ``nanosolve`` command line (typer)."""

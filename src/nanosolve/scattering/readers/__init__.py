@@ -1,0 +1,83 @@
+"""Measured-pattern readers: column text, PDF (.gr/.sq/.fq/.iq) files and IUCr powder CIFs.
+
+:func:`read_pattern` dispatches on the extension, then on the content for anything else:
+``.cif/.pdcif/.rtv`` -> pdCIF, ``.gr/.fgr/.sq/.fq/.iq`` -> PDF text, ``.xy/.xye/.dat/.csv/.chi/.txt``
+-> column text; unknown extensions are sniffed (``data_`` + ``_pd_`` items -> pdCIF,
+``#### start data``/``[DEFAULT]`` -> PDF text, else column text).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from nanosolve.errors import InputError
+from nanosolve.scattering.pattern import Pattern
+from nanosolve.scattering.readers.columns import read_columns, read_lines
+from nanosolve.scattering.readers.gr import PDF_EXTENSIONS, looks_like_pdf_header, read_gr
+from nanosolve.scattering.readers.pdcif import read_pdcif_patterns
+
+__all__ = ["read_pattern", "read_patterns", "read_columns", "read_gr", "read_pdcif_patterns"]
+
+CIF_EXTENSIONS = (".cif", ".pdcif", ".rtv")
+COLUMN_EXTENSIONS = (".xy", ".xye", ".dat", ".csv", ".chi", ".txt", ".asc")
+
+
+def _format(path: str) -> str:
+    """'cif', 'pdf' or 'columns' for a file."""
+    name = Path(path).name.lower()
+    ext = Path(path).suffix.lower()
+    if ext in CIF_EXTENSIONS or ".cif." in name:
+        return "cif"
+    if ext in PDF_EXTENSIONS:
+        return "pdf"
+    if ext in COLUMN_EXTENSIONS:
+        return "columns"
+    lines = read_lines(path)
+    head = "\n".join(lines[:2000])
+    if re.search(r"^\s*data_\S", head, re.MULTILINE) and "_pd_" in head:
+        return "cif"
+    if looks_like_pdf_header(lines):
+        return "pdf"
+    return "columns"
+
+
+def read_pattern(path: str | os.PathLike, wavelength=None, kind: str | None = None,
+                 x_unit: str | None = None) -> Pattern:
+    """One measured pattern from a file.
+
+    Args:
+        path: file path.
+        wavelength: Å or a tube name (``'CuKa1'``); used when the file states none.
+        kind: pattern kind override (``xrd nd saxs sans iq sq fq gr``).
+        x_unit: ``'tth'``, ``'q'`` or ``'r'`` override for column text (a CIF states its own).
+
+    Returns:
+        :class:`Pattern` with ``metadata['source']``; for a pdCIF the first block with measured
+        intensities (calculated/background curves in its metadata).
+
+    Raises:
+        InputError: missing/empty/malformed file (naming the file and the line where known).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError("file not found", path)
+    fmt = _format(path)
+    if fmt == "cif":
+        return read_pdcif_patterns(path, wavelength=wavelength, kind=kind)[0]
+    if fmt == "pdf":
+        return read_gr(path, wavelength=wavelength, kind=kind, x_unit=x_unit)
+    return read_columns(path, wavelength=wavelength, kind=kind, x_unit=x_unit)
+
+
+def read_patterns(path: str | os.PathLike, wavelength=None, kind: str | None = None,
+                  include_calculated: bool = False) -> list[Pattern]:
+    """Every pattern in a file: each measured profile block of a pdCIF (plus calculated-only
+    blocks if ``include_calculated``); a one-element list for single-pattern formats."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError("file not found", path)
+    if _format(path) == "cif":
+        return read_pdcif_patterns(path, wavelength=wavelength, kind=kind, include_calculated=include_calculated)
+    return [read_pattern(path, wavelength=wavelength, kind=kind)]
