@@ -125,6 +125,8 @@ def test_peaks_match_pymatgen_xrd(structures, name, wl, tth_range):
         o, p = _match(ours, ref)
         ry = np.asarray(ref.y)[p]
         np.testing.assert_allclose(ours.intensity_scaled[o], ry, rtol=0.01, atol=1e-3, err_msg=label)
+        # the brief asks for 1 %; with the same form factors we in fact reproduce pymatgen to rounding
+        np.testing.assert_allclose(ours.intensity_scaled[o], ry, rtol=1e-7, atol=1e-9, err_msg=label)
         np.testing.assert_allclose(ours.d[o], np.asarray(ref.d_hkls)[p], rtol=1e-9, err_msg=label)
         # multiplicities and hkl families as pymatgen reports them (4-index for hexagonal)
         for i, j in zip(o, p):
@@ -316,9 +318,17 @@ def test_windowed_rendering_equals_dense(monkeypatch):
     c = torch.tensor([[20.0, 33.3, 33.31, 79.99, 10.01]], dtype=torch.float64)
     w = torch.tensor([[1.0, 2.0, 0.5, 3.0, 1.0]], dtype=torch.float64)
     dense = profiles.render_peaks(grid, c, w, 0.1)
+    dense_pv = profiles.render_peaks(grid.numpy(), c.numpy(), w.numpy(), 0.1, "pseudo-voigt", 0.5)
     monkeypatch.setattr(profiles, "DENSE_BUDGET", 10)
     win = profiles.render_peaks(grid, c, w, 0.1)
     torch.testing.assert_close(win, dense, rtol=0, atol=1e-12)
+    win_np = profiles.render_peaks(grid.numpy(), c.numpy(), w.numpy(), 0.1)
+    np.testing.assert_allclose(win_np, dense.numpy(), rtol=0, atol=1e-12)
+    # with a Lorentzian part the cut tails (±60 FWHM) cost < 1 % of the area, nothing near the peaks
+    win_pv = profiles.render_peaks(grid.numpy(), c.numpy(), w.numpy(), 0.1, "pseudo-voigt", 0.5)
+    assert np.abs(win_pv - dense_pv).max() < 5e-4 * dense_pv.max()
+    area_w, area_d = np.trapezoid(win_pv[0], grid.numpy()), np.trapezoid(dense_pv[0], grid.numpy())
+    assert area_d * 0.99 < area_w < area_d
 
 
 def test_batched_equals_single():
@@ -372,6 +382,23 @@ def test_gradcheck_positions_lattice_scale(opts):
     y = f(*inputs)
     g = torch.autograd.grad(y.sum(), inputs[:2])
     assert all(float(t.abs().max()) > 0 for t in g)  # the gradient is not trivially zero
+
+
+def test_position_gradient_same_with_fixed_lattice():
+    """With a fixed lattice, reflections at equal |g| are merged before rendering; the pattern and
+    its gradient w.r.t. positions must equal the unmerged path (lattice requiring grad)."""
+    cr = Crystal.from_pymatgen(_classic_structures()["ZnS"])
+    frac = torch.tensor(cr.frac_coords + 0.01 * np.cos(np.arange(24)).reshape(8, 3), requires_grad=True)
+    grid = np.linspace(20, 60, 801)
+    outs = []
+    for lat_grad in (False, True):
+        lat = torch.tensor(cr.lattice, requires_grad=lat_grad)
+        y = powder_pattern_torch(lat, frac, cr.species, grid, wavelength=1.5406, size=80.0)
+        (gf,) = torch.autograd.grad((y * torch.linspace(0, 1, 801, dtype=torch.float64)).sum(), frac)
+        outs.append((y.detach(), gf))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-10, atol=1e-8)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-8, atol=1e-6)
+    assert outs[0][1].abs().max() > 1.0
 
 
 def test_gradient_moves_peak_with_lattice():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli import build
+from nanosolve.cli import build, dataset
 from nanosolve.cli.common import console, friendly_errors
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import KINDS, X_LABELS
@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False,
 )
 app.add_typer(build.app, name="build")
+app.add_typer(dataset.app, name="dataset")
 
 
 def _out_paths(out: Path | None, structure: Path, kind: str) -> tuple[Path, Path]:

@@ -54,7 +54,11 @@ def _as_crystal(crystal) -> Crystal:
         from pymatgen.core import Structure
 
         if isinstance(crystal, Structure):
-            return Crystal.from_pymatgen(crystal)
+            try:  # fast path for ordered structures (labels are not needed for diffraction)
+                species = [sp.symbol for sp in crystal.species]
+                return Crystal(crystal.lattice.matrix.copy(), crystal.frac_coords, species)
+            except AttributeError:  # disordered sites or dummy species
+                return Crystal.from_pymatgen(crystal)
     except ImportError:  # pragma: no cover
         pass
     try:
@@ -156,6 +160,18 @@ def _is_hexagonal(lattice: np.ndarray, angle_tol: float = 5.0, length_tol: float
 
 
 # ----- reciprocal lattice ------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _hkl_box(n0: int, n1: int, n2: int, half: bool) -> np.ndarray:
+    """[K, 3] all hkl with |h| <= n0, |k| <= n1, |l| <= n2 except (000), one Friedel half if ``half``."""
+    ranges = [np.arange(-n, n + 1) for n in (n0, n1, n2)]
+    hkl = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3)
+    h, k, l = hkl.T
+    keep = (h > 0) | ((h == 0) & (k > 0)) | ((h == 0) & (k == 0) & (l > 0)) if half else np.any(hkl != 0, axis=1)
+    out = hkl[keep]
+    out.flags.writeable = False  # shared by the cache
+    return out
+
+
 def enumerate_hkl(lattice, g_max: float, g_min: float = 0.0, half: bool = True):
     """Miller indices of all reciprocal points with g_min <= |g| <= g_max (|g| = 1/d, Å⁻¹).
 
@@ -172,13 +188,7 @@ def enumerate_hkl(lattice, g_max: float, g_min: float = 0.0, half: bool = True):
     lat = lat.reshape(-1, 3, 3)
     # |h| = |g · a| <= g_max |a|: the box that contains the sphere.
     nmax = np.floor(g_max * np.linalg.norm(lat, axis=-1).max(0) + 1e-9).astype(int)
-    ranges = [np.arange(-n, n + 1) for n in nmax]
-    hkl = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3)
-    h, k, l = hkl.T
-    keep = (h > 0) | ((h == 0) & (k > 0)) | ((h == 0) & (k == 0) & (l > 0))
-    if not half:
-        keep = np.any(hkl != 0, axis=1)
-    hkl = hkl[keep]
+    hkl = _hkl_box(*(int(n) for n in nmax), half)
     recip = np.linalg.inv(lat).transpose(0, 2, 1)  # rows b1, b2, b3 with a_i · b_j = δ_ij
     g = np.linalg.norm(hkl[None].astype(np.float64) @ recip, axis=-1)  # [B, M]
     inside = np.any((g <= g_max * (1 + 1e-12)) & (g >= g_min * (1 - 1e-12)), axis=0)
@@ -270,8 +280,8 @@ class BraggPeaks:
         starts = np.flatnonzero(new)
         counts = np.diff(np.append(starts, order.size))
         out: list[dict[tuple, int]] = [{} for _ in range(len(self))]
-        for s, c in zip(starts.tolist(), counts.tolist()):
-            out[pk[s]][tuple(int(v) for v in hk[s])] = c
+        for p, h, c in zip(pk[starts].tolist(), hk[starts].tolist(), counts.tolist()):
+            out[p][tuple(h)] = c
         return out
 
 
@@ -443,8 +453,11 @@ def powder_pattern_torch(lattice, frac, species, grid, *, wavelength=None, x_uni
 
     The hkl set is enumerated once (without gradient) from the current lattice for the grid's
     Q range plus peak tails plus ``margin`` (relative); pass ``hkl`` to fix it across an
-    optimisation. Each Friedel pair is one reflection with weight 2. Every reflection is rendered
-    separately (no merging), so the pattern stays exact when the lattice loses symmetry.
+    optimisation. Each Friedel pair is one reflection with weight 2. When the lattice requires grad,
+    every reflection is rendered separately, so the pattern and its gradient stay exact when a
+    strain breaks the symmetry; with a fixed lattice, reflections at equal |g| are merged first
+    (exact, and ~multiplicity times cheaper). Memory: reflections x grid points for the profiles
+    (windowed above ``profiles.DENSE_BUDGET``) and reflections x atoms for the structure factors.
 
     Peak widths: instrumental ``fwhm`` (x units; default 0.1° 2θ or 0.01 Å⁻¹) combined with the
     Scherrer width (``size_model='scherrer'``, K = ``k``) in quadrature, sqrt(fwhm² + fwhm_size²),
@@ -576,19 +589,23 @@ def _merge_equal_g(g: torch.Tensor, weight: torch.Tensor):
 
 
 def _render_pxrdnet(grid, x_unit, wl, q, weight, size, sigma_q):
-    """sinc² kernels in Q (+ optional Gaussian σ_Q), as a density per output x unit."""
+    """sinc² kernels in Q (+ optional Gaussian σ_Q), as a density per output x unit (numpy or torch)."""
+    xp = torch if isinstance(grid, torch.Tensor) else np
     if x_unit == "tth":
-        q_grid = 4 * math.pi * torch.sin(torch.deg2rad(grid) / 2) / wl
+        half_angle = xp.deg2rad(grid) / 2
+        q_grid = 4 * math.pi * xp.sin(half_angle) / wl
         # dQ/d(2θ in degrees): turns a density per Å⁻¹ into one per degree.
-        jac = 2 * math.pi / wl * torch.cos(torch.deg2rad(grid) / 2) * (math.pi / 180)
+        jac = 2 * math.pi / wl * xp.cos(half_angle) * (math.pi / 180)
     else:
         q_grid, jac = grid, None
     if sigma_q:
         if sigma_q < 0:
             raise InputError(f"sigma_q must be >= 0 Å⁻¹, got {sigma_q}")
         lo, hi = float(q_grid.min()) - 5 * sigma_q, float(q_grid.max()) + 5 * sigma_q
-        step = min(float(torch.diff(q_grid).min()), sigma_q / 4, 0.5 / float(size.max()))
-        fine = torch.arange(max(lo, 0.0), hi + step, step, dtype=grid.dtype)
+        step = min(float(xp.diff(q_grid).min()), sigma_q / 4, 0.5 / float(size.max()))
+        fine = np.arange(max(lo, 0.0), hi + step, step)
+        if xp is torch:
+            fine = torch.as_tensor(fine, dtype=grid.dtype, device=grid.device)
         y = profiles.render_sinc2(fine, q, weight, size)
         y = profiles.gaussian_smooth_uniform(y, step, sigma_q)
         y = _interp(q_grid, fine, y)
@@ -597,10 +614,13 @@ def _render_pxrdnet(grid, x_unit, wl, q, weight, size, sigma_q):
     return y if jac is None else y * jac
 
 
-def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of fp [..., K] at x [G] (xp [K] uniform, increasing); grad flows to fp."""
-    idx = torch.clamp(torch.searchsorted(xp, x.detach().contiguous()) - 1, 0, xp.numel() - 2)
-    t = ((x - xp[idx]) / (xp[idx + 1] - xp[idx])).clamp(0, 1)
+def _interp(x, xp_, fp):
+    """Linear interpolation of fp [..., K] at x [G] (xp_ [K] increasing); for tensors grad flows to fp."""
+    if not isinstance(fp, torch.Tensor):
+        flat = fp.reshape(-1, fp.shape[-1])
+        return np.stack([np.interp(x, xp_, row) for row in flat]).reshape(fp.shape[:-1] + (x.shape[0],))
+    idx = torch.clamp(torch.searchsorted(xp_, x.detach().contiguous()) - 1, 0, xp_.numel() - 2)
+    t = ((x - xp_[idx]) / (xp_[idx + 1] - xp_[idx])).clamp(0, 1)
     return fp[..., idx] * (1 - t) + fp[..., idx + 1] * t
 
 
@@ -669,25 +689,16 @@ def simulate_xrd(crystal, wavelength: float | str | None = None, kind: str = "xr
     peaks = bragg_peaks(cr, wl, radiation, None, q_max=2 * math.pi * g_max * (1 + 1e-12), b_iso=b_iso,
                         lorentz_polarization=lorentz_polarization, form_factors=form_factors, min_intensity=0.0)
 
-    with torch.no_grad():
-        grid_t = torch.from_numpy(grid)
-        w = torch.from_numpy(peaks.intensity)
-        q = torch.from_numpy(peaks.q)
-        if size_model == "pxrdnet":
-            y = _render_pxrdnet(grid_t, x, wl, q[None], w[None], torch.tensor(float(size), dtype=torch.float64),
-                                sigma_q)[0]
-        else:
-            if x == "tth":
-                center = torch.from_numpy(peaks.two_theta)
-                width2 = torch.full_like(center, fwhm**2)
-                if size is not None:
-                    width2 += profiles.scherrer_fwhm_two_theta(center, wl, float(size), k) ** 2
-            else:
-                center = q
-                width2 = torch.full_like(center, fwhm**2)
-                if size is not None:
-                    width2 += profiles.scherrer_fwhm_q(float(size), k) ** 2
-            y = profiles.render_peaks(grid_t, center, w, torch.sqrt(width2), profile, eta)
+    # numpy all the way: no torch intra-op threads for a one-off pattern
+    if size_model == "pxrdnet":
+        y = _render_pxrdnet(grid, x, wl, peaks.q[None], peaks.intensity[None], np.float64(size), sigma_q)[0]
+    else:
+        center = peaks.two_theta if x == "tth" else peaks.q
+        width2 = np.full_like(center, fwhm**2)
+        if size is not None:
+            width2 += (profiles.scherrer_fwhm_two_theta(center, wl, float(size), k) if x == "tth"
+                       else profiles.scherrer_fwhm_q(float(size), k)) ** 2
+        y = profiles.render_peaks(grid, center, peaks.intensity, np.sqrt(width2), profile, eta)
     meta = {
         "simulator": "nanosolve.scattering.bragg.simulate_xrd", "crystal": cr.name or cr.formula,
         "kind": kind, "radiation": radiation, "wavelength": wl, "x": x, "fwhm": fwhm, "profile": profile,
@@ -695,4 +706,4 @@ def simulate_xrd(crystal, wavelength: float | str | None = None, kind: str = "xr
         "scherrer_k": k, "sigma_q": sigma_q, "b_iso": b_iso, "form_factors": _form_factor_kind(form_factors),
         "lorentz_polarization": lorentz_polarization, "n_peaks": len(peaks),
     }
-    return Pattern(grid, y.numpy(), kind=kind, x_unit=x, wavelength=wl, radiation=radiation, metadata=meta)
+    return Pattern(grid, y, kind=kind, x_unit=x, wavelength=wl, radiation=radiation, metadata=meta)

@@ -19,22 +19,35 @@ only and halves the self term, so I = 2·I_DC, S - 1 = 2·S_DC, F = 2·F_DC, G =
 For partial occupancies we use the physical self term o f² (DebyeCalculator uses (o f)²).
 
 Engines (ours, not DebyeCalculator's, because we need occupancies, a cheap self term, one pair
-sum shared by I/S/F/G and a batch API; speed measured in the test report):
+sum shared by I/S/F/G, many signals from one pass over the pairs and a batch API):
 
 * ``direct``: exact Σ w sinc(Q d) over all pairs, batched; differentiable with autograd (batches are
-  checkpointed so the backward pass keeps memory bounded). Used for small particles and gradients.
+  checkpointed so the backward pass keeps memory bounded). Used for tiny particles and gradients.
 * ``grid``: the pair distances of each element pair are spread onto a uniform r grid with 4-point
-  (cubic) Lagrange weights (accumulated as moments of the fractional bin position), then
+  (cubic) Lagrange weights, accumulated as the moments Σ w s^k (k = 0..3) of the fractional bin
+  position s, then
     Σ_pairs w sinc(Q d) ≈ Σ_nodes H_n sinc(Q r_n)
-  whose error is O((Q dr)⁴); dr = 2^floor(log2(0.1/Qmax)) and float32 distances give ~3e-6 of
-  max |I| (measured against the direct sum in the tests). The node sum is
-  evaluated with the angle-addition split r_n = r_coarse + r_fine so it is a matrix product.
-  O(N²) spreading once plus O(nodes × Q); memory bounded by ``chunk_pairs``.
+  whose error is O((Q dr)⁴); dr = 2^floor(log2(0.1/Qmax)). The moments are collected by counting
+  the pairs in 64 sub-bins per bin (one float64 distance, one multiply and one scatter-add per
+  pair: about half the cost of scattering four moments), i.e. every distance is rounded to the
+  centre of its sub-bin, by at most dr/128 (1.5e-5 Å at Qmax = 30). Together with the spline
+  error this keeps Σ sinc within ~3e-6 of max |I| (tested against the direct sum). The node sum
+  is evaluated with the angle-addition split r_n = r_coarse + r_fine so it is one matrix product
+  against cached sin/cos tables.
+  :class:`PairHistogram` keeps the moments of one particle, so any number of Q grids, radiations
+  and Debye-Waller factors are evaluated without touching the atoms again: coarser grids (SAXS)
+  are derived exactly by re-binning the moments (binomial expansion of the bin position).
+
+Small jobs run single-threaded: below ~10⁸ operations an OpenMP region costs more than it gains,
+and on a shared machine a descheduled worker stalls every region by a scheduler time slice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -50,7 +63,9 @@ from nanosolve.structures.elements import normalize_symbol
 from nanosolve.structures.particle import Particle
 
 DEBYE_KINDS = ("iq", "sq", "fq", "gr", "saxs")
-_STEP_FACTOR = 0.1  # Qmax · dr of the grid engine (interpolation error ~ (Qmax dr)^4 / 40 ~ 2e-6)
+_STEP_FACTOR = 0.2  # Qmax · dr bound of the grid engine (cubic spline: error ≲ 2e-5 of the local |P(Q)| at Qmax)
+_SUBBINS = 16  # sub-bins per grid bin of the pair sums (second-order rounding ~ (dr/16)²; measured ≤ 3e-8)
+_SERIAL_WORK = 100_000_000  # multiply-adds below which torch runs single-threaded
 # Lagrange weights of nodes k-1, k, k+1, k+2 at fractional position s in [0, 1), as
 # coefficients of 1, s, s², s³ (rows: node, columns: power of s).
 _LAGRANGE = torch.tensor([
@@ -59,6 +74,38 @@ _LAGRANGE = torch.tensor([
     [0.0, 1.0, 0.5, -0.5],
     [0.0, -1.0 / 6.0, 0.0, 1.0 / 6.0],
 ], dtype=torch.float64)
+# s^k at the sub-bin centres c_j and its slope k c_j^(k-1) / S: sub-bin sums [.., S] -> moments [.., 4]
+_SUB_CENTRES = (torch.arange(_SUBBINS, dtype=torch.float64) + 0.5) / _SUBBINS
+_SUB_POWERS = _SUB_CENTRES[:, None] ** torch.arange(4)
+_SUB_SLOPES = torch.cat([torch.zeros(_SUBBINS, 1, dtype=torch.float64),
+                         torch.arange(1, 4) * _SUB_CENTRES[:, None] ** torch.arange(3) / _SUBBINS], 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# threads
+# ------------------------------------------------------------------------------------------------
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"active": 0, "saved": 1}
+
+
+@contextlib.contextmanager
+def _serial(enabled: bool = True):
+    """Run torch ops single-threaded inside the block (process-wide; overlapping uses are counted)."""
+    if not enabled:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE["active"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_STATE["active"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["active"] -= 1
+            if _THREADS_STATE["active"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,6 +123,12 @@ class _Atoms:
     def element_occupancy(self) -> torch.Tensor:
         """[E] Σ o_i per element."""
         return torch.zeros(len(self.elements), dtype=torch.float64).index_add_(0, self.index, self.occupancy.detach())
+
+    @property
+    def diameter(self) -> float:
+        """Twice the largest distance from the centroid (Å): an upper bound of every pair distance."""
+        x = self.positions.detach()
+        return 2.0 * float(torch.linalg.norm(x - x.mean(0), dim=1).max()) if x.shape[0] > 1 else 0.0
 
 
 def _as_atoms(particle, species=None, occupancies=None) -> _Atoms:
@@ -118,15 +171,19 @@ def _element_pairs(n_elements: int) -> list[tuple[int, int]]:
 # pair sums  P_ab(Q) = Σ_{i<j, {el_i, el_j} = {a, b}} o_i o_j sinc(Q r_ij)
 # ------------------------------------------------------------------------------------------------
 def _batches(atoms: _Atoms, chunk_pairs: int):
-    """(pair number, rows, cols, n_masked) with rows×cols ≤ ~chunk_pairs.
+    """(pair number, rows, cols, n_masked) with rows×cols ≤ ~chunk_pairs, grouped by element pair.
 
     For a like-element pair the columns start at row ``start + 1``; then column c < row r of the
-    leading ``rows × n_masked`` block is a pair j <= i that must not be counted.
+    leading ``rows × n_masked`` block is a pair j <= i that must not be counted. That block is
+    computed and thrown away, so like-element batches take at most 1/8 of the rows: the waste is
+    then ~rows/N of the pairs instead of one half.
     """
     members = [torch.nonzero(atoms.index == e).squeeze(-1) for e in range(len(atoms.elements))]
     for p, (a, b) in enumerate(_element_pairs(len(atoms.elements))):
         ia, ib = members[a], members[b]
         step = max(1, chunk_pairs // max(1, ib.numel()))
+        if a == b:
+            step = min(step, max(32, -(-ia.numel() // 8)))
         for start in range(0, ia.numel(), step):
             stop = min(start + step, ia.numel())
             if a == b:
@@ -172,54 +229,72 @@ def grid_step(qmax: float) -> float:
     return 2.0 ** math.floor(math.log2(_STEP_FACTOR / max(abs(qmax), 1e-3)))
 
 
-def _spread(atoms: _Atoms, jobs, n_ep: int, n_bins: int, dr: float, work_dtype=torch.float32) -> torch.Tensor:
+def _n_bins(atoms: _Atoms, dr: float) -> int:
+    return int(math.ceil(atoms.diameter / dr)) + 2
+
+
+def _spread(atoms: _Atoms, jobs, n_ep: int, n_bins: int, dr: float) -> torch.Tensor:
     """Moments Σ w s^k (k = 0..3) per element pair and bin: [n_ep, 4, n_bins] float64 (no autograd).
 
-    The O(N²) loop is bound by memory traffic on CPU, so it runs in preallocated buffers (fresh
-    multi-MB temporaries per batch cost page faults) in ``work_dtype``; float32 keeps d to ~1e-5 Å
-    and s to ~1e-2 of a bin (dr ~ 1e-3 Å), far below the 1e-6 relative accuracy of the result,
-    and each batch is added to the float64 histogram. Pairs j <= i go to a discarded extra bin.
+    Each pair adds its weight w and w·t to sub-bin j = floor(s·S) of its bin (S = ``_SUBBINS``,
+    t = s·S - j in [0, 1)); the moments follow from the expansion of s^k about the sub-bin centre,
+    exact to first order in t - 1/2 (so the rounding is a second-order (dr/S)² effect, even when
+    lattice distances pile up on the same sub-bin). Two float32 scatter-adds per pair instead of
+    four; the distances are float64 so the sub-bin index is exact. The float32 sums are flushed
+    into the float64 moments well before counts lose integer precision (2^24) and whenever the
+    element pair changes, so one buffer serves every element pair. The O(N²) loop is bound by
+    memory traffic, so it runs in preallocated buffers. Pairs j <= i go to a discarded slot.
     """
-    hist = torch.zeros(n_ep, 4, n_bins, dtype=torch.float64)
+    moments = torch.zeros(n_ep, 4, n_bins, dtype=torch.float64)
     if not jobs:
-        return hist
+        return moments
+    n_fine = n_bins * _SUBBINS
+    count = torch.zeros(n_fine + 1, dtype=torch.float32)
+    first = torch.zeros(n_fine + 1, dtype=torch.float32)
     cap = max(r.numel() * c.numel() for _, r, c, _ in jobs)
     max_rows = max(r.numel() for _, r, _, _ in jobs)
     lower = _lower_mask(max_rows, max_rows)
-    mom_buf = torch.empty(4, cap, dtype=work_dtype)
-    u_buf = torch.empty(cap, dtype=work_dtype)
-    bins = torch.empty(cap, dtype=torch.int64)
-    batch_hist = torch.empty(4, n_bins + 1, dtype=work_dtype)
+    k_buf = torch.empty(cap, dtype=torch.int32)
+    t_buf = torch.empty(cap, dtype=torch.float32)
     uniform = bool((atoms.occupancy == 1).all())
+    ones = torch.ones(cap, dtype=torch.float32) if uniform else None
     x = atoms.positions.detach()
-    x = (x - x.mean(0)).to(work_dtype)
-    occ = atoms.occupancy.to(work_dtype)
-    mom_buf[0].fill_(1.0)
+    x = (x - x.mean(0)) * (_SUBBINS / dr)  # distances in sub-bins (exact scaling for a power-of-two dr)
+    occ = atoms.occupancy.detach().to(torch.float32)
+
+    def flush(p):
+        c = count[:n_fine].view(n_bins, _SUBBINS).to(torch.float64)
+        t = first[:n_fine].view(n_bins, _SUBBINS).to(torch.float64) - 0.5 * c  # Σ w (t - 1/2)
+        moments[p] += (c @ _SUB_POWERS + t @ _SUB_SLOPES).T
+        count.zero_()
+        first.zero_()
+
+    current, filled = jobs[0][0], 0
     for p, rows, cols, n_masked in jobs:
-        d = torch.cdist(x[rows], x[cols], compute_mode="donot_use_mm_for_euclid_dist")
-        m = d.numel()
-        u, mom, k = u_buf[:m], mom_buf[:, :m], bins[:m]
-        torch.mul(d.view(-1), 1.0 / dr, out=u)  # dr is a power of two: u, floor(u), s are exact
-        k.copy_(u)  # truncation = floor for u >= 0
-        torch.sub(u, k, out=mom[1])
-        torch.mul(mom[1], mom[1], out=mom[2])
-        torch.mul(mom[2], mom[1], out=mom[3])
-        if not uniform:
-            w = (occ[rows][:, None] * occ[cols][None, :]).view(-1)
-            mom[0].copy_(w)
-            mom[1:].mul_(w)
+        m = rows.numel() * cols.numel()
+        if p != current or filled + m >= 2**23:
+            flush(current)
+            current, filled = p, 0
+        u = torch.cdist(x[rows], x[cols], compute_mode="donot_use_mm_for_euclid_dist").view(-1)
+        k, t = k_buf[:m], t_buf[:m]
+        k.copy_(u)  # truncation = floor for u >= 0: the sub-bin index
+        t.copy_(u.frac_())  # (mixed-dtype u - k is ~20x slower than frac)
         if n_masked:
-            k.view(len(rows), -1)[:, :n_masked].masked_fill_(lower[:len(rows), :n_masked], n_bins)
-        batch_hist.zero_()
-        batch_hist.index_add_(1, k, mom)
-        hist[p] += batch_hist[:, :n_bins]
-        if not uniform:
-            mom_buf[0].fill_(1.0)
-    return hist
+            k.view(len(rows), -1)[:, :n_masked].masked_fill_(lower[:len(rows), :n_masked], n_fine)
+        if uniform:
+            count.index_add_(0, k, ones[:m])
+        else:
+            w = (occ[rows][:, None] * occ[cols][None, :]).view(-1)
+            count.index_add_(0, k, w)
+            t.mul_(w)
+        first.index_add_(0, k, t)
+        filled += m
+    flush(current)
+    return moments
 
 
 def _spread_differentiable(positions: torch.Tensor, atoms: _Atoms, job, n_ep: int, n_bins: int, dr: float):
-    """One batch of :func:`_spread` with autograd through s = d/dr - floor(d/dr) (the bins are constant)."""
+    """One batch of exact moments with autograd through s = d/dr - floor(d/dr) (the bins are constant)."""
     p, rows, cols, n_masked = job
     d = torch.cdist(positions[rows], positions[cols], compute_mode="donot_use_mm_for_euclid_dist")
     w = atoms.occupancy[rows][:, None] * atoms.occupancy[cols][None, :]
@@ -236,6 +311,58 @@ def _spread_differentiable(positions: torch.Tensor, atoms: _Atoms, job, n_ep: in
     return hist
 
 
+def spread_moments(atoms: _Atoms, dr: float, chunk_pairs: int = 2_000_000, n_threads: int | None = None) -> torch.Tensor:
+    """Distance moments [n_element_pairs, 4, n_bins] of all pairs i<j on bins [k dr, (k+1) dr).
+
+    Differentiable w.r.t. positions (exact moments, sequential checkpointed batches) when
+    ``atoms.positions`` requires grad; otherwise sub-bin counts in ``n_threads`` threads.
+    """
+    n_ep = len(_element_pairs(len(atoms.elements)))
+    n_bins = _n_bins(atoms, dr)
+    jobs = list(_batches(atoms, min(chunk_pairs, 2**23)))  # float32 sums of one batch stay exact
+    if atoms.positions.requires_grad and torch.is_grad_enabled():
+        hist = torch.zeros(n_ep, 4, n_bins, dtype=torch.float64)
+        for job in jobs:
+            hist = hist + checkpoint(_spread_differentiable, atoms.positions, atoms, job, n_ep, n_bins, dr,
+                                     use_reentrant=False)
+        return hist
+    n_threads = n_threads or torch.get_num_threads()
+    n_threads = max(1, min(n_threads, len(jobs), sum(r.numel() * c.numel() for _, r, c, _ in jobs) // 2**20))
+    # each worker is single-threaded (the scatter-add is serial anyway)
+    with _serial(), torch.no_grad():
+        if n_threads == 1:
+            return _spread(atoms, jobs, n_ep, n_bins, dr)
+        with ThreadPoolExecutor(n_threads) as ex:
+            parts = list(ex.map(lambda t: _spread(atoms, jobs[t::n_threads], n_ep, n_bins, dr), range(n_threads)))
+    return torch.stack(parts).sum(0)
+
+
+def coarsen_moments(moments: torch.Tensor, factor: int) -> torch.Tensor:
+    """Moments on bins ``factor`` times wider, exactly: fine bin j of a coarse bin has s_c = (j + s)/factor,
+    so Σ w s_c^m = Σ_j Σ_l C(m, l) j^(m-l) Σ w s^l / factor^m. [P, 4, n] -> [P, 4, ceil(n/factor)]."""
+    if factor == 1:
+        return moments
+    n_p, _, n = moments.shape
+    n_c = -(-n // factor)
+    fine = torch.nn.functional.pad(moments, (0, n_c * factor - n)).view(n_p, 4, n_c, factor)
+    j = torch.arange(factor, dtype=torch.float64)
+    a = torch.zeros(4, 4, factor, dtype=torch.float64)  # [m, l, j]
+    for m in range(4):
+        for l in range(m + 1):
+            a[m, l] = math.comb(m, l) * j ** (m - l) / factor**m
+    return torch.einsum("plkj,mlj->pmk", fine, a)
+
+
+def moments_to_nodes(moments: torch.Tensor) -> torch.Tensor:
+    """Node weights H [P, n_bins + 3] from moments [P, 4, n_bins]; node n sits at r = (n - 1)·dr."""
+    n_p, _, n_bins = moments.shape
+    per_node = torch.matmul(_LAGRANGE, moments)  # [P, 4 nodes k-1..k+2, n_bins]
+    nodes = torch.zeros(n_p, n_bins + 3, dtype=moments.dtype)
+    for j in range(4):
+        nodes[:, j:j + n_bins] += per_node[:, j]
+    return nodes
+
+
 def pair_sums_grid(atoms: _Atoms, q: torch.Tensor, chunk_pairs: int = 2_000_000, n_threads: int | None = None,
                    qmax: float | None = None) -> torch.Tensor:
     """P_ab(Q) [n_element_pairs, n_q] by cubic gridding of the pair distances (see module docstring).
@@ -243,61 +370,69 @@ def pair_sums_grid(atoms: _Atoms, q: torch.Tensor, chunk_pairs: int = 2_000_000,
     Differentiable w.r.t. positions through the spline weights (sequential, checkpointed batches)
     when ``atoms.positions`` requires grad; otherwise batches run in ``n_threads`` threads.
     """
-    n_ep = len(_element_pairs(len(atoms.elements)))
     dr = grid_step(float(q.abs().max()) if qmax is None else qmax)
-    x = atoms.positions.detach()
-    dmax = 2.0 * float(torch.linalg.norm(x - x.mean(0), dim=1).max())
-    n_bins = int(math.ceil(dmax / dr)) + 2
-    jobs = list(_batches(atoms, chunk_pairs))
-    grad = atoms.positions.requires_grad and torch.is_grad_enabled()
-    if grad:
-        hist = torch.zeros(n_ep, 4, n_bins, dtype=torch.float64)
-        for job in jobs:
-            hist = hist + checkpoint(_spread_differentiable, atoms.positions, atoms, job, n_ep, n_bins, dr,
-                                     use_reentrant=False)
-    else:
-        n_threads = n_threads or torch.get_num_threads()
-        n_threads = max(1, min(n_threads, len(jobs), sum(r.numel() * c.numel() for _, r, c, _ in jobs) // 2**18))
-        if n_threads == 1:
-            hist = _spread(atoms, jobs, n_ep, n_bins, dr)
-        else:
-            saved = torch.get_num_threads()
-            torch.set_num_threads(1)  # each worker is single-threaded; index_add is serial anyway
-            try:
-                with ThreadPoolExecutor(n_threads) as ex:
-                    parts = list(ex.map(lambda t: _spread(atoms, jobs[t::n_threads], n_ep, n_bins, dr), range(n_threads)))
-            finally:
-                torch.set_num_threads(saved)
-            hist = torch.stack(parts).sum(0)
-    # moments of bin k -> weights of nodes k-1..k+2; node n sits at r = (n-1)·dr
-    per_node = torch.einsum("pkb,jk->pjb", hist, _LAGRANGE)
-    nodes = torch.zeros(n_ep, n_bins + 3, dtype=torch.float64)
-    for j in range(4):
-        nodes = nodes + torch.nn.functional.pad(per_node[:, j], (j, 3 - j))
+    nodes = moments_to_nodes(spread_moments(atoms, dr, chunk_pairs, n_threads))
     return node_sinc_sums(nodes, dr, q)
+
+
+# sin/cos tables of the node transform, per (Q grid, dr, block): the same few grids serve every particle
+_TRIG_CACHE: OrderedDict = OrderedDict()
+_TRIG_LOCK = threading.Lock()
+_TRIG_CACHE_ENTRIES = 6
+_TRIG_CACHE_MAX_BYTES = 64 * 1024**2  # per entry
+
+
+def _trig_tables(q: torch.Tensor, dr: float, b: int, c: int):
+    """(fine [b, 2 n_q] = [cos(f dr Q) | sin(f dr Q)], coarse [c', 2 n_q] = [sin(ρ_c Q) | cos(ρ_c Q)]), c' >= c."""
+    def build(rows):
+        fine = (torch.arange(b, dtype=torch.float64) * dr)[:, None] * q[None, :]
+        rho = ((torch.arange(rows, dtype=torch.float64) * b - 1.0) * dr)[:, None] * q[None, :]
+        return torch.cat([torch.cos(fine), torch.sin(fine)], 1), torch.cat([torch.sin(rho), torch.cos(rho)], 1)
+
+    if q.requires_grad or (b + c) * q.numel() * 16 > _TRIG_CACHE_MAX_BYTES:
+        return build(c)
+    key = (q.numel(), q.numpy().tobytes(), dr, b)
+    with _TRIG_LOCK:
+        hit = _TRIG_CACHE.get(key)
+        if hit is not None and hit[1].shape[0] >= c:
+            _TRIG_CACHE.move_to_end(key)
+            return hit
+    rows = c if hit is None else max(c, int(1.25 * hit[1].shape[0]))  # grow geometrically
+    if (b + rows) * q.numel() * 16 > _TRIG_CACHE_MAX_BYTES:
+        rows = c
+    tables = build(rows)
+    with _TRIG_LOCK:
+        _TRIG_CACHE[key] = tables
+        _TRIG_CACHE.move_to_end(key)
+        while len(_TRIG_CACHE) > _TRIG_CACHE_ENTRIES:
+            _TRIG_CACHE.popitem(last=False)
+    return tables
 
 
 def node_sinc_sums(nodes: torch.Tensor, dr: float, q: torch.Tensor, max_block: int = 4_000_000) -> torch.Tensor:
     """Σ_n H_n sinc(Q r_n) with r_n = (n-1)·dr, for H [P, M] -> [P, n_q].
 
     Σ_n H_n sin(Q r_n)/(Q r_n): with n = c·B + f, sin(Q r_n) = sin(Q ρ_c) cos(Q f dr) + cos(Q ρ_c) sin(Q f dr)
-    (ρ_c = (cB - 1) dr), so only (C + B)·n_q sines are evaluated and the rest is matrix products.
+    (ρ_c = (cB - 1) dr), so the sum is one matrix product against cached (C + B)·n_q sin/cos tables.
     """
+    q = q.to(torch.float64)
     n_p, m = nodes.shape
-    b = max(1, math.ceil(math.sqrt(m)))
-    c = math.ceil(m / b)
+    n_q = q.numel()
+    b = 2 ** min(9, max(4, round(math.log2(math.sqrt(m)))))  # a few block sizes, so the tables are reused
+    c = -(-m // b)
+    fine_t, coarse_t = _trig_tables(q, dr, b, c)
     r = (torch.arange(c * b, dtype=torch.float64) - 1.0) * dr
     h = torch.nn.functional.pad(nodes, (0, c * b - m))
     zero = r == 0
     v = (h / torch.where(zero, torch.ones_like(r), r)).masked_fill(zero, 0.0).view(n_p, c, b)
-    fine = (torch.arange(b, dtype=torch.float64) * dr)[:, None] * q[None, :]
-    cos_f, sin_f = torch.cos(fine), torch.sin(fine)
-    total = torch.zeros(n_p, q.numel(), dtype=torch.float64)
-    step = max(1, max_block // max(1, n_p * q.numel()))
-    for c0 in range(0, c, step):
-        rho = ((torch.arange(c0, min(c, c0 + step), dtype=torch.float64) * b - 1.0) * dr)[:, None] * q[None, :]
-        vc = v[:, c0:c0 + step]
-        total = total + (torch.sin(rho) * (vc @ cos_f) + torch.cos(rho) * (vc @ sin_f)).sum(1)
+    total = torch.zeros(n_p, 2 * n_q, dtype=torch.float64)
+    step = max(1, max_block // max(1, n_p * 2 * n_q))
+    with _serial(n_p * m * n_q * 2 < _SERIAL_WORK):
+        for c0 in range(0, c, step):
+            c1 = min(c, c0 + step)
+            part = (v[:, c0:c1].reshape(-1, b) @ fine_t).view(n_p, c1 - c0, 2 * n_q)
+            total = total + (part * coarse_t[c0:c1]).sum(1)
+    total = total[:, :n_q] + total[:, n_q:]
     q_safe = torch.where(q == 0, torch.ones_like(q), q)
     at_zero = h[:, zero].sum(1, keepdim=True)
     return torch.where(q == 0, h.sum(1, keepdim=True), total / q_safe + at_zero)
@@ -309,20 +444,18 @@ def pair_sums(atoms: _Atoms, q: torch.Tensor, method: str = "auto", chunk_pairs:
     if method not in ("auto", "direct", "grid"):
         raise InputError(f"unknown Debye method {method!r}; use 'auto', 'direct' or 'grid'")
     if method == "auto":
-        method = "direct" if _prefer_direct(atoms, q) else "grid"
+        method = "direct" if _prefer_direct(atoms, float(q.abs().max())) else "grid"
     if method == "direct":
         return pair_sums_direct(atoms, q)
     return pair_sums_grid(atoms, q, chunk_pairs, n_threads)
 
 
-def _prefer_direct(atoms: _Atoms, q: torch.Tensor) -> bool:
+def _prefer_direct(atoms: _Atoms, qmax: float) -> bool:
     n = atoms.positions.shape[0]
     n_pairs = n * (n - 1) // 2
-    x = atoms.positions.detach()
-    diam = 2.0 * float(torch.linalg.norm(x - x.mean(0), dim=1).max()) if n > 1 else 0.0
-    n_nodes = debye_grid_nodes(diam, float(q.abs().max()), _STEP_FACTOR)
-    # direct: one sinc per pair and Q (~10 ns); grid: ~50 ns per pair plus a matrix product over
-    # nodes × Q per element pair, so direct only wins for a handful of pairs (dimers, tiny clusters)
+    n_nodes = debye_grid_nodes(atoms.diameter, qmax, _STEP_FACTOR)
+    # direct: one float64 sinc per pair and Q (~10 ns); grid: ~5 ns per pair plus a matrix product
+    # over nodes × Q per element pair (~0.5 ns each), so direct only wins for a handful of pairs
     return 20 * n_pairs <= n_nodes * len(atoms.elements) ** 2 // 4 + 64
 
 
@@ -336,18 +469,232 @@ def debye_iq_torch(positions: torch.Tensor, species, q: torch.Tensor, biso: floa
     q = q.to(torch.float64)
     f = scattering_factors_torch(atoms.elements, q, radiation)  # [E, n_q]
     sums = pair_sums(atoms, q, method)
-    return _intensity(atoms, f, sums, q, biso)
+    return _intensity(atoms.element_occupancy, f, sums, q, biso)
 
 
-def _intensity(atoms: _Atoms, f: torch.Tensor, sums: torch.Tensor, q: torch.Tensor, biso: float):
-    """(I, self term) [n_q] from form factors [E, n_q] and pair sums [n_ep, n_q]."""
+def _intensity(element_occupancy: torch.Tensor, f: torch.Tensor, sums: torch.Tensor, q: torch.Tensor, biso: float):
+    """I [n_q] from Σ o per element [E], form factors [E, n_q] and pair sums [n_ep, n_q]."""
+    with _serial(q.numel() < 1_000_000):  # O(n_q) element-wise work
+        return _intensity_terms(element_occupancy, f, sums, q, biso)
+
+
+def _intensity_terms(element_occupancy, f, sums, q, biso):
     pair = torch.zeros_like(q)
-    for p, (a, b) in enumerate(_element_pairs(len(atoms.elements))):
+    for p, (a, b) in enumerate(_element_pairs(f.shape[0])):
         pair = pair + 2.0 * f[a] * f[b] * sums[p]
     if biso:
         pair = pair * torch.exp(-q * q * (biso / (8.0 * math.pi**2)))
-    self_term = (atoms.element_occupancy[:, None] * f * f).sum(0)
-    return pair + self_term
+    return pair + (element_occupancy[:, None] * f * f).sum(0)
+
+
+def _structure_functions(q: np.ndarray, iq: np.ndarray, f: np.ndarray, element_occupancy: np.ndarray):
+    """(S [n_q], F [n_q]) from I (any leading shape [..., n_q]) and form factors f [E, n_q]."""
+    n = float(element_occupancy.sum())
+    self_term = (element_occupancy[:, None] * f * f).sum(0)
+    f_avg_sq = ((element_occupancy[:, None] * f).sum(0) / n) ** 2
+    sq = 1.0 + (iq - self_term) / (n * f_avg_sq)
+    return sq, q * (sq - 1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# F(Q) -> G(r)
+# ------------------------------------------------------------------------------------------------
+_SIN_CACHE: OrderedDict = OrderedDict()
+_SIN_LOCK = threading.Lock()
+_SIN_CACHE_ENTRIES = 4
+_SIN_CACHE_MAX_ELEMENTS = 8_000_000  # 64 MB of float64 per table
+
+
+def _sin_table(q: np.ndarray, r: np.ndarray) -> torch.Tensor | None:
+    """sin(r Q) [n_r, n_q] float64, kept for the next particle on the same grids; None if too big."""
+    if q.size * r.size > _SIN_CACHE_MAX_ELEMENTS:
+        return None
+    key = (q.tobytes(), r.tobytes())
+    with _SIN_LOCK:
+        hit = _SIN_CACHE.get(key)
+        if hit is not None:
+            _SIN_CACHE.move_to_end(key)
+            return hit
+    table = torch.sin(torch.as_tensor(r)[:, None] * torch.as_tensor(q)[None, :])
+    with _SIN_LOCK:
+        _SIN_CACHE[key] = table
+        while len(_SIN_CACHE) > _SIN_CACHE_ENTRIES:
+            _SIN_CACHE.popitem(last=False)
+    return table
+
+
+def fq_to_gr(q, fq, r, qstep: float, qdamp: float = 0.0, lorch: bool = False, qmax: float | None = None) -> np.ndarray:
+    """G(r) = (2/π) Σ_Q F(Q) M(Q) sin(Q r) ΔQ · exp(-(qdamp r)²/2) (rectangle rule, as DebyeCalculator).
+
+    Args:
+        q: [n_q] Q grid (Å⁻¹); fq: [n_q] or [k, n_q] F(Q) (Å⁻¹), several transformed at once.
+        r: [n_r] r grid (Å); qstep: ΔQ (Å⁻¹); qdamp: Gaussian damping (Å⁻¹).
+        lorch: Lorch window sin(πQ/Qmax)/(πQ/Qmax) with ``qmax`` (default q[-1] + qstep).
+    Returns:
+        [n_r] or [k, n_r] G(r) (Å⁻²).
+    """
+    q = np.ascontiguousarray(q, dtype=np.float64)
+    r = np.ascontiguousarray(r, dtype=np.float64)
+    weight = np.asarray(fq, dtype=np.float64) * qstep
+    if lorch:
+        qmax = float(q[-1] + qstep) if qmax is None else qmax
+        weight = weight * np.sinc(q / qmax)  # np.sinc(x) = sin(πx)/(πx)
+    w = torch.as_tensor(np.ascontiguousarray(np.atleast_2d(weight).T))  # [n_q, k]
+    table = _sin_table(q, r)
+    with _serial(r.size * q.size * w.shape[1] < _SERIAL_WORK):
+        if table is not None:
+            g = (table @ w).numpy()
+        else:  # too big to keep: stream it
+            g = np.concatenate([(torch.sin(torch.as_tensor(r[s:s + 2048])[:, None] * torch.as_tensor(q)[None, :]) @ w).numpy()
+                                for s in range(0, r.size, 2048)])
+    g = g.T * (2.0 / math.pi)
+    if qdamp:
+        g = g * np.exp(-0.5 * (qdamp * r) ** 2)
+    return g if np.ndim(fq) > 1 else g[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# one particle, many signals
+# ------------------------------------------------------------------------------------------------
+class PairHistogram:
+    """The pair-distance moments of one particle, per element pair: every Debye signal without the atoms.
+
+    Built once (the O(N²) part); then :meth:`iq`, :meth:`sq`, :meth:`fq`, :meth:`gr` and :meth:`saxs`
+    evaluate any Q grid (up to :attr:`q_limit`), either radiation and any Debye-Waller factor in
+    O(nodes × Q). Pair sums are cached per Q grid, so x-ray and neutron signals on the same grid
+    share one transform. Values equal :class:`DebyeSimulator`'s (same conventions) to rounding.
+
+    Attributes:
+        elements: E element symbols (sorted); ``element_pairs`` lists the (a, b) pairs a <= b.
+        element_occupancy: [E] Σ o_i per element (the self term).
+        moments: [n_element_pairs, 4, n_bins] float64 tensor, Σ o_i o_j s^k (k = 0..3) over the
+            pairs i<j in bin [k dr, (k+1) dr), s the fractional position in the bin.
+        dr: bin width (Å).
+        n_atoms, name: of the particle.
+    """
+
+    def __init__(self, elements, element_occupancy, moments: torch.Tensor, dr: float, n_atoms: int, name: str = ""):
+        self.elements = list(elements)
+        self.element_occupancy = np.asarray(element_occupancy, dtype=np.float64)
+        self.moments = moments
+        self.dr = float(dr)
+        self.n_atoms = int(n_atoms)
+        self.name = name
+        self._sums: OrderedDict = OrderedDict()
+        self._coarse: dict[int, torch.Tensor] = {1: moments}
+
+    # ----- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_particle(cls, particle, dr: float | None = None, *, qmax: float = 30.0, species=None, occupancies=None,
+                      chunk_pairs: int = 2_000_000, n_threads: int | None = None) -> "PairHistogram":
+        """Spread all pair distances of ``particle`` (a Particle, or positions [N, 3] Å with ``species``).
+
+        Args:
+            dr: bin width (Å); default ``grid_step(qmax)``, a power of two (then coarser grids are exact).
+            qmax: largest |Q| (Å⁻¹) to be evaluated, sets the default ``dr``.
+            chunk_pairs: atom pairs per batch (bounds memory); n_threads: worker threads.
+        """
+        atoms = _as_atoms(particle, species, occupancies)
+        return cls._from_atoms(atoms, dr if dr is not None else grid_step(qmax), chunk_pairs, n_threads)
+
+    @classmethod
+    def _from_atoms(cls, atoms: _Atoms, dr: float, chunk_pairs: int = 2_000_000, n_threads: int | None = None,
+                    guard: bool = True) -> "PairHistogram":
+        if not dr > 0:
+            raise InputError(f"histogram bin width dr must be positive, got {dr}")
+        n = atoms.positions.shape[0]
+        n_threads = n_threads or torch.get_num_threads()
+        if guard:
+            guard_debye(n, 0, n_elements=len(atoms.elements), chunk_pairs=chunk_pairs, method="grid",
+                        n_nodes=_n_bins(atoms, dr) + 3, n_threads=n_threads)
+        with torch.no_grad():
+            moments = spread_moments(atoms, dr, chunk_pairs, n_threads)
+        return cls(atoms.elements, atoms.element_occupancy.numpy(), moments, dr, n, atoms.name)
+
+    # ----- properties -----------------------------------------------------------------------
+    @property
+    def element_pairs(self) -> list[tuple[str, str]]:
+        return [(self.elements[a], self.elements[b]) for a, b in _element_pairs(len(self.elements))]
+
+    @property
+    def q_limit(self) -> float:
+        """Largest |Q| (Å⁻¹) this histogram resolves to the engine's accuracy (Q·dr ≤ 0.1)."""
+        return _STEP_FACTOR / self.dr
+
+    @property
+    def n_bins(self) -> int:
+        return self.moments.shape[-1]
+
+    @property
+    def n_pairs(self) -> float:
+        """Σ o_i o_j over pairs i<j (number of pairs at full occupancy)."""
+        return float(self.moments[:, 0].sum())
+
+    # ----- pair sums ------------------------------------------------------------------------
+    def pair_sums(self, q) -> torch.Tensor:
+        """P_ab(Q) = Σ_{i<j in a,b} o_i o_j sinc(Q r_ij), [n_element_pairs, n_q] float64 tensor (cached per grid)."""
+        q_np = np.ascontiguousarray(q, dtype=np.float64).reshape(-1)
+        if q_np.size == 0:
+            raise InputError("empty Q grid")
+        key = q_np.tobytes()
+        hit = self._sums.get(key)
+        if hit is not None:
+            return hit
+        qabs = float(np.abs(q_np).max())
+        if qabs > self.q_limit * (1 + 1e-9):
+            raise InputError(f"Q up to {qabs:g} Å⁻¹ needs a histogram bin of at most {grid_step(qabs):g} Å; this one "
+                             f"has dr = {self.dr:g} Å (good to Q = {self.q_limit:g}); rebuild it with qmax={qabs:g}")
+        # the coarsest power-of-two multiple of dr still fine enough for this grid: what DebyeSimulator uses
+        factor = 2 ** max(0, math.floor(math.log2(grid_step(qabs) / self.dr) + 1e-9))
+        with _serial():  # O(n_bins) work: not worth waking threads
+            if factor not in self._coarse:
+                self._coarse[factor] = coarsen_moments(self.moments, factor)
+            nodes = moments_to_nodes(self._coarse[factor])
+        sums = node_sinc_sums(nodes, self.dr * factor, torch.as_tensor(q_np))
+        self._sums[key] = sums
+        if len(self._sums) > 8:
+            self._sums.popitem(last=False)
+        return sums
+
+    # ----- signals --------------------------------------------------------------------------
+    def _iq_f(self, q, radiation: str, biso: float):
+        q_np = np.ascontiguousarray(q, dtype=np.float64).reshape(-1)
+        f = scattering_factors(self.elements, q_np, normalize_radiation(radiation))
+        iq = _intensity(torch.as_tensor(self.element_occupancy), torch.as_tensor(f), self.pair_sums(q_np),
+                        torch.as_tensor(q_np), biso)
+        return q_np, iq.numpy(), f
+
+    def iq(self, q, radiation: str = "xray", biso: float = 0.0) -> np.ndarray:
+        """I(Q) [n_q] (electrons² or fm², per particle) on ``q`` (Å⁻¹); ``biso`` in Å²."""
+        return self._iq_f(q, radiation, biso)[1]
+
+    def saxs(self, q, radiation: str = "xray", biso: float = 0.0) -> np.ndarray:
+        """Small-angle I(Q) [n_q]: the same Debye sum as :meth:`iq` (coarser bins are picked automatically)."""
+        return self.iq(q, radiation, biso)
+
+    def sq(self, q, radiation: str = "xray", biso: float = 0.0) -> np.ndarray:
+        """S(Q) [n_q] (→ 1 at high Q)."""
+        q_np, iq, f = self._iq_f(q, radiation, biso)
+        return _structure_functions(q_np, iq, f, self.element_occupancy)[0]
+
+    def fq(self, q, radiation: str = "xray", biso: float = 0.0) -> np.ndarray:
+        """F(Q) = Q[S(Q) - 1] [n_q] (Å⁻¹)."""
+        q_np, iq, f = self._iq_f(q, radiation, biso)
+        return _structure_functions(q_np, iq, f, self.element_occupancy)[1]
+
+    def gr(self, r, q, radiation: str = "xray", biso: float = 0.0, qdamp: float = 0.0, lorch: bool = False,
+           qstep: float | None = None, qmax: float | None = None) -> np.ndarray:
+        """G(r) [n_r] (Å⁻²) on ``r`` (Å) from F(Q) on the uniform grid ``q`` (Å⁻¹).
+
+        ``qstep`` defaults to q[1] - q[0]; ``qmax`` (Lorch window only) to q[-1] + qstep. With
+        ``q = arange(qmin, qmax, qstep)`` this is :meth:`DebyeSimulator.gr` with the same parameters.
+        """
+        q_np = np.ascontiguousarray(q, dtype=np.float64).reshape(-1)
+        if qstep is None:
+            if q_np.size < 2:
+                raise InputError("G(r) needs at least two Q points (or qstep)")
+            qstep = float(q_np[1] - q_np[0])
+        return fq_to_gr(q_np, self.fq(q_np, radiation, biso), r, qstep, qdamp, lorch, qmax)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -431,35 +778,36 @@ class DebyeSimulator:
     # ----- core -----------------------------------------------------------------------------
     def _guard(self, atoms: _Atoms, n_q: int, n_r: int, qmax: float) -> None:
         n = atoms.positions.shape[0]
-        x = atoms.positions.detach()
-        diam = 2.0 * float(torch.linalg.norm(x - x.mean(0), dim=1).max()) if n > 1 else 0.0
         guard_debye(n, n_q, n_r=n_r, n_elements=len(atoms.elements), chunk_pairs=self.chunk_pairs,
                     method="direct" if self.method == "direct" else "grid",
-                    n_nodes=debye_grid_nodes(diam, qmax, _STEP_FACTOR), n_threads=self.n_threads or torch.get_num_threads())
+                    n_nodes=debye_grid_nodes(atoms.diameter, qmax, _STEP_FACTOR), n_threads=self.n_threads or torch.get_num_threads())
 
-    def _intensity_parts(self, atoms: _Atoms, q_np: np.ndarray, n_r: int = 0):
-        """(I [n_q], self term [n_q], <f>² [n_q], N) on ``q_np``."""
-        self._guard(atoms, q_np.size, n_r, float(np.abs(q_np).max()))
-        q = torch.as_tensor(q_np)
-        f = torch.as_tensor(scattering_factors(atoms.elements, q_np, self.radiation))
+    def _pair_sums(self, atoms: _Atoms, grids: list[np.ndarray], n_r: int) -> list[torch.Tensor]:
+        """Pair sums on each Q grid; the grid engine spreads the pairs once for all grids."""
+        qabs = max(float(np.abs(g).max()) for g in grids)
+        self._guard(atoms, sum(g.size for g in grids), n_r, qabs)
+        method = self.method
+        if method == "auto":
+            method = "direct" if _prefer_direct(atoms, qabs) else "grid"
         with torch.no_grad():
-            sums = pair_sums(atoms, q, self.method, self.chunk_pairs, self.n_threads)
-            iq = _intensity(atoms, f, sums, q, self.biso)
-        occ = atoms.element_occupancy
-        n = float(occ.sum())
-        self_term = (occ[:, None] * f * f).sum(0)
-        f_avg_sq = ((occ[:, None] * f).sum(0) / n) ** 2
-        return iq.numpy(), self_term.numpy(), f_avg_sq.numpy(), n
+            if method == "direct":
+                return [pair_sums_direct(atoms, torch.as_tensor(g)) for g in grids]
+            hist = PairHistogram._from_atoms(atoms, grid_step(qabs), self.chunk_pairs, self.n_threads, guard=False)
+            return [hist.pair_sums(g) for g in grids]
 
     def _all(self, atoms: _Atoms, kinds) -> dict[str, Pattern]:
         out: dict[str, Pattern] = {}
         meta = self._params() | {"particle": atoms.name, "n_atoms": int(atoms.positions.shape[0])}
-        if any(k in kinds for k in ("iq", "sq", "fq", "gr")):
-            q = self.q
-            r = self.r if "gr" in kinds else np.zeros(0)
-            iq, self_term, f2, n = self._intensity_parts(atoms, q, r.size)
-            sq = 1.0 + (iq - self_term) / (n * f2)
-            fq = q * (sq - 1.0)
+        wide = any(k in kinds for k in ("iq", "sq", "fq", "gr"))
+        grids = ([self.q] if wide else []) + ([self.q_saxs] if "saxs" in kinds else [])
+        r = self.r if "gr" in kinds else np.zeros(0)
+        sums = self._pair_sums(atoms, grids, r.size)
+        occ = atoms.element_occupancy
+        if wide:
+            q = grids[0]
+            f = scattering_factors(atoms.elements, q, self.radiation)
+            iq = _intensity(occ, torch.as_tensor(f), sums[0], torch.as_tensor(q), self.biso).numpy()
+            sq, fq = _structure_functions(q, iq, f, occ.numpy())
             if "iq" in kinds:
                 out["iq"] = Pattern(q, iq, "iq", "q", radiation=self.radiation, metadata=dict(meta))
             if "sq" in kinds:
@@ -470,33 +818,31 @@ class DebyeSimulator:
                 out["gr"] = Pattern(r, self.transform_fq(q, fq, r), "gr", "r", radiation=self.radiation,
                                     metadata=dict(meta))
         if "saxs" in kinds:
-            qs = self.q_saxs
-            iq, *_ = self._intensity_parts(atoms, qs)
+            qs = grids[-1]
+            f = scattering_factors(atoms.elements, qs, self.radiation)
+            iq = _intensity(occ, torch.as_tensor(f), sums[-1], torch.as_tensor(qs), self.biso).numpy()
             kind = "saxs" if self.radiation == "xray" else "sans"
             out["saxs"] = Pattern(qs, iq, kind, "q", radiation=self.radiation, metadata=dict(meta))
         return out
 
     def transform_fq(self, q: np.ndarray, fq: np.ndarray, r: np.ndarray) -> np.ndarray:
         """G(r) [n_r] = (2/π) Σ_Q F(Q) M(Q) sin(Q r) ΔQ · exp(-(qdamp r)²/2) (rectangle rule, as DebyeCalculator)."""
-        weight = fq * self.qstep
-        if self.lorch:
-            weight = weight * np.sinc(q / self.qmax)  # np.sinc(x) = sin(πx)/(πx)
-        g = np.zeros(r.size)
-        for s in range(0, r.size, 2048):  # bounded sin(Q r) table
-            g[s:s + 2048] = np.sin(np.outer(r[s:s + 2048], q)) @ weight
-        g *= 2.0 / math.pi
-        if self.qdamp:
-            g *= np.exp(-0.5 * (self.qdamp * r) ** 2)
-        return g
+        return fq_to_gr(q, fq, r, self.qstep, self.qdamp, self.lorch, self.qmax)
 
     # ----- public API -----------------------------------------------------------------------
     def simulate(self, particle, kinds=("iq", "sq", "fq", "gr")) -> dict[str, Pattern]:
-        """Patterns of one particle, ``kinds`` ⊆ {iq, sq, fq, gr, saxs}; one pair sum serves iq/sq/fq/gr."""
+        """Patterns of one particle, ``kinds`` ⊆ {iq, sq, fq, gr, saxs}; one pair pass serves all of them."""
         kinds = tuple(kinds)
         bad = [k for k in kinds if k not in DEBYE_KINDS]
         if bad:
             raise InputError(f"unknown Debye output {bad[0]!r}; choose from {', '.join(DEBYE_KINDS)}")
         return self._all(_as_atoms(particle), kinds)
+
+    def histogram(self, particle) -> PairHistogram:
+        """The :class:`PairHistogram` of ``particle``, fine enough for this simulator's Q grids."""
+        atoms = _as_atoms(particle)
+        qabs = max(abs(self.qmin), abs(self.qmax), abs(self.saxs_qmax))
+        return PairHistogram._from_atoms(atoms, grid_step(qabs), self.chunk_pairs, self.n_threads)
 
     def iq(self, particle) -> Pattern:
         """I(Q) (electrons² for x-rays, fm² for neutrons; per particle, not per atom)."""

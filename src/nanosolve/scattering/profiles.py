@@ -125,12 +125,20 @@ def sinc2_fwhm_q(size):
     return SINC2_FWHM_TAU / size
 
 
-# ----- rendering (torch) --------------------------------------------------------------------
+# ----- rendering (numpy or torch) -----------------------------------------------------------
+# The same code serves the numpy simulator (no torch threads involved) and the differentiable
+# torch path; ``xp`` is numpy or torch after the type of the peak positions.
 DENSE_BUDGET = 4_000_000  # peaks x grid points evaluated densely before switching to windows
 
 
-def render_peaks(grid: torch.Tensor, centers: torch.Tensor, weights: torch.Tensor, fwhm,
-                 profile: str = "gaussian", eta: float = 0.5, n_fwhm: float | None = None) -> torch.Tensor:
+def _zeros(ref, shape):
+    if isinstance(ref, torch.Tensor):
+        return torch.zeros(tuple(shape), dtype=ref.dtype, device=ref.device)
+    return np.zeros(tuple(shape))
+
+
+def render_peaks(grid, centers, weights, fwhm, profile: str = "gaussian", eta: float = 0.5,
+                 n_fwhm: float | None = None):
     """Sum of unit-area peaks on a grid: ``Σ_m weights[m] * shape(grid - centers[m], fwhm[m])``.
 
     Args:
@@ -144,14 +152,19 @@ def render_peaks(grid: torch.Tensor, centers: torch.Tensor, weights: torch.Tenso
             Below the budget every peak is evaluated on the whole grid.
 
     Returns:
-        [..., G] pattern; differentiable in centers, weights and fwhm.
+        [..., G] pattern (numpy or torch like ``centers``); for tensors differentiable in centers,
+        weights and fwhm.
     """
-    fwhm = torch.as_tensor(fwhm, dtype=centers.dtype, device=centers.device).expand_as(centers)
-    batch, m, g = centers.shape[:-1], centers.shape[-1], grid.shape[0]
+    xp = _xp(centers)
+    if xp is torch:
+        fwhm = torch.as_tensor(fwhm, dtype=centers.dtype, device=centers.device).expand_as(centers)
+    else:
+        fwhm = np.broadcast_to(np.asarray(fwhm, dtype=np.float64), centers.shape)
+    batch, m, g = tuple(centers.shape[:-1]), centers.shape[-1], grid.shape[0]
+    out = _zeros(grid, batch + (g,))
     if m == 0:
-        return torch.zeros(*batch, g, dtype=grid.dtype, device=grid.device)
+        return out
     if m * g <= DENSE_BUDGET or g < 3:
-        out = torch.zeros(*batch, g, dtype=grid.dtype, device=grid.device)
         chunk = max(1, DENSE_BUDGET // g)
         for i in range(0, m, chunk):
             sl = slice(i, i + chunk)
@@ -161,22 +174,31 @@ def render_peaks(grid: torch.Tensor, centers: torch.Tensor, weights: torch.Tenso
     # Windowed: each peak only on the grid points within ±n_fwhm FWHM (indices chosen without grad).
     if n_fwhm is None:
         n_fwhm = 6.0 if profile == "gaussian" else 60.0
-    step = float(torch.diff(grid).min())
-    half = int(math.ceil(n_fwhm * float(fwhm.detach().max()) / step)) + 1
-    offsets = torch.arange(-half, half + 1, device=grid.device)
-    flat_c, flat_w, flat_f = centers.reshape(-1, m), weights.reshape(-1, m), fwhm.reshape(-1, m)
-    idx0 = torch.searchsorted(grid, flat_c.detach().contiguous())
-    idx = idx0[..., None] + offsets  # [b, m, W]
-    valid = (idx >= 0) & (idx < g)
-    idx = idx.clamp(0, g - 1)
+    step = float(xp.diff(grid).min())
+    fmax = float(fwhm.detach().max()) if xp is torch else float(fwhm.max())
+    half = int(math.ceil(n_fwhm * fmax / step)) + 1
+    nb = int(np.prod(batch)) if batch else 1
+    flat_c, flat_w, flat_f = centers.reshape(nb, m), weights.reshape(nb, m), fwhm.reshape(nb, m)
+    if xp is torch:
+        idx = torch.searchsorted(grid, flat_c.detach().contiguous())[..., None] + \
+            torch.arange(-half, half + 1, device=grid.device)
+        valid = (idx >= 0) & (idx < g)
+        idx = idx.clamp(0, g - 1)
+    else:
+        idx = np.searchsorted(grid, flat_c)[..., None] + np.arange(-half, half + 1)
+        valid = (idx >= 0) & (idx < g)
+        idx = np.clip(idx, 0, g - 1)
     shape = peak_shape(profile, grid[idx], flat_c[..., None], flat_f[..., None], eta)
-    vals = torch.where(valid, flat_w[..., None] * shape, torch.zeros((), dtype=shape.dtype))
-    out = torch.zeros(flat_c.shape[0], g, dtype=grid.dtype, device=grid.device)
-    out = out.scatter_add(1, idx.reshape(flat_c.shape[0], -1), vals.reshape(flat_c.shape[0], -1))
-    return out.reshape(*batch, g)
+    vals = flat_w[..., None] * shape * valid
+    if xp is torch:
+        flat = torch.zeros(nb, g, dtype=grid.dtype, device=grid.device)
+        flat = flat.scatter_add(1, idx.reshape(nb, -1), vals.reshape(nb, -1))
+    else:
+        flat = np.stack([np.bincount(idx[b].ravel(), vals[b].ravel(), minlength=g) for b in range(nb)])
+    return flat.reshape(batch + (g,))
 
 
-def render_sinc2(q_grid: torch.Tensor, q_centers: torch.Tensor, weights: torch.Tensor, size) -> torch.Tensor:
+def render_sinc2(q_grid, q_centers, weights, size):
     """PXRDNet size model, evaluated analytically: Σ_m w_m (τ/2π) sinc²((Q - Q_m) τ/2).
 
     This equals the stick pattern convolved with the unit-area sinc² kernel, without binning the
@@ -184,15 +206,19 @@ def render_sinc2(q_grid: torch.Tensor, q_centers: torch.Tensor, weights: torch.T
     dense, in chunks.
 
     Args:
-        q_grid: [G] Å⁻¹; q_centers, weights: [..., M]; size: τ in Å (scalar or [..., 1]).
+        q_grid: [G] Å⁻¹; q_centers, weights: [..., M] (numpy or torch); size: τ in Å, scalar or
+            [..., 1] (one per crystal of the batch).
     Returns:
         [..., G].
     """
     check_size(size)
-    batch, m, g = q_centers.shape[:-1], q_centers.shape[-1], q_grid.shape[0]
-    out = torch.zeros(*batch, g, dtype=q_grid.dtype, device=q_grid.device)
-    size = torch.as_tensor(size, dtype=q_grid.dtype, device=q_grid.device)
-    if size.dim() > 0:
+    batch, m, g = tuple(q_centers.shape[:-1]), q_centers.shape[-1], q_grid.shape[0]
+    out = _zeros(q_grid, batch + (g,))
+    if isinstance(q_grid, torch.Tensor):
+        size = torch.as_tensor(size, dtype=q_grid.dtype, device=q_grid.device)
+    else:
+        size = np.asarray(size, dtype=np.float64)
+    if size.ndim > 0:  # [..., 1] per crystal -> [..., 1, 1] against the [..., M, G] kernels
         size = size[..., None]
     chunk = max(1, DENSE_BUDGET // max(g, 1))
     for i in range(0, m, chunk):
@@ -201,18 +227,22 @@ def render_sinc2(q_grid: torch.Tensor, q_centers: torch.Tensor, weights: torch.T
     return out
 
 
-def gaussian_smooth_uniform(y: torch.Tensor, step: float, sigma: float) -> torch.Tensor:
+def gaussian_smooth_uniform(y, step: float, sigma: float):
     """Convolve [..., G] samples on a uniform grid of spacing ``step`` with a unit-area Gaussian σ.
 
-    Zero padding outside the grid (the caller pads the grid by ≥ 5σ). Differentiable in y.
+    Zero padding outside the grid (the caller pads the grid by ≥ 5σ). Differentiable for tensors.
     """
     if sigma <= 0:
         return y
     half = int(math.ceil(5.0 * sigma / step))
-    u = torch.arange(-half, half + 1, dtype=y.dtype, device=y.device) * step
-    kern = torch.exp(-0.5 * (u / sigma) ** 2)
-    kern = kern / kern.sum()
+    u = np.arange(-half, half + 1) * step
+    kern = np.exp(-0.5 * (u / sigma) ** 2)
+    kern /= kern.sum()
     shape = y.shape
-    flat = y.reshape(-1, 1, shape[-1])
-    out = torch.nn.functional.conv1d(flat, kern.flip(0)[None, None, :], padding=half)
+    if isinstance(y, torch.Tensor):
+        k = torch.as_tensor(kern, dtype=y.dtype, device=y.device)
+        out = torch.nn.functional.conv1d(y.reshape(-1, 1, shape[-1]), k.flip(0)[None, None, :], padding=half)
+        return out.reshape(shape)
+    flat = y.reshape(-1, shape[-1])
+    out = np.stack([np.convolve(row, kern)[half: half + shape[-1]] for row in flat])
     return out.reshape(shape)

@@ -24,15 +24,22 @@ def normalize_symbol(raw: str, path=None) -> str:
 
     Raises InputError (naming ``path`` if given) for anything that is not an element.
     """
-    m = _SYMBOL_RE.match(str(raw))
+    sym = _symbol_of(str(raw))
+    if sym is None:
+        raise InputError(f"unknown element {raw!r}", path)
+    return sym
+
+
+@lru_cache(maxsize=4096)  # called once per atom when structures are built: keep it O(1)
+def _symbol_of(raw: str) -> str | None:
+    m = _SYMBOL_RE.match(raw)
     if m:
         letters = m.group(1)
-        # Try the longest prefix first: 'Co' before 'C', but 'CO1' -> 'Co' only if 'CO' is not all caps noise.
-        for n in (2, 1):
+        for n in (2, 1):  # longest prefix first: 'Co1' is cobalt, not carbon
             cand = letters[:n].capitalize()
             if len(letters) >= n and cand in _ASE_Z and cand != "X":
                 return cand
-    raise InputError(f"unknown element {raw!r}", path)
+    return None
 
 
 def atomic_number(symbol: str, path=None) -> int:
