@@ -9,7 +9,8 @@ import torch
 from nanosolve import Crystal, InputError, Particle
 from nanosolve.errors import ResourceError
 from nanosolve.scattering import memory
-from nanosolve.scattering.debye import DebyeSimulator, _as_atoms, debye_iq_torch, pair_sums_direct, pair_sums_grid, simulate_many
+from nanosolve.scattering.debye import (DebyeSimulator, _as_atoms, debye_iq_torch, fq_to_gr, node_sinc_sums,
+                                        pair_sums_direct, pair_sums_grid, simulate_many)
 from nanosolve.scattering.form_factors import neutron_length, xray_form_factor
 
 FCC = [[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]]
@@ -98,14 +99,38 @@ def test_dimer_matches_analytic_debye(method, radiation):
     assert _relmax(sim.iq(p).y, expected) < tol
 
 
-def test_grid_engine_matches_exact_sum():
+@pytest.mark.parametrize("qmax", [30.0, 51.0])  # Qmax·dr = 0.117 and 0.199 (the worst case of the bin rule)
+def test_grid_engine_matches_exact_sum(qmax):
     p = nacl_sphere(9.0)
     atoms = _as_atoms(p)
-    q = torch.linspace(0.3, 30.0, 400, dtype=torch.float64)
+    q = torch.linspace(0.3, qmax, 400, dtype=torch.float64)
     exact = pair_sums_direct(atoms, q)
     grid = pair_sums_grid(atoms, q)
     assert exact.shape == (3, 400)  # Cl-Cl, Cl-Na, Na-Na
-    assert float((grid - exact).abs().max() / exact.abs().max()) < 1e-5
+    assert float((grid - exact).abs().max() / exact.abs().max()) < 1e-6
+    high = q > 0.7 * qmax  # also relative to the (small) local envelope where the spline error peaks
+    assert float((grid - exact)[:, high].abs().max() / exact[:, high].abs().max()) < 3e-5
+
+
+@pytest.mark.parametrize("q0", [0.0, 0.7])
+def test_node_transform_paths_agree(q0):
+    # chirp z-transform (uniform Q) and cached-table matrix product give the same node sums
+    rng = np.random.default_rng(2)
+    nodes = torch.as_tensor(rng.uniform(0, 1, (3, 5000)))
+    q = q0 + 0.013 * torch.arange(700, dtype=torch.float64)
+    czt = node_sinc_sums(nodes, 2.0**-8, q, czt=True)
+    table = node_sinc_sums(nodes, 2.0**-8, q, czt=False)
+    assert float((czt - table).abs().max() / table.abs().max()) < 1e-10
+    r = (torch.arange(5000, dtype=torch.float64) - 1) * 2.0**-8  # and both equal the plain sum
+    plain = nodes @ torch.sinc(r[:, None] * q[None, :] / math.pi)
+    assert float((czt - plain).abs().max() / plain.abs().max()) < 1e-10
+    # the F(Q) -> G(r) sine transform: chirp z-transform (uniform grids) against the plain sum
+    fq = rng.normal(size=(2, 700))
+    r_grid = 0.3 + 0.01 * np.arange(1500)
+    g = fq_to_gr(q.numpy(), fq, r_grid, 0.013, qdamp=0.05)
+    expected = (2 / math.pi) * 0.013 * (fq @ np.sin(np.outer(q.numpy(), r_grid))) * np.exp(-0.5 * (0.05 * r_grid) ** 2)
+    assert g.shape == (2, 1500) and float(np.abs(g - expected).max() / np.abs(expected).max()) < 1e-10
+    assert np.allclose(fq_to_gr(q.numpy(), fq[0], r_grid[::-1], 0.013, qdamp=0.05), expected[0][::-1], rtol=0, atol=1e-10)
 
 
 def test_saxs_forward_scattering_and_guinier_radius():

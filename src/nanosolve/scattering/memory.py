@@ -60,7 +60,7 @@ def estimate_debye_bytes(
     n_threads: int = 1,
     requires_grad: bool = False,
     itemsize: int = 8,
-    n_subbins: int = 64,
+    n_subbins: int = 16,
 ) -> int:
     """Peak bytes of one Debye job (a conservative estimate).
 
@@ -88,7 +88,7 @@ def estimate_debye_bytes(
         pairs = min(chunk_pairs, max(1, n_atoms * n_atoms // 2))
         work = n_threads * pairs * 12 * itemsize
         work += (n_threads + 2) * 4 * n_nodes * n_pairs_el * itemsize  # per-thread moment histograms
-        work += n_threads * n_nodes * n_subbins * 4  # per-thread sub-bin counts (one element pair at a time)
+        work += n_threads * n_nodes * n_subbins * 8  # per-thread float32 sub-bin sums Σw, Σw·t (one element pair at a time)
         side = int(math.ceil(math.sqrt(max(n_nodes, 1))))
         work += 6 * side * n_q * n_pairs_el * itemsize  # node transform blocks
     return int(base + work + 64 * 1024**2)  # + interpreter / allocator slack

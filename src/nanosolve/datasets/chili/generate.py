@@ -82,7 +82,7 @@ def dataset_attrs(recipe: str, radii, signals: bool = True) -> dict:
     attrs = {"format": "nanosolve-chili", "record_version": RECORD_VERSION, "recipe": recipe,
              "radii": [float(r) for r in radii], "signals": bool(signals)}
     if signals:
-        attrs["grids"] = cs.grids_description()
+        attrs["signal_parameters"] = cs.signal_parameters()
     return attrs
 
 

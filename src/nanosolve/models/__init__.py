@@ -1,0 +1,1 @@
+"""Learned models built on the structures, scattering and datasets layers (DeepStruc, ...)."""
