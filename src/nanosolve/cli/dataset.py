@@ -60,6 +60,10 @@ def _run(tasks, out: Path, attrs: dict, workers: int, scheduler: str | None, sha
     rate = f", {report.seconds / graphs:.3f} s per graph" if graphs else ""
     console.print(f"{out}: {n} graphs ({graphs} new from {report.written} crystals, {report.skipped} crystals "
                   f"already there) in {report.seconds:.1f} s{rate}", highlight=False)
+    if report.failures:  # the finished crystals are kept; rerunning retries only these
+        for k, v in report.failures.items():
+            console.print(f"[red]failed[/] {k}: {v}", highlight=False)
+        raise typer.Exit(1)
     return report
 
 
@@ -85,11 +89,7 @@ def chili3k(out: Path = typer.Argument(..., help="output store (.sqlite file, or
     tasks = chili3k_tasks(metal_list, type_list, r)
     attrs = dataset_attrs("chili3k", r, signals) | {"metals": list(metal_list),
                                                     "crystal_types": sorted({t.crystal_type for t in tasks})}
-    report = _run(tasks, out, attrs, workers, scheduler, shard_size, signals)
-    if report.failures:
-        for k, v in report.failures.items():
-            console.print(f"[red]failed[/] {k}: {v}", highlight=False)
-        raise typer.Exit(1)
+    _run(tasks, out, attrs, workers, scheduler, shard_size, signals)
 
 
 @app.command("from-cifs")
@@ -122,11 +122,7 @@ def from_cifs(folder: Path = typer.Argument(..., help="folder of CIF files (sear
     r = _floats(radii, CHILI_RADII)
     tasks = cif_tasks([a.path for a in accepted], r)
     attrs = dataset_attrs("from-cifs", r, signals) | {"folder": str(folder.resolve())}
-    res = _run(tasks, out, attrs, workers, scheduler, shard_size, signals)
-    if res.failures:
-        for k, v in res.failures.items():
-            console.print(f"[red]failed[/] {k}: {v}", highlight=False)
-        raise typer.Exit(1)
+    _run(tasks, out, attrs, workers, scheduler, shard_size, signals)
 
 
 @app.command("stats")

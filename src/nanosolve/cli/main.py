@@ -10,6 +10,8 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli import build, dataset
+from nanosolve.cli import solve as solve_cli
+from nanosolve.cli import train as train_cli
 from nanosolve.cli.common import console, friendly_errors
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import KINDS, X_LABELS
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 app.add_typer(build.app, name="build")
 app.add_typer(dataset.app, name="dataset")
+app.add_typer(train_cli.app, name="train")
+app.command("solve")(solve_cli.solve)
 
 
 def _out_paths(out: Path | None, structure: Path, kind: str) -> tuple[Path, Path]:

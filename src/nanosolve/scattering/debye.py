@@ -380,8 +380,8 @@ def pair_sums_grid(atoms: _Atoms, q: torch.Tensor, chunk_pairs: int = 2_000_000,
 # sin/cos tables of the node transform, per (Q grid, dr, block): the same few grids serve every particle
 _TRIG_CACHE: OrderedDict = OrderedDict()
 _TRIG_LOCK = threading.Lock()
-_TRIG_CACHE_ENTRIES = 6
-_TRIG_CACHE_MAX_BYTES = 64 * 1024**2  # per entry
+_TRIG_CACHE_ENTRIES = 4
+_TRIG_CACHE_MAX_BYTES = 32 * 1024**2  # per entry (only for short (< 200 Q) or non-uniform grids and autograd)
 
 
 def _trig_tables(q: torch.Tensor, dr: float, b: int, c: int):
@@ -438,11 +438,12 @@ def _czt(n: int, m: int, theta: float):
         hit = _CZT_CACHE.get(key)
         if hit is not None:
             _CZT_CACHE.move_to_end(key)
-            return hit
+            return hit[0]
     transform = CZT(n, m, w=complex(math.cos(theta), math.sin(theta)), a=1.0)
+    size = 16 * (n + 2 * m + 2 * (n + m))  # its complex chirps (bytes, an upper bound)
     with _CZT_LOCK:
-        _CZT_CACHE[key] = transform
-        while len(_CZT_CACHE) > 40:  # ~1.5 MB each
+        _CZT_CACHE[key] = (transform, size)
+        while len(_CZT_CACHE) > 1 and (len(_CZT_CACHE) > 40 or sum(v[1] for v in _CZT_CACHE.values()) > 128 * 1024**2):
             _CZT_CACHE.popitem(last=False)
     return transform
 
@@ -571,7 +572,7 @@ def _structure_functions(q: np.ndarray, iq: np.ndarray, f: np.ndarray, element_o
 # ------------------------------------------------------------------------------------------------
 _SIN_CACHE: OrderedDict = OrderedDict()
 _SIN_LOCK = threading.Lock()
-_SIN_CACHE_ENTRIES = 4
+_SIN_CACHE_ENTRIES = 2  # (non-uniform grids only; uniform ones use the chirp z-transform)
 _SIN_CACHE_MAX_ELEMENTS = 8_000_000  # 64 MB of float64 per table
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nanosolve.errors import InputError
-from nanosolve.structures.elements import atomic_numbers, normalize_symbol
+from nanosolve.structures.elements import atomic_numbers, composition, normalize_symbol
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase
@@ -126,10 +126,7 @@ class Crystal:
     @property
     def composition(self) -> dict[str, float]:
         """Element -> number of atoms per cell (occupancy-weighted)."""
-        out: dict[str, float] = {}
-        for s, o in zip(self.species, self.occupancies):
-            out[s] = out.get(s, 0.0) + float(o)
-        return out
+        return composition(self.species, self.occupancies)
 
     @property
     def formula(self) -> str:

@@ -120,3 +120,11 @@ def is_metal(sym: str) -> bool:
     """True for metals and metalloids in pymatgen's classification (CHILI treats metalloids as metals)."""
     el = _pmg_element(normalize_symbol(sym))
     return bool(el.is_metal or el.is_metalloid)
+
+
+def composition(species, occupancies) -> dict[str, float]:
+    """Element -> occupancy-weighted count, in order of first appearance."""
+    out: dict[str, float] = {}
+    for s, o in zip(species, occupancies):
+        out[s] = out.get(s, 0.0) + float(o)
+    return out

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nanosolve.errors import InputError
-from nanosolve.structures.elements import atomic_numbers, normalize_symbol
+from nanosolve.structures.elements import atomic_numbers, composition, normalize_symbol
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase
@@ -76,10 +76,8 @@ class Particle:
 
     @property
     def composition(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for s, o in zip(self.species, self.occupancies):
-            out[s] = out.get(s, 0.0) + float(o)
-        return out
+        """Element -> number of atoms (occupancy-weighted)."""
+        return composition(self.species, self.occupancies)
 
     @property
     def formula(self) -> str:

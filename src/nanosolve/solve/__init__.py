@@ -1,0 +1,136 @@
+"""Structure solution from measured data: pick a model by data kind, generate candidates, refine, rank.
+
+Today: PDF G(r) of a mono-metallic nanoparticle -> DeepStruc (:mod:`nanosolve.models.deepstruc`)
+candidates refined against the data (:mod:`.pdf_refine`). Powder diffraction patterns will go to a
+PXRDNet branch; for now they are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from nanosolve.errors import InputError
+from nanosolve.solve.pdf_refine import FitSettings, RefineResult, rank, refine, rw, settings_from_metadata
+
+__all__ = ["MODELS", "default_model_dir", "read_input", "choose_model", "guess_element", "solve_pdf", "SolveResult",
+           "FitSettings", "RefineResult", "rank", "refine", "rw"]
+
+MODELS = ("auto", "deepstruc")
+_POWDER = ("xrd", "nd")
+
+
+def default_model_dir() -> Path:
+    """The DeepStruc CVAE shipped with nanosolve (``nanosolve/data/deepstruc/cvae_cpu``)."""
+    return Path(str(resources.files("nanosolve") / "data" / "deepstruc" / "cvae_cpu"))
+
+
+def read_input(path_or_pattern):
+    """A Pattern from a file (or the Pattern itself); InputError for empty / unreadable files."""
+    from nanosolve.scattering.pattern import Pattern
+    from nanosolve.scattering.readers import read_pattern
+
+    if isinstance(path_or_pattern, Pattern):
+        return path_or_pattern
+    path = Path(path_or_pattern)
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a directory, expected a data file", path)
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty", path)
+    return read_pattern(path)
+
+
+def choose_model(pattern, model: str = "auto") -> str:
+    """Model name for a pattern: a PDF G(r) -> 'deepstruc'; powder patterns are not yet supported."""
+    src = pattern.metadata.get("source")
+    if model not in MODELS:
+        raise InputError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
+    if pattern.kind in _POWDER:
+        raise InputError(f"a powder diffraction pattern ({pattern.kind}) is not yet supported by solve: only PDFs "
+                         "G(r) (DeepStruc) are; the PXRDNet branch for powder patterns will come later", src)
+    if pattern.kind != "gr" or pattern.x_unit != "r":
+        raise InputError(f"not a PDF G(r) (the file reads as a {pattern.kind} pattern on {pattern.x_unit}); "
+                         "solve needs G(r) in Å⁻² versus r in Å (.gr)", src)
+    return "deepstruc"
+
+
+def guess_element(r, g) -> str:
+    """The d-block metal whose nearest-neighbour distance (2 × metallic radius) is closest to the first
+    strong G(r) peak: a default only, atoms of one metal give the same G(r) shape whatever the metal."""
+    from nanosolve.models.deepstruc.data import METALS
+    from nanosolve.structures.elements import metallic_radius
+
+    r, g = np.asarray(r, float), np.asarray(g, float)
+    keep = r > 1.5
+    rr, gg = r[keep], g[keep]
+    strong = np.flatnonzero((gg[1:-1] >= 0.5 * gg.max()) & (gg[1:-1] >= gg[:-2]) & (gg[1:-1] >= gg[2:])) + 1
+    if strong.size == 0:
+        raise InputError("no nearest-neighbour peak found in the PDF; give the element")
+    d = rr[strong[0]]
+    return min(METALS, key=lambda m: abs(2 * metallic_radius(m) - d))
+
+
+@dataclass
+class SolveResult:
+    ranked: list[RefineResult]
+    summary: dict
+
+
+def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, model_dir: str | os.PathLike | None = None,
+              model: str = "auto", settings: FitSettings | None = None, out_dir: str | os.PathLike | None = None,
+              ) -> SolveResult:
+    """Solve a nanoparticle structure from its PDF.
+
+    Args:
+        data: a ``.gr`` path or a Pattern of kind ``gr``.
+        element: the metal (checked: known, a metal); None guesses it from the first PDF peak.
+        k: DeepStruc candidates (latent samples).
+        seed: seed of the latent draws.
+        model_dir: trained DeepStruc directory (config.json + best.pt); default the shipped CVAE.
+        model: 'auto' or 'deepstruc'.
+        settings: refinement settings; default Qmin/Qmax/Qdamp from the file header, else DeepStruc's.
+        out_dir: if given, write the report there (:func:`nanosolve.solve.report.write_report`).
+
+    Returns:
+        :class:`SolveResult`: refined candidates best-first (lowest Rw against the data) + summary.
+    """
+    from nanosolve.models.deepstruc.sample import candidates, check_element, pdf_on_model_grid
+    from nanosolve.models.deepstruc.train import load_model
+
+    t0 = time.perf_counter()
+    pattern = read_input(data)
+    src = pattern.metadata.get("source")
+    choose_model(pattern, model)
+    r, g = np.asarray(pattern.x, float), np.asarray(pattern.y, float)
+    if r.size < 10 or not np.all(np.isfinite(g)) or np.abs(g).max() == 0:
+        raise InputError("the PDF has too few points, non-finite or all-zero values", src)
+    guessed = element is None
+    sym = check_element(guess_element(r, g) if guessed else element)
+    mdir = Path(model_dir) if model_dir is not None else default_model_dir()
+    net, config = load_model(mdir)
+    pdf_on_model_grid(pattern, config)  # coverage check before any sampling
+    cands = candidates(net, config, pattern, sym, k=k, seed=seed)
+    fit = dataclasses.replace(settings) if settings is not None else settings_from_metadata(pattern.metadata)
+    if fit.rmax is None:
+        fit.rmax = float(r.max())
+    ranked = rank(r, g, cands, fit)
+    summary = {
+        "input": str(src) if src else None, "model": "deepstruc", "model_kind": config.kind, "model_dir": str(mdir),
+        "element": sym, "element_guessed": guessed, "k": int(k), "seed": int(seed),
+        "n_candidates": len(cands), "fit_settings": {k_: getattr(fit, k_) for k_ in fit.__dataclass_fields__},
+        "best": ranked[0].summary(), "seconds": round(time.perf_counter() - t0, 2),
+        "ranking": "refined Rw against the input data only",
+    }
+    if out_dir is not None:
+        from nanosolve.solve.report import write_report
+
+        summary = write_report(out_dir, ranked, summary)
+    return SolveResult(ranked, summary)

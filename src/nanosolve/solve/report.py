@@ -1,0 +1,85 @@
+"""Write a structure-solution result: ranked xyz files, a fit plot and a JSON summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from nanosolve.solve.pdf_refine import RefineResult
+from nanosolve.structures.io import write_structure
+
+__all__ = ["write_report", "plot_fit"]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60] or "candidate"
+
+
+def plot_fit(result: RefineResult, path: str | os.PathLike, title: str = "") -> Path:
+    """PNG of data, model and difference (offset below) for one refined candidate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    diff = result.g_obs - result.g_calc
+    offset = min(result.g_obs.min(), result.g_calc.min()) - 1.2 * max(diff.max(), 1e-12)
+    ax.plot(result.r, result.g_obs, "o", ms=2.0, mfc="none", color="tab:blue", label="data")
+    ax.plot(result.r, result.g_calc, "-", lw=1.2, color="tab:red",
+            label=f"model ({len(result.particle)} atoms), Rw = {result.rw:.3f}")
+    ax.plot(result.r, diff + offset, "-", lw=1.0, color="tab:green", label="difference (offset)")
+    ax.axhline(offset, color="0.6", lw=0.5)
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("G(r) (Å⁻²)")
+    ax.set_title(title or result.particle.name)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def write_report(out_dir: str | os.PathLike, ranked: list[RefineResult], info: dict | None = None) -> dict:
+    """Write ``NN_<name>.xyz`` best-first (01 = lowest Rw), ``fit.png`` (best candidate) and
+    ``summary.json`` (``info`` + one entry per candidate). Returns the summary dict (with file paths)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(2, len(str(len(ranked))))
+    entries = []
+    for rank_i, res in enumerate(ranked, start=1):
+        name = f"{rank_i:0{width}d}_{_slug(res.particle.name)}.xyz"
+        write_structure(res.particle, out / name)
+        entry = {"rank": rank_i, "file": name, **res.summary(),
+                 "properties": _jsonable(res.particle.properties)}
+        entries.append(entry)
+    fit_png = plot_fit(ranked[0], out / "fit.png", title=f"best candidate: {ranked[0].particle.name}") if ranked else None
+    if ranked:
+        best = ranked[0]
+        np.savetxt(out / "fit.gr", np.column_stack([best.r, best.g_obs, best.g_calc, best.g_obs - best.g_calc]),
+                   header="r (Å), G_obs, G_calc, G_obs - G_calc (Å^-2); best candidate " + best.particle.name,
+                   fmt="%.6g")
+    summary = {**_jsonable(info or {}), "fit_plot": fit_png.name if fit_png else None, "candidates": entries}
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, out / "summary.json")
+    return summary
