@@ -20,7 +20,7 @@ from nanosolve.models.deepstruc.trilaterate import trilaterate
 from nanosolve.structures.elements import is_metal, metallic_radius, normalize_symbol
 from nanosolve.structures.particle import Particle
 
-__all__ = ["model_r_grid", "pdf_on_model_grid", "check_element", "candidates", "decode_latents", "unit_nn_distance"]
+__all__ = ["unique", "model_r_grid", "pdf_on_model_grid", "check_element", "candidates", "decode_latents", "unit_nn_distance"]
 
 
 def model_r_grid(config: DeepStrucConfig) -> np.ndarray:
@@ -105,7 +105,8 @@ def _structure(features: np.ndarray, probs: np.ndarray, config: DeepStrucConfig)
 
 
 def candidates(model: DeepStruc, config: DeepStrucConfig, pattern_or_pdf, element: str, k: int = 20, seed: int = 0,
-               length_scale: str | float = "element", use_mean_first: bool = True) -> list[Particle]:
+               length_scale: str | float = "element", use_mean_first: bool = True,
+               dedupe: bool = True) -> list[Particle]:
     """K candidate structures for one PDF.
 
     Args:
@@ -117,12 +118,13 @@ def candidates(model: DeepStruc, config: DeepStrucConfig, pattern_or_pdf, elemen
         length_scale: ``'element'`` (nearest-neighbour distance 2 × metallic radius), ``'pdf'``
             (first strong G(r) peak, :func:`nn_scale_from_pdf`) or a number: Å per unit-sphere unit.
         use_mean_first: the first candidate decodes the prior mean (the most probable code).
+        dedupe: drop samples that decode to the same cluster as an earlier one (:func:`unique`).
 
     Returns:
         list of :class:`Particle` (positions Å, centred at the centroid) with ``properties``:
         ``z`` (latent, list), ``sample`` (index), ``n_atoms``, ``existence`` (``min_present``,
         ``max_absent``, ``n_uncertain`` = rows with 0.2 < p < 0.8, ``expected_count`` = Σp),
-        ``trilateration_loss``, ``angstrom_per_unit``. Samples that decode to fewer than 2 atoms are dropped.
+        ``trilateration_loss``, ``angstrom_per_unit``, ``copies`` (samples that gave this cluster). Samples that decode to fewer than 2 atoms are dropped.
     """
     if int(k) < 1:
         raise InputError(f"k must be >= 1, got {k}")
@@ -169,7 +171,28 @@ def candidates(model: DeepStruc, config: DeepStrucConfig, pattern_or_pdf, elemen
             "trilateration_loss": float(info["loss"]),
             "angstrom_per_unit": float(per_unit),
         }))
+    if dedupe:
+        out = unique(out)
     if not out:
         raise InputError("the model decoded no structure with at least two atoms from this PDF",
                          _as_r_g(pattern_or_pdf)[2])
     return out
+
+
+def unique(particles: list[Particle], tol: float = 0.01) -> list[Particle]:
+    """Keep the first of clusters that coincide: same atom count and sorted pair distances (in units of
+    the median nearest-neighbour distance) equal to ``tol`` RMS. Latent samples near the prior mean
+    often decode to one cluster; refining it once is enough. ``properties['copies']`` counts them."""
+    from scipy.spatial.distance import pdist
+
+    kept: list[tuple[Particle, np.ndarray]] = []
+    for p in particles:
+        sig = np.sort(pdist(p.positions)) / unit_nn_distance(p.positions)
+        for q, qsig in kept:
+            if qsig.size == sig.size and np.sqrt(np.mean((qsig - sig) ** 2)) < tol:
+                q.properties["copies"] = q.properties.get("copies", 1) + 1
+                break
+        else:
+            p.properties.setdefault("copies", 1)
+            kept.append((p, sig))
+    return [p for p, _ in kept]
