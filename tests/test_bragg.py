@@ -135,6 +135,20 @@ def test_peaks_match_pymatgen_xrd(structures, name, wl, tth_range):
             assert ours.multiplicity[i] == sum(ref_fam.values())
 
 
+@pytest.mark.parametrize("name,wl,tth_range", WAVES)
+def test_chili_types_built_by_nanosolve_match_pymatgen(name, wl, tth_range):
+    """The 12 CHILI crystal types as nanosolve builds them (not via pymatgen), both wavelengths."""
+    from nanosolve.structures.builders.chili_types import CHILI_CRYSTAL_TYPES, build_chili_crystal
+
+    calc = XRDCalculator(wavelength=name)
+    for t, metal in zip(CHILI_CRYSTAL_TYPES, ["Zn", "Mg", "Ce", "Li", "Zn", "Ni", "Cs", "Ti", "Cd", "Cd", "Re", "Co"]):
+        c = build_chili_crystal(t, metal)
+        ref = calc.get_pattern(c.to_pymatgen(), two_theta_range=tth_range)
+        ours = bragg_peaks(c, name, two_theta_range=tth_range, form_factors="pymatgen")
+        o, p = _match(ours, ref)
+        np.testing.assert_allclose(ours.intensity_scaled[o], np.asarray(ref.y)[p], rtol=0.01, atol=1e-3, err_msg=t)
+
+
 def test_absolute_intensities_match_pymatgen(structures):
     s = structures["MgAl2O4"]
     ref = XRDCalculator(1.5406).get_pattern(s, scaled=False, two_theta_range=(0, 120))

@@ -113,6 +113,10 @@ def test_bad_structure_inputs_exit_nonzero(tmp_path):
     bad.write_text("data_x\n_cell_length_a 4\nloop_\n_atom_site_label\n_atom_site_fract_x\nQq1 0.1\n")
     res = run("simulate", "xrd", bad, "-w", "CuKa")
     assert res.exit_code == 2 and "bad.cif" in res.output and "Traceback" not in res.output
+    malformed = tmp_path / "malformed.cif"
+    malformed.write_text("data_x\n_cell_length_a 4\n_cell_length_b 'unclosed\nloop_\n_atom_site_label\n")
+    res = run("info", malformed)
+    assert res.exit_code == 2 and "malformed.cif" in res.output and "Traceback" not in res.output
     xyz = tmp_path / "unknown.xyz"
     xyz.write_text("2\n\nAu 0 0 0\nZz 1 0 0\n")
     res = run("simulate", "gr", xyz)
