@@ -1,0 +1,126 @@
+"""CrystalNet's density metrics: 3-D SSIM and PSNR (scikit-image), best over cube rotations.
+
+The paper compares a predicted and a true density grid with SSIM (7-voxel window) and PSNR, the
+data range being that of the truth. Because a powder pattern does not fix the setting of the
+cell, the score is the best over the 24 proper rotations of the cube grid (and, optionally,
+over periodic shifts, found by FFT cross-correlation). The rotations act on the fractional grid
+about the origin voxel (index i -> -i mod n), so a rotated periodic map is again a map on the
+same grid; they are symmetries of the cell only for cubic lattices - elsewhere they are just the
+paper's search space.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from nanosolve.errors import InputError
+
+WIN_SIZE = 7
+
+
+def _check_pair(pred, truth):
+    pred = np.asarray(pred, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if pred.shape != truth.shape or pred.ndim != 3:
+        raise InputError(f"need two 3-D grids of one shape, got {pred.shape} and {truth.shape}")
+    if min(truth.shape) < WIN_SIZE:
+        raise InputError(f"grids must be at least {WIN_SIZE} voxels per side for SSIM, got {truth.shape}")
+    return pred, truth
+
+
+def _range(truth) -> float:
+    r = float(truth.max() - truth.min())
+    return r if r > 0 else 1.0
+
+
+def ssim3d(pred, truth) -> float:
+    """3-D SSIM (window 7, data range of ``truth``) of two [n0, n1, n2] grids; 1 = identical."""
+    from skimage.metrics import structural_similarity
+
+    pred, truth = _check_pair(pred, truth)
+    return float(structural_similarity(truth, pred, win_size=WIN_SIZE, data_range=_range(truth), channel_axis=None))
+
+
+def psnr3d(pred, truth) -> float:
+    """PSNR (dB, data range of ``truth``); inf for identical grids."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    pred, truth = _check_pair(pred, truth)
+    if np.array_equal(pred, truth):
+        return float("inf")
+    return float(peak_signal_noise_ratio(truth, pred, data_range=_range(truth)))
+
+
+def cube_rotations() -> list[np.ndarray]:
+    """The 24 proper rotations of the cube as signed permutation matrices [3, 3] (det +1)."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            m = np.zeros((3, 3), dtype=int)
+            m[np.arange(3), perm] = signs
+            if round(np.linalg.det(m)) == 1:
+                mats.append(m)
+    return mats
+
+
+def rotate_grid(grid: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """Periodic grid rotated by a signed permutation ``rotation``: out[R·i mod n] = grid[i].
+
+    Needs equal sizes along permuted axes (a cube grid for the general case).
+    """
+    grid = np.asarray(grid)
+    rot = np.asarray(rotation, dtype=int)
+    # out[j] with j = R i: axis a of the output is input axis perm[a] with sign s[a].
+    perm = [int(np.flatnonzero(rot[a])[0]) for a in range(3)]
+    out = np.transpose(grid, perm)
+    for a in range(3):
+        if rot[a, perm[a]] < 0:
+            out = np.roll(np.flip(out, axis=a), 1, axis=a)  # i -> -i mod n
+    return out
+
+
+def _best_shift(pred, truth) -> tuple[int, int, int]:
+    """Periodic shift s maximising Σ truth(x) pred(x - s) (FFT cross-correlation)."""
+    a = truth - truth.mean()
+    b = pred - pred.mean()
+    cc = np.fft.irfftn(np.fft.rfftn(a) * np.conj(np.fft.rfftn(b)), s=a.shape, axes=(0, 1, 2))
+    return tuple(int(v) for v in np.unravel_index(np.argmax(cc), cc.shape))
+
+
+@dataclass
+class RotationMatch:
+    """Best SSIM/PSNR of a prediction over grid rotations (and shifts)."""
+
+    ssim: float
+    psnr: float
+    rotation: np.ndarray  # [3, 3] signed permutation applied to ``pred``
+    shift: tuple[int, int, int]  # voxels, applied (np.roll) after the rotation
+
+
+def best_over_rotations(pred, truth, shifts: bool = False) -> RotationMatch:
+    """Max SSIM of ``pred`` rotated by each of the 24 cube rotations against ``truth``.
+
+    With ``shifts`` each rotation is also translated by the periodic shift that best
+    cross-correlates it with the truth (origin choice is as free as the setting). PSNR is
+    reported for the SSIM-best orientation.
+    """
+    pred, truth = _check_pair(pred, truth)
+    best = None
+    for rot in cube_rotations():
+        try:
+            cand = rotate_grid(pred, rot)
+        except ValueError:
+            continue
+        if cand.shape != truth.shape:
+            continue  # non-cubic grid: this permutation does not fit
+        shift = _best_shift(cand, truth) if shifts else (0, 0, 0)
+        if shifts:
+            cand = np.roll(cand, shift, axis=(0, 1, 2))
+        s = ssim3d(cand, truth)
+        if best is None or s > best[0]:
+            best = (s, rot, shift, cand)
+    s, rot, shift, cand = best
+    return RotationMatch(ssim=s, psnr=psnr3d(cand, truth), rotation=rot, shift=shift)
