@@ -91,7 +91,9 @@ def test_demo_writes_everything(tmp_path):
     res = run("demo", "-o", tmp_path / "demo")
     assert res.exit_code == 0, res.output
     names = {p.name for p in (tmp_path / "demo").iterdir()}
-    assert {"MgO_patterns.png", "MgO_rocksalt.cif", "MgO_crystal_xrd.xy", "MgO_particle_gr.gr"} <= names
+    assert {"MgO_patterns.png", "MgO_rocksalt.cif", "MgO_crystal_xrd.xy", "MgO_particle_gr.gr", "solve_example"} <= names
+    solved = sorted(p.name for p in (tmp_path / "demo" / "solve_example").glob("*.xyz"))
+    assert solved and solved[0].startswith("01_") and "fit.png" in {p.name for p in (tmp_path / "demo" / "solve_example").iterdir()}
 
 
 @pytest.mark.parametrize("content,args,message", [

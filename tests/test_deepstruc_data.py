@@ -285,3 +285,15 @@ def test_data_rejects_bad_requests(tmp_path):
         ds.enumerate_geometries("paper", shapes=("bcc",))
     with pytest.raises(InputError):
         ds.PDFSettings(biso_range=(0.5, 0.1))
+
+
+def test_rmsd_aligned_handles_one_and_two_atom_clusters():
+    import numpy as np
+
+    from nanosolve.models.deepstruc.trilaterate import rmsd_aligned
+
+    dimer = np.array([[0.0, 0.0, 0.0], [2.8, 0.0, 0.0]])
+    turned = np.array([[1.0, 1.0, 1.0], [1.0, 3.8, 1.0]])  # same dimer, rotated and moved
+    assert rmsd_aligned(dimer, turned) < 1e-9
+    assert abs(rmsd_aligned(dimer, turned * 1.1 - 0.1 * turned.mean(0)) - 0.14) < 1e-9  # bond 2.8 -> 3.08
+    assert rmsd_aligned(dimer[:1], turned[:1]) == 0.0

@@ -39,7 +39,7 @@ def _invoke(args):
 
 def _one_error(result) -> str:
     """The CLI refused with exit 2 and exactly one 'error:' line, no traceback."""
-    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    text = result.output  # stdout and stderr (CliRunner mixes them)
     assert result.exit_code == 2, text
     assert text.count("error:") == 1, text
     assert "Traceback" not in text
@@ -70,6 +70,18 @@ def test_refine_delta2_and_rw_definition():
     assert res.expansion == pytest.approx(-0.03, abs=1e-4)
     # Rw by hand
     assert rw([1.0, -1.0], [0.5, -1.0]) == pytest.approx(np.sqrt(0.25 / 2.0))
+
+
+def test_fast_expanded_debye_matches_cluster_pdf():
+    from nanosolve.solve.pdf_refine import _ExpandedDebye
+
+    rng = np.random.default_rng(1)
+    x = decahedron("Au", p=2, q=2, r=1).positions + 0.05 * rng.standard_normal((75, 3))  # all distances distinct
+    r = default_r_grid(30.0, 3000)[100:]
+    fast = _ExpandedDebye(x, r, FitSettings(qmin=0.7, qmax=30.0, qdamp=0.04))
+    for eps, b in [(0.0, 0.4), (0.07, 0.9), (-0.12, 0.2)]:
+        ref = cluster_pdf(x * (1 + eps), r=r, qmin=0.7, qmax=30.0, qdamp=0.04, biso=b)
+        assert np.abs(fast(eps, b) - ref).max() < 1e-5 * np.abs(ref).max()
 
 
 def test_rank_sees_only_data_and_candidates():

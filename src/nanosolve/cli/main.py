@@ -144,9 +144,10 @@ def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .c
 @app.command()
 @friendly_errors
 def demo(out: Path = typer.Option(Path("nanosolve-demo"), "-o", "--out", help="output folder")):
-    """The built-in example: a rock-salt MgO crystal and a 20 Å MgO nanoparticle cut from it; simulates
-    powder XRD (Cu Kα), neutron diffraction, the PDF and SAXS, writes the columns, the structures
-    and one PNG figure."""
+    """The built-in examples: a rock-salt MgO crystal and a 20 Å MgO nanoparticle cut from it (simulates
+    powder XRD (Cu Kα), neutron diffraction, the PDF and SAXS; writes the columns, the structures and
+    one PNG figure), then solves the shipped simulated PDF of a Au nanoparticle with DeepStruc (ranked
+    candidates as xyz, fit plot, JSON summary)."""
     from nanosolve.scattering.plot import plot_patterns
     from nanosolve.scattering.simulate import simulate as run
     from nanosolve.scattering.writers import write_pattern
@@ -175,6 +176,16 @@ def demo(out: Path = typer.Option(Path("nanosolve-demo"), "-o", "--out", help="o
         labels.append(label)
     png = plot_patterns(patterns, out / "MgO_patterns.png", labels=labels)
     console.print(f"wrote {len(jobs)} patterns, 2 structures and {png} into {out}/", highlight=False)
+
+    from nanosolve.solve import example_pdf, read_input, settings_from_metadata, solve_pdf
+
+    example = read_input(example_pdf())
+    with console.status("solving the shipped example PDF (simulated, 75-atom Au decahedron) with DeepStruc"):
+        res = solve_pdf(example, element="Au", k=10, seed=0, settings=settings_from_metadata(example.metadata),
+                        out_dir=out / "solve_example")
+    best = res.summary["candidates"][0]
+    console.print(f"DeepStruc on {example_pdf().name}: best candidate {best['file']} with {best['n_atoms']} atoms, "
+                  f"Rw {best['rw']:.3f} (fit plot and all candidates in {out / 'solve_example'}/)", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -38,7 +39,9 @@ def solve(
         from nanosolve.errors import InputError
 
         raise InputError(f"-k must be >= 1, got {k}")
-    pattern = read_input(file)
+    with warnings.catch_warnings():  # a guessed x unit of a non-PDF file is moot: it is refused below
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = read_input(file)
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,
                                       refine_delta2=delta2)
     out = out or file.with_name(f"{file.stem}_solve")
@@ -46,12 +49,13 @@ def solve(
         result = solve_pdf(pattern, element=element, k=k, seed=seed, model_dir=model_dir, model=model,
                            settings=settings, out_dir=out)
     s = result.summary
-    t = Table("rank", "file", "atoms", "Rw", "scale", "expansion", "Biso (Å²)", "delta2 (Å²)",
+    cols = ["rank", "file", "atoms", "Rw", "scale", "expansion", "Biso (Å²)"] + (["δ2 (Å²)"] if delta2 else [])
+    t = Table(*cols,
               title=f"{file.name}: DeepStruc ({s['model_kind']}) candidates, {s['element']}"
                     + (" (element guessed)" if s["element_guessed"] else ""))
     for c in s["candidates"][:show]:
         t.add_row(str(c["rank"]), c["file"], str(c["n_atoms"]), f"{c['rw']:.4f}", f"{c['scale']:.3g}",
-                  f"{100 * c['expansion']:+.2f} %", f"{c['biso']:.3f}", f"{c['delta2']:.3f}")
+                  f"{100 * c['expansion']:+.2f} %", f"{c['biso']:.3f}", *([f"{c['delta2']:.3f}"] if delta2 else []))
     console.print(t)
     console.print(f"wrote {len(s['candidates'])} xyz files, {s['fit_plot']} and summary.json into {out}/ "
                   f"({s['seconds']:.1f} s)", highlight=False)

@@ -104,6 +104,7 @@ def deepstruc(
     if threads:
         torch.set_num_threads(int(threads))
     overrides = _overrides(set_)
+    make_config(kind, preset, overrides, 30.0)  # refuse a bad preset / kind / override before any work
     out.mkdir(parents=True, exist_ok=True)
     store, provenance = _open_or_generate(data, out, data_kind, data_max_atoms, elements, data_seed)
     r_attrs = store.attrs["r"] if "r" in store.attrs else {"rmax": 30.0}
@@ -161,6 +162,7 @@ def export(run: Path = typer.Argument(..., help="a training run directory"),
     from nanosolve.models.deepstruc.train import load_model
 
     model, config = load_model(run)
+    config.extra.pop("data", None)  # a path on the training machine; the recipe (data_kind, seed...) stays
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     dest.mkdir(parents=True, exist_ok=True)
     torch.save(state, dest / "best.pt")

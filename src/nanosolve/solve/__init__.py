@@ -31,6 +31,11 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("nanosolve") / "data" / "deepstruc" / "cvae_cpu"))
 
 
+def example_pdf() -> Path:
+    """The shipped example: a simulated PDF of a 75-atom Au decahedron (see its header)."""
+    return Path(__file__).resolve().parents[1] / "data" / "deepstruc" / "example_simulated_Au_decahedron.gr"
+
+
 def read_input(path_or_pattern):
     """A Pattern from a file (or the Pattern itself); InputError for empty / unreadable files."""
     from nanosolve.scattering.pattern import Pattern

@@ -1,9 +1,8 @@
 """DeepStruc evaluation on a split of a generated set (CVAE and DAE alike).
 
 For every record the PDF is mapped to a structure through the inference path (conditional prior
-mean → decoder → existence probabilities → trilateration; the length scale from the record's
-nearest-neighbour distance, as :func:`sample.candidates` does with the element), and compared to
-the true cluster:
+mean → decoder → existence probabilities → trilateration; back to Å with the record's own
+unit-sphere scale, i.e. the exact inverse of the representation), and compared to the true cluster:
 
 * ``rp``: Kjær et al.'s Rp = ‖x − x̂‖₂ between the input PDF x and the PDF x̂ simulated from the
   reconstructed structure (same Q range, Qdamp, Biso and δ2 as the record), both divided by their
@@ -11,6 +10,9 @@ the true cluster:
 * ``pearson``: Pearson r of the same two curves;
 * ``count_ok``: predicted atom count == true count;
 * ``rmsd``: Å, after optimal assignment + superposition (:func:`trilaterate.rmsd_aligned`).
+
+``refit`` (optional): a callable ``(positions Å, r, G_in) -> G_calc`` (e.g. a refinement of scale,
+expansion and Biso against the input PDF) gives ``rp_refit`` / ``pearson_refit`` as well.
 
 The *shuffled-PDF control* decodes each record from another record's PDF (a seeded derangement)
 and scores it against the first record: what a model that ignores its input would reach.
@@ -30,13 +32,14 @@ from nanosolve.models.deepstruc.config import DeepStrucConfig
 from nanosolve.models.deepstruc.model import DeepStruc
 from nanosolve.models.deepstruc.pdf import cluster_pdf, default_r_grid
 from nanosolve.models.deepstruc.sample import decode_latents, model_r_grid, unit_nn_distance
-from nanosolve.models.deepstruc.representation import satellites
+from nanosolve.models.deepstruc.representation import satellites, to_unit_sphere
 from nanosolve.models.deepstruc.trilaterate import rmsd_aligned, trilaterate
 
 __all__ = ["prior_means", "reconstruct_unit", "evaluate_split", "derangement", "latent_map", "interpolate",
            "normalized_rp", "METRICS"]
 
 METRICS = ("rp", "pearson", "count_ok", "rmsd")
+REFIT_METRICS = ("rp_refit", "pearson_refit")
 
 
 def _store_grid(store) -> np.ndarray:
@@ -90,26 +93,34 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
 
 
 def _score(pred_unit: np.ndarray, truth: np.ndarray, meta: dict, x_in: np.ndarray, r: np.ndarray, settings: dict,
-           with_rmsd: bool) -> dict:
+           with_rmsd: bool, scale: float, refit=None) -> dict:
     n_true = truth.shape[0]
     out = {"n_pred": int(pred_unit.shape[0]), "n_true": int(n_true), "count_ok": float(pred_unit.shape[0] == n_true)}
     if pred_unit.shape[0] < 2:
-        return {**out, "rp": float(np.linalg.norm(x_in / np.abs(x_in).max())), "pearson": 0.0,
-                "rmsd": float("nan")}
-    pred = pred_unit * (float(meta["nn_distance"]) / unit_nn_distance(pred_unit))
+        worst = float(np.linalg.norm(x_in / np.abs(x_in).max()))
+        out.update(rp=worst, pearson=0.0, rmsd=float("nan"))
+        if refit is not None:
+            out.update(rp_refit=worst, pearson_refit=0.0)
+        return out
+    pred = pred_unit * float(scale)
     x_hat = cluster_pdf(pred, r=r, qmin=settings["qmin"], qmax=settings["qmax"], qdamp=settings["qdamp"],
                         biso=float(meta["biso"]), delta2=float(meta["delta2"]))
     out["rp"], out["pearson"] = normalized_rp(x_in, x_hat)
-    out["rmsd"] = rmsd_aligned(pred, truth, n_random=0) if with_rmsd else float("nan")
+    # alignment needs >= 3 atoms on both sides (principal axes); 2-atom clusters get no RMSD
+    ok = with_rmsd and min(pred.shape[0], n_true) >= 3
+    out["rmsd"] = rmsd_aligned(pred, truth, n_random=0) if ok else float("nan")
+    if refit is not None:
+        out["rp_refit"], out["pearson_refit"] = normalized_rp(x_in, refit(pred, r, x_in))
     return out
 
 
 def evaluate_split(model: DeepStruc, config: DeepStrucConfig, store, indices, control_seed: int = 0,
-                   rmsd: bool = True, progress=None) -> dict:
+                   rmsd: bool = True, progress=None, refit=None) -> dict:
     """Metrics of ``model`` on the records ``indices`` of a DeepStruc store, with the shuffled control.
 
     Returns ``{"model": {metric: mean}, "control": {...}, "per_record": {"model": [...], "control": [...]},
-    "n": B, "seconds_per_structure": s}``; metrics: :data:`METRICS` (rmsd in Å, count_ok a fraction).
+    "n": B, "seconds_per_structure": s}``; metrics: :data:`METRICS` (rmsd in Å, count_ok a fraction),
+    plus :data:`REFIT_METRICS` with ``refit`` (see module docstring).
     """
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size < 2:
@@ -127,14 +138,16 @@ def evaluate_split(model: DeepStruc, config: DeepStrucConfig, store, indices, co
     per = {"model": [], "control": []}
     for j, i in enumerate(idx):
         truth = np.asarray(recs[j]["positions"], float)
-        per["model"].append(_score(units[j], truth, metas[int(i)], pdfs[j], r, settings, rmsd))
-        per["control"].append(_score(units[perm[j]], truth, metas[int(i)], pdfs[j], r, settings, rmsd))
+        scale = to_unit_sphere(truth)[1]
+        per["model"].append(_score(units[j], truth, metas[int(i)], pdfs[j], r, settings, rmsd, scale, refit))
+        per["control"].append(_score(units[perm[j]], truth, metas[int(i)], pdfs[j], r, settings, rmsd, scale, refit))
         if progress is not None:
             progress(j + 1, idx.size)
     seconds = time.perf_counter() - t0
 
     def agg(rows):
-        return {m: float(np.nanmean([row[m] for row in rows])) for m in METRICS}
+        keys = METRICS + (REFIT_METRICS if refit is not None else ())
+        return {m: float(np.nanmean([row[m] for row in rows])) for m in keys}
 
     return {"model": agg(per["model"]), "control": agg(per["control"]), "per_record": per, "n": int(idx.size),
             "seconds_per_structure": seconds / idx.size, "kind": config.kind}

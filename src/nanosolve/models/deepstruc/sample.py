@@ -161,7 +161,7 @@ def candidates(model: DeepStruc, config: DeepStrucConfig, pattern_or_pdf, elemen
         pos = pos - pos.mean(axis=0)
         p = probs[i]
         present, absent = p[p > 0.5], p[p <= 0.5]
-        out.append(Particle(pos, [sym] * len(pos), name=f"deepstruc_{sym}{len(pos)}_s{i:02d}", properties={
+        out.append(Particle(pos, [sym] * len(pos), name=f"{sym}{len(pos)}_s{i:02d}", properties={
             "model": f"deepstruc-{config.kind}",
             "sample": i,
             "z": [float(v) for v in z[i]],

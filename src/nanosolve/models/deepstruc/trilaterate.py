@@ -221,8 +221,9 @@ def _principal_axes_starts(x: np.ndarray, y: np.ndarray, allow_reflection: bool)
     Exact starts for clusters without symmetry, where the cube rotations can all fall in a wrong
     assignment basin; for symmetric clusters (degenerate axes) the cube rotations cover the rest.
     """
-    va = np.linalg.svd(x, full_matrices=False)[2].T
-    vb = np.linalg.svd(y, full_matrices=False)[2].T
+    # full_matrices: a cluster of one or two atoms still needs three axes (its null space completes them)
+    va = np.linalg.svd(x, full_matrices=True)[2].T
+    vb = np.linalg.svd(y, full_matrices=True)[2].T
     out = []
     for signs in itertools.product((1.0, -1.0), repeat=3):
         rot = va @ np.diag(signs) @ vb.T
