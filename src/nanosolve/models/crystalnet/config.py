@@ -8,16 +8,14 @@ Shapes the model expects (see :mod:`nanosolve.models.crystalnet.model`): ``xrd [
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nanosolve.errors import InputError
+from nanosolve.models.config_io import JsonConfig
 
 
 @dataclass
-class CrystalNetConfig:
+class CrystalNetConfig(JsonConfig):
     """Architecture, loss and optimiser settings.
 
     From Guo et al.: 512-d variational latents for the XRD (1-D DenseNet) and the formula (MLP),
@@ -28,6 +26,8 @@ class CrystalNetConfig:
     choices: a DenseNet-121-like block layout and a NeRF-like 8-layer, 256-wide regressor with the
     positional embedding re-injected every ``skip_every`` layers.
     """
+
+    _FAMILY = "CrystalNet"
 
     n_bins: int = 1024
     n_elements: int = 118
@@ -97,41 +97,3 @@ class CrystalNetConfig:
                     n_layers=4, skip_every=2, lr=1e-3, batch_size=8, points_per_crystal=1024, max_epochs=100)
         base.update(overrides)
         return cls(**base)
-
-    # ---- JSON ----------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict, path=None) -> "CrystalNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown CrystalNet config keys {unknown}", path)
-        try:
-            return cls(**d)
-        except InputError as err:
-            raise InputError(err.problem, path) from None
-        except (TypeError, ValueError) as err:
-            raise InputError(f"invalid CrystalNet config: {err}", path) from None
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write atomically (temp file + os.replace)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "CrystalNetConfig":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError("config file not found", path) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(f"cannot read CrystalNet config JSON: {err}", path) from None
-        if not isinstance(d, dict):
-            raise InputError("CrystalNet config JSON must be an object", path)
-        return cls.from_dict(d, path)

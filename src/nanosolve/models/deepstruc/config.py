@@ -10,19 +10,17 @@ Shapes the model expects (see :mod:`nanosolve.models.deepstruc.model`):
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nanosolve.errors import InputError
+from nanosolve.models.config_io import JsonConfig
 
 MODEL_KINDS = ("cvae", "dae")
 MONITORS = ("val_loss", "val_prior_loss")
 
 
 @dataclass
-class DeepStrucConfig:
+class DeepStrucConfig(JsonConfig):
     """Architecture, loss and optimiser settings of a DeepStruc CVAE / DAE.
 
     Widths follow Kjær et al. (2023): encoder FC ``[F, 384, 256, 128, 2H]`` on the flattened node
@@ -31,6 +29,8 @@ class DeepStrucConfig:
     FC ``[H, 128, 256, 384, 512]`` → ``max_atoms × (n_features + 1)`` (the extra column is the
     per-row existence logit that tells how many atoms there are).
     """
+
+    _FAMILY = "DeepStruc"
 
     kind: str = "cvae"
     max_atoms: int = 100
@@ -122,44 +122,3 @@ class DeepStrucConfig:
         base = dict(n_r=300, lr=1e-3, patience=30, max_epochs=400, prior_weight=0.5, monitor="val_prior_loss")
         base.update(overrides)
         return cls(**base)
-
-    # ---- JSON ----------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict, path=None) -> "DeepStrucConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown DeepStruc config keys {unknown}", path)
-        try:
-            return cls(**d)
-        except InputError as err:
-            raise InputError(err.problem, path) from None
-        except (TypeError, ValueError) as err:
-            raise InputError(f"invalid DeepStruc config: {err}", path) from None
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write atomically (temp file + os.replace) so a crash never leaves half a config."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "DeepStrucConfig":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError("config file not found", path) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(f"cannot read DeepStruc config JSON: {err}", path) from None
-        if not isinstance(d, dict):
-            raise InputError("DeepStruc config JSON must be an object", path)
-        return cls.from_dict(d, path)
