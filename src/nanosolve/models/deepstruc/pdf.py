@@ -30,8 +30,6 @@ with more terms.
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -39,6 +37,7 @@ import torch
 from scipy.spatial.distance import pdist
 
 from nanosolve.errors import InputError
+from nanosolve.scattering.debye import fq_to_gr
 from nanosolve.scattering.form_factors import normalize_radiation
 from nanosolve.structures.particle import Particle
 
@@ -57,8 +56,6 @@ SHARED_PDF_PARAMS = {"qmin": 0.7, "qmax": 25.0, "qdamp": 0.0, "biso": 0.3, "delt
 
 _ROUND = 1e6  # distinct distances at 1e-6 Å
 _CHUNK = 2_000_000  # distinct-distance × Q elements per vectorised block (bounds memory to ~50 MB)
-_SIN_CACHE: OrderedDict = OrderedDict()
-_SIN_LOCK = threading.Lock()
 
 
 def default_r_grid(rmax: float = 30.0, n_points: int = 3000) -> np.ndarray:
@@ -157,26 +154,6 @@ def _distinct_distances(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u / _ROUND, count.astype(np.float64)
 
 
-def _sin_table(q: np.ndarray, r: np.ndarray) -> torch.Tensor:
-    """sin(Q r) [n_q, n_r] float64, cached per grid pair (every structure of a data set shares it)."""
-    key = (q.tobytes(), r.tobytes())
-    with _SIN_LOCK:
-        hit = _SIN_CACHE.get(key)
-        if hit is not None:
-            _SIN_CACHE.move_to_end(key)
-            return hit
-    table = torch.sin(torch.as_tensor(q)[:, None] * torch.as_tensor(r)[None, :])
-    with _SIN_LOCK:
-        _SIN_CACHE[key] = table
-        while len(_SIN_CACHE) > 4:
-            _SIN_CACHE.popitem(last=False)
-    return table
-
-
-# --------------------------------------------------------------------------------------------
-# public API
-
-
 def cluster_fq(structures, q, biso=0.3, delta2=0.0, delta1=0.0, n_atoms=None) -> np.ndarray:
     """Reduced structure function F(Q) = Q[S(Q) - 1] (Å⁻¹) of mono-metallic clusters.
 
@@ -263,11 +240,6 @@ def cluster_pdf(structures, r=None, qmin: float = 0.7, qmax: float = 25.0, qdamp
         raise InputError(f"qstep must be positive, got {qstep}")
     items, single = _as_position_list(structures, n_atoms)
     q = q_grid(qmin, qmax, qstep)
-    fq = torch.as_tensor(_fq_batch(items, q, biso, delta2, delta1))
-    if lorch:
-        fq = fq * torch.as_tensor(np.sinc(q / qmax))  # as DebyeSimulator: M(Q) = sinc(Q/Qmax)
-    g = (fq @ _sin_table(q, r_np)) * (2.0 / math.pi * qstep)
-    if qdamp:
-        g = g * torch.as_tensor(np.exp(-0.5 * (qdamp * r_np) ** 2))
-    g = g.numpy()
+    fq = _fq_batch(items, q, biso, delta2, delta1)
+    g = fq_to_gr(q, fq, r_np, qstep, qdamp, lorch, qmax=qmax)  # the Debye simulator's own transform
     return g[0] if single else g
