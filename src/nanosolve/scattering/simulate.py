@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import KINDS, Pattern
 from nanosolve.scattering.units import wavelength as _wavelength
@@ -97,8 +95,3 @@ def _debye(kind, particle, wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso
                          qdamp=qdamp, rmin=rmin, rmax=rmax, rstep=rstep, biso=biso, radiation=radiation)
     return sim.simulate(particle, (kind,))[kind]
 
-
-def pattern_columns(pattern: Pattern) -> np.ndarray:
-    """[M, 2] (x, y) or [M, 3] (x, y, sigma) array of a pattern."""
-    cols = [pattern.x, pattern.y] + ([pattern.sigma] if pattern.sigma is not None else [])
-    return np.column_stack(cols)
