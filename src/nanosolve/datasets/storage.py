@@ -212,7 +212,27 @@ def _diff_fields(old_meta: str, old_blob: bytes, new_meta: str, new_blob: bytes,
 # Single-file store
 
 
-class GraphStore:
+class _ReopenByPath:
+    """Context manager + pickling by path, shared by both store layouts.
+
+    Pickling carries only the path and mode (for spawn-started DataLoader or generator workers);
+    the new process opens its own connection.
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path), "mode": self.mode}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], mode=state["mode"])
+
+
+class GraphStore(_ReopenByPath):
     """Graph records in one SQLite file.
 
     Args:
@@ -326,20 +346,6 @@ class GraphStore:
         if self._conn is not None and os.getpid() == self._pid:
             self._conn.close()
         self._conn = None
-
-    def __enter__(self) -> "GraphStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # pickling carries only the path (for spawn-started DataLoader workers); a new process
-    # opens its own connection
-    def __getstate__(self) -> dict:
-        return {"path": str(self.path), "mode": self.mode}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["mode"])
 
     def __repr__(self) -> str:
         return f"GraphStore({str(self.path)!r}, mode={self.mode!r})"
@@ -549,7 +555,7 @@ def _write_json_atomic(path: Path, obj) -> None:
         pass
 
 
-class ShardedGraphStore:
+class ShardedGraphStore(_ReopenByPath):
     """Graph records spread over SQLite shard files in a directory, for datasets larger than one
     file should be. Same API as :class:`GraphStore`.
 
@@ -759,18 +765,6 @@ class ShardedGraphStore:
         for s in self._shards.values():
             s.close()
         self._shards = {}
-
-    def __enter__(self) -> "ShardedGraphStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        return {"path": str(self.path), "mode": self.mode}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], mode=state["mode"])
 
     def __repr__(self) -> str:
         return f"ShardedGraphStore({str(self.path)!r}, shard_size={self.shard_size}, mode={self.mode!r})"

@@ -31,9 +31,16 @@ def plot_patterns(patterns: list[Pattern] | Pattern, path: str | os.PathLike, ti
             ax.axhline(0, color="0.6", lw=0.5)
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Lay out, save as PNG (creating the folder) and close ``fig``; every nanosolve plot ends here."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

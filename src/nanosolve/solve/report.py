@@ -10,6 +10,7 @@ import numpy as np
 
 from nanosolve.solve.pdf_refine import RefineResult
 from nanosolve.structures.io import write_structure
+from nanosolve.scattering.plot import save_figure
 
 __all__ = ["write_report", "plot_fit"]
 
@@ -38,11 +39,7 @@ def plot_fit(result: RefineResult, path: str | os.PathLike, title: str = "") -> 
     ax.set_ylabel("G(r) (Å⁻²)")
     ax.set_title(title or result.particle.name)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _jsonable(v):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nanosolve.structures.crystal import CRYSTAL_SYSTEMS
+from nanosolve.scattering.plot import save_figure
 
 #: CHILI paper, Table 1 (CHILI-3K); edges count both directions.
 PAPER_CHILI_3K = {"graphs": 3180, "nodes": 6_959_085, "edges": 49_624_440}
@@ -97,9 +98,4 @@ def plot_distributions(meta: list[dict], path: str | os.PathLike) -> Path:
     ct = Counter(m["crystal_type"] or "—" for m in meta)
     ax[1, 2].barh(list(ct), list(ct.values()))
     ax[1, 2].set(xlabel="graphs", title="crystal type")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

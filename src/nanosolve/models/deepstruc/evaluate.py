@@ -34,6 +34,7 @@ from nanosolve.models.deepstruc.pdf import cluster_pdf, default_r_grid
 from nanosolve.models.deepstruc.sample import decode_latents, model_r_grid, unit_nn_distance
 from nanosolve.models.deepstruc.representation import satellites, to_unit_sphere
 from nanosolve.models.deepstruc.trilaterate import rmsd_aligned, trilaterate
+from nanosolve.scattering.plot import save_figure
 
 __all__ = ["prior_means", "reconstruct_unit", "evaluate_split", "derangement", "latent_map", "interpolate",
            "normalized_rp", "METRICS"]
@@ -175,12 +176,7 @@ def latent_map(model: DeepStruc, config: DeepStrucConfig, store, indices, path: 
     ax.set_xlabel("z₁ (prior mean)")
     ax.set_ylabel("z₂ (prior mean)")
     ax.set_title(title or f"DeepStruc {config.kind} latent space ({len(idx)} PDFs)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def interpolate(model: DeepStruc, config: DeepStrucConfig, pdf_a, pdf_b, element: str, out_dir: str | os.PathLike,
@@ -234,7 +230,5 @@ def interpolate(model: DeepStruc, config: DeepStrucConfig, pdf_a, pdf_b, element
         ax.scatter(x[order, 0], x[order, 1], c=x[order, 2], cmap="copper", s=18, edgecolors="k", linewidths=0.3)
         ax.set_title(f"t={t:.2f}\n{len(x)} atoms", fontsize=8)
     fig.suptitle(f"DeepStruc {config.kind}: latent interpolation (xy projection, colour = z)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_dir / "interpolation.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out_dir / "interpolation.png", dpi=110)
     return parts
