@@ -33,6 +33,10 @@ from typing import Callable
 import torch
 
 from nanosolve.errors import InputError
+from nanosolve.models.checkpoints import atomic_json as _atomic_json
+from nanosolve.models.checkpoints import atomic_torch_save as _atomic_torch_save
+from nanosolve.models.checkpoints import load_checkpoint
+from nanosolve.models.checkpoints import load_state as _load_state
 from nanosolve.models.deepstruc.config import DeepStrucConfig
 from nanosolve.models.deepstruc.model import DeepStruc
 
@@ -123,40 +127,6 @@ def _check_batch(batch, name: str) -> dict:
 
 
 # ---- checkpoint IO ---------------------------------------------------------------------------
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike):
-    """``torch.load(path, weights_only=True)`` on CPU; unreadable/corrupt → InputError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("checkpoint file not found", path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on bad files
-        msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise InputError(f"corrupted or unreadable checkpoint ({type(err).__name__}: {msg})", path) from None
-
-
-def _load_state(model: torch.nn.Module, state, path: Path) -> None:
-    if not isinstance(state, dict):
-        raise InputError("checkpoint holds no model state dict", path)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as err:
-        first = str(err).strip().splitlines()[0][:200]
-        raise InputError(f"checkpoint does not match the model config ({first})", path) from None
-
-
 def load_model(dir_or_file: str | os.PathLike) -> tuple[DeepStruc, DeepStrucConfig]:
     """Model (eval mode, best weights) and config from a training directory or a ``.pt`` file.
 

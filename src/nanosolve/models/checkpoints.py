@@ -1,0 +1,55 @@
+"""Checkpoint IO shared by every model family: atomic writes, safe reads.
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts and are always read with
+``torch.load(path, weights_only=True)`` (never arbitrary unpickling). Writes go to a temp file
+then ``os.replace`` so a crash never leaves half a checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from nanosolve.errors import InputError
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` into ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_json(obj, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON into ``path`` atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)`` on CPU; unreadable/corrupt → InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("checkpoint file not found", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on bad files
+        msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise InputError(f"corrupted or unreadable checkpoint ({type(err).__name__}: {msg})", path) from None
+
+
+def load_state(model: torch.nn.Module, state, path: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)``; a missing or mismatched state → InputError naming ``path``."""
+    if not isinstance(state, dict):
+        raise InputError("checkpoint holds no model state dict", path)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise InputError(f"checkpoint does not match the model config ({first})", path) from None
