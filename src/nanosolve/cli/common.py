@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import typer
 from rich.console import Console
 
-from nanosolve.errors import NanosolveError
+from nanosolve.errors import InputError, NanosolveError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,3 +35,18 @@ def friendly_errors(fn):
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``--set key=value`` pairs of a config; the value is parsed as JSON when it is JSON
+    (``decoder_widths=[64,128]``), else kept as a string."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import typer
 
+from nanosolve.cli import bench as bench_cli
 from nanosolve.cli import build, dataset
+from nanosolve.cli import cdvae as cdvae_cli
+from nanosolve.cli import crystalnet as crystalnet_cli
 from nanosolve.cli import solve as solve_cli
 from nanosolve.cli import train as train_cli
 from nanosolve.cli.common import console, friendly_errors
@@ -26,6 +29,12 @@ app = typer.Typer(
 app.add_typer(build.app, name="build")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(train_cli.app, name="train")
+app.add_typer(bench_cli.app, name="bench")
+predict_app = typer.Typer(help="Predict structures or densities with trained models.", no_args_is_help=True)
+predict_app.command("crystalnet")(crystalnet_cli.predict_command)
+app.add_typer(predict_app, name="predict")
+app.add_typer(cdvae_cli.generate_app, name="generate")
+app.add_typer(cdvae_cli.evaluate_app, name="evaluate")
 app.command("solve")(solve_cli.solve)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors
+from nanosolve.cli.common import parse_overrides, console, friendly_errors
 from nanosolve.errors import InputError
 
 app = typer.Typer(help="Train generative structure-solution models. Lengths in Å.", no_args_is_help=True)
@@ -17,18 +17,7 @@ PRESETS = ("cpu", "paper")
 SPLITS = ("paper", "grouped")
 
 
-def _overrides(items: list[str] | None) -> dict:
-    """``key=value`` pairs, value parsed as JSON when it is JSON (``decoder_widths=[64,128]``)."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise InputError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
+
 
 
 def make_config(kind: str, preset: str, overrides: dict, r_max: float):
@@ -103,7 +92,7 @@ def deepstruc(
         raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if threads:
         torch.set_num_threads(int(threads))
-    overrides = _overrides(set_)
+    overrides = parse_overrides(set_)
     make_config(kind, preset, overrides, 30.0)  # refuse a bad preset / kind / override before any work
     out.mkdir(parents=True, exist_ok=True)
     store, provenance = _open_or_generate(data, out, data_kind, data_max_atoms, elements, data_seed)
@@ -169,3 +158,14 @@ def export(run: Path = typer.Argument(..., help="a training run directory"),
     config.to_json(dest / "config.json")
     size = (dest / "best.pt").stat().st_size / 1e6
     console.print(f"wrote {dest}/best.pt ({size:.2f} MB) and config.json", highlight=False)
+
+
+# CrystalNet (pattern + formula -> electron density); the command lives in cli/crystalnet.py
+from nanosolve.cli import crystalnet as _crystalnet_cli  # noqa: E402
+
+app.command("crystalnet")(_crystalnet_cli.train_command)
+
+# CDVAE (periodic crystal generative model); the command lives in cli/cdvae.py
+from nanosolve.cli import cdvae as _cdvae_cli  # noqa: E402
+
+app.command("cdvae")(_cdvae_cli.train_cmd)

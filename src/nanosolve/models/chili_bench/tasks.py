@@ -20,14 +20,16 @@ from torch import Tensor
 from nanosolve.errors import InputError
 
 __all__ = ["Task", "TASKS", "PROPERTY_TASKS", "GENERATION_TASKS", "get_task", "build_inputs", "build_targets",
-           "MAX_UNIT_CELL_ATOMS", "N_ELEMENTS"]
+           "MAX_UNIT_CELL_ATOMS", "MAX_PARTICLE_ATOMS", "N_ELEMENTS"]
 
 N_ELEMENTS = 118
 MAX_UNIT_CELL_ATOMS = 20
+MAX_PARTICLE_ATOMS = 200
 _LEVELS = ("node", "edge", "graph")
 _LOSSES = ("cross_entropy", "mse", "masked_mse")
 _METRICS = ("weighted_f1", "mae", "mse", "masked_mae")
 _NORMS = (None, "sample_minmax")
+_INPUT_NORMS = (None, "minmax", "log_minmax")
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,13 @@ class Task:
             (no statistics from other graphs, so no train/test leakage).
         class_offset: subtracted from the integer label to give a class index in [0, out_dim)
             (1 for Z, crystal system 1-7 and space group 1-230).
-        max_atoms: for unit-cell targets, the padded length (graphs with more atoms are left out
-            via :meth:`accepts`).
+        max_atoms: for padded position targets (structure generation), the padded length; graphs
+            with more atoms (label ``count_field``) are left out via :meth:`accepts`.
+        count_field: the label holding the atom count of the target: ``"unit_cell_n_atoms"``
+            (unit-cell targets) or ``"n_atoms"`` (whole-particle ``pos_abs`` targets).
+        input_norm: for signal inputs (``input_level == "graph"``), each graph's input scaled on
+            its own: ``"minmax"`` to [0, 1], or ``"log_minmax"`` (log10, then to [0, 1]) for
+            intensities spanning many decades (SAXS ~1e1-1e11, XRD ~1e-1-1e8); None = raw.
     """
 
     name: str
@@ -66,6 +73,8 @@ class Task:
     normalize: str | None = None
     class_offset: int = 0
     max_atoms: int | None = None
+    count_field: str = "unit_cell_n_atoms"
+    input_norm: str | None = None
 
     def __post_init__(self):
         if self.level not in _LEVELS or self.input_level not in ("node", "graph"):
@@ -73,6 +82,8 @@ class Task:
         if self.kind not in ("classification", "regression") or self.loss not in _LOSSES \
                 or self.metric not in _METRICS or self.normalize not in _NORMS:
             raise InputError(f"task {self.name}: bad kind/loss/metric/normalize")
+        if self.input_norm not in _INPUT_NORMS or (self.input_norm and self.input_level != "graph"):
+            raise InputError(f"task {self.name}: bad input_norm {self.input_norm!r}")
         if self.input_level == "graph" and self.level != "graph":
             raise InputError(f"task {self.name}: a graph-level input only gives graph-level predictions")
 
@@ -87,15 +98,15 @@ class Task:
     def accepts(self, meta: dict) -> bool:
         """Whether a record (its label dict) can be used; pass as ``ChiliDataset(pre_filter=...)``."""
         if self.max_atoms is not None:
-            return int(meta.get("unit_cell_n_atoms", self.max_atoms + 1)) <= self.max_atoms
+            return int(meta.get(self.count_field, self.max_atoms + 1)) <= self.max_atoms
         return True
 
     @property
     def fields(self) -> tuple[str, ...]:
         """Every field to load for this task (``ChiliDataset(fields=...)``)."""
         extra = ("edge_index", "n_atoms")
-        if self.target == "unit_cell_pos_frac":
-            extra += ("unit_cell_n_atoms",)
+        if self.max_atoms is not None:
+            extra += (self.count_field,)
         return tuple(dict.fromkeys(self.inputs + (self.target,) + extra))
 
 
@@ -123,17 +134,28 @@ PROPERTY_TASKS: dict[str, Task] = {t.name: t for t in [
 ]}
 
 _P2P_SIGNALS = ("saxs", "xrd", "xpdf")
+# intensities span many decades (log first); a PDF oscillates around 0 (min-max only)
+_SIGNAL_INPUT_NORM = {"saxs": "log_minmax", "xrd": "log_minmax", "xpdf": "minmax"}
 GENERATION_TASKS: dict[str, Task] = {t.name: t for t in [
     Task("gen_xrd_unit_cell", "graph", ("xrd",), "unit_cell_pos_frac", "regression", 3 * MAX_UNIT_CELL_ATOMS,
-         "masked_mse", "masked_mae", input_level="graph", max_atoms=MAX_UNIT_CELL_ATOMS),
+         "masked_mse", "masked_mae", input_level="graph", max_atoms=MAX_UNIT_CELL_ATOMS, input_norm="log_minmax"),
+    *[Task(f"gen_{s}_unit_cell", "graph", (s,), "unit_cell_pos_frac", "regression", 3 * MAX_UNIT_CELL_ATOMS,
+           "masked_mse", "masked_mae", input_level="graph", max_atoms=MAX_UNIT_CELL_ATOMS,
+           input_norm=_SIGNAL_INPUT_NORM[s]) for s in _P2P_SIGNALS if s != "xrd"],
+    # whole particles (<= 200 atoms) as absolute positions (Å), sorted by distance from the centre
+    *[Task(f"gen_{s}_pos_abs", "graph", (s,), "pos_abs", "regression", 3 * MAX_PARTICLE_ATOMS,
+           "masked_mse", "masked_mae", input_level="graph", max_atoms=MAX_PARTICLE_ATOMS, count_field="n_atoms",
+           input_norm=_SIGNAL_INPUT_NORM[s]) for s in _P2P_SIGNALS],
     *[Task(f"p2p_{s}_crystal_system", "graph", (s,), "crystal_system_number", "classification", 7,
-           "cross_entropy", "weighted_f1", input_level="graph", class_offset=1) for s in _P2P_SIGNALS],
+           "cross_entropy", "weighted_f1", input_level="graph", class_offset=1, input_norm=_SIGNAL_INPUT_NORM[s])
+      for s in _P2P_SIGNALS],
     *[Task(f"p2p_{s}_space_group", "graph", (s,), "space_group_number", "classification", 230,
-           "cross_entropy", "weighted_f1", input_level="graph", class_offset=1) for s in _P2P_SIGNALS],
+           "cross_entropy", "weighted_f1", input_level="graph", class_offset=1, input_norm=_SIGNAL_INPUT_NORM[s])
+      for s in _P2P_SIGNALS],
     # cell lengths (Å) and angles (°) differ in scale: scored as MSE on per-graph min-max of the
     # 6 numbers would mix them, so they are regressed raw and scored with MAE
     *[Task(f"p2p_{s}_cell_params", "graph", (s,), "cell_params", "regression", 6, "mse", "mae",
-           input_level="graph") for s in _P2P_SIGNALS],
+           input_level="graph", input_norm=_SIGNAL_INPUT_NORM[s]) for s in _P2P_SIGNALS],
 ]}
 
 TASKS: dict[str, Task] = {**PROPERTY_TASKS, **GENERATION_TASKS}
@@ -161,10 +183,15 @@ def build_inputs(task: Task, data) -> Tensor:
 
     Returns:
         ``input_level == "node"``: [N, F] node features (``inputs`` concatenated).
-        ``input_level == "graph"``: [B, L] one vector per graph.
+        ``input_level == "graph"``: [B, L] one vector per graph, scaled per ``task.input_norm``.
     """
     parts = [_field(data, f).float().reshape(_field(data, f).shape[0], -1) for f in task.inputs]
-    return torch.cat(parts, dim=-1)
+    x = torch.cat(parts, dim=-1)
+    if task.input_norm == "log_minmax":
+        x = torch.log10(x.clamp_min(1e-30))
+    if task.input_norm in ("minmax", "log_minmax"):
+        x = _minmax_rows(x)
+    return x
 
 
 def _minmax_rows(y: Tensor) -> Tensor:
@@ -175,16 +202,17 @@ def _minmax_rows(y: Tensor) -> Tensor:
 
 
 def _unit_cell_targets(task: Task, data) -> tuple[Tensor, Tensor]:
-    frac = _field(data, "unit_cell_pos_frac").float()
-    counts = _field(data, "unit_cell_n_atoms").reshape(-1).tolist()
+    """Padded, sorted positions of ``task.target`` (unit-cell fractional or particle absolute)."""
+    frac = _field(data, task.target).float()
+    counts = _field(data, task.count_field).reshape(-1).tolist()
     if sum(counts) != frac.shape[0]:
-        raise InputError(f"unit_cell_n_atoms sum {sum(counts)} != {frac.shape[0]} unit-cell positions")
+        raise InputError(f"{task.count_field} sum {sum(counts)} != {frac.shape[0]} positions in {task.target}")
     m = task.max_atoms
     y = frac.new_zeros(len(counts), m, 3)
     mask = torch.zeros(len(counts), m, 3, dtype=torch.bool)
     for g, part in enumerate(torch.split(frac, counts)):
         if part.shape[0] > m:
-            raise InputError(f"unit cell with {part.shape[0]} atoms > {m}; filter with task.accepts")
+            raise InputError(f"{task.target} with {part.shape[0]} atoms > {m}; filter with task.accepts")
         # a canonical order, so the padded target of one structure is always the same
         order = torch.argsort(part.norm(dim=1), stable=True)
         y[g, :part.shape[0]] = part[order]
@@ -199,10 +227,10 @@ def build_targets(task: Task, data) -> tuple[Tensor, Tensor | None]:
         classification: int64 class indices, [N] (node), [B] (graph).
         regression: float32 [N, 3] positions Å, [E] bond lengths Å, [B, L] signals in [0, 1]
         (``sample_minmax``), [B, 6] cell parameters (Å, °), or [B, 3 * max_atoms] unit-cell
-        fractional coordinates sorted by distance from the origin, zero-padded, with a bool mask
-        of the same shape.
+        fractional coordinates / particle positions (Å) sorted by distance from the origin,
+        zero-padded, with a bool mask of the same shape.
     """
-    if task.target == "unit_cell_pos_frac":
+    if task.max_atoms is not None:
         return _unit_cell_targets(task, data)
     raw = _field(data, task.target)
     if task.is_classification:

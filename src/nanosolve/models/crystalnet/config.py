@@ -52,6 +52,15 @@ class CrystalNetConfig(JsonConfig):
     dense_fraction: float = 0.5  # share of training points drawn ∝ density
     max_epochs: int = 500
     seed: int = 0
+    # training schedule (nanosolve's choices; the paper gives Adam + cosine warm restarts only)
+    restart_epochs: int = 10  # T_0 of the cosine warm restarts, epochs
+    restart_mult: int = 1  # T_mult
+    lr_min_factor: float = 0.01  # eta_min = lr × this
+    patience: int = 30  # early stopping: epochs without a better monitored value
+    monitor: str = "val_l1"  # or "val_ssim" (full-grid SSIM of a few validation crystals)
+    xrd_noise: float = 0.01  # augmentation: Gaussian noise σ on the max-1 stick vector
+    xrd_shift_deg: float = 0.5  # augmentation: |2θ shift| bound, < 0.6° as the paper
+    val_points: int = 4096  # fixed stratified points per validation crystal
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -76,6 +85,12 @@ class CrystalNetConfig(JsonConfig):
             problems.append(f"fusion_layers must be >= 2, got {self.fusion_layers}")
         if not self.fourier_sigma > 0 or not self.lr > 0 or self.beta < 0:
             problems.append("fourier_sigma and lr must be > 0 and beta >= 0")
+        if self.restart_epochs < 1 or self.restart_mult < 1 or self.patience < 1 or self.val_points < 1:
+            problems.append("restart_epochs, restart_mult, patience and val_points must be >= 1")
+        if self.monitor not in ("val_l1", "val_ssim"):
+            problems.append(f"monitor must be 'val_l1' or 'val_ssim', got {self.monitor!r}")
+        if not 0 <= self.xrd_shift_deg < 0.6 or self.xrd_noise < 0 or not 0 <= self.lr_min_factor <= 1:
+            problems.append("need 0 <= xrd_shift_deg < 0.6, xrd_noise >= 0 and 0 <= lr_min_factor <= 1")
         if not 0 <= self.dense_fraction <= 1:
             problems.append(f"dense_fraction must be in [0, 1], got {self.dense_fraction}")
         if problems:

@@ -124,3 +124,77 @@ def best_over_rotations(pred, truth, shifts: bool = False) -> RotationMatch:
             best = (s, rot, shift, cand)
     s, rot, shift, cand = best
     return RotationMatch(ssim=s, psnr=psnr3d(cand, truth), rotation=rot, shift=shift)
+
+
+class SSIMReference:
+    """SSIM/PSNR of many candidate grids against one truth, exactly as :func:`ssim3d` /
+    :func:`psnr3d` (scikit-image's formula: 7-voxel uniform window, ``reflect`` borders, sample
+    covariance, K1 = 0.01, K2 = 0.03, border of 3 voxels cropped before the mean), to ~1e-6.
+
+    Why not call scikit-image 24 × 5 times: it filters five float64 arrays per call; the truth's
+    two (mean, mean of squares) are the same for every candidate, so they are computed once here,
+    and the candidate's three are filtered in float32 (the window sums then carry relative errors
+    ~1e-7, far below the C1, C2 constants; the final mean is float64) - together about 3× faster,
+    which is what makes the paper's search over 24 rotations × 5 latent samples affordable on a CPU.
+    """
+
+    def __init__(self, truth):
+        from scipy.ndimage import uniform_filter
+
+        truth = np.asarray(truth, dtype=np.float64)
+        _check_pair(truth, truth)
+        self._filter = lambda a: uniform_filter(a.astype(np.float32), size=WIN_SIZE).astype(np.float64)
+        self.truth = truth
+        self._truth32 = truth.astype(np.float32)
+        self.data_range = _range(truth)
+        self.ux = self._filter(truth)
+        self.vx_raw = self._filter(truth * truth) - self.ux * self.ux
+        n = WIN_SIZE ** 3
+        self.cov_norm = n / (n - 1.0)
+        self.c1 = (0.01 * self.data_range) ** 2
+        self.c2 = (0.03 * self.data_range) ** 2
+        self.pad = (WIN_SIZE - 1) // 2
+
+    def ssim(self, pred) -> float:
+        y = np.asarray(pred, dtype=np.float32)
+        if y.shape != self.truth.shape:
+            raise InputError(f"candidate grid {y.shape} does not match the truth {self.truth.shape}")
+        f = self._filter
+        uy = f(y)
+        vy = self.cov_norm * (f(y * y) - uy * uy)
+        vxy = self.cov_norm * (f(self._truth32 * y) - self.ux * uy)
+        vx = self.cov_norm * self.vx_raw
+        s = ((2 * self.ux * uy + self.c1) * (2 * vxy + self.c2)
+             / ((self.ux ** 2 + uy ** 2 + self.c1) * (vx + vy + self.c2)))
+        p = self.pad
+        return float(s[p:-p, p:-p, p:-p].mean(dtype=np.float64))
+
+    def psnr(self, pred) -> float:
+        y = np.asarray(pred, dtype=np.float64)
+        mse = float(np.mean((self.truth - y) ** 2))
+        return float("inf") if mse == 0 else float(10 * np.log10(self.data_range ** 2 / mse))
+
+
+def best_over_rotations_and_samples(preds, truth) -> tuple[RotationMatch, int]:
+    """The paper's score: max SSIM over the 24 cube rotations of each of ``preds`` [S, n, n, n]
+    (latent samples) against ``truth``; PSNR of that best candidate.
+
+    Returns:
+        (RotationMatch of the best candidate (shift (0, 0, 0)), index of the best sample).
+    """
+    preds = np.asarray(preds, dtype=np.float64)
+    if preds.ndim == 3:
+        preds = preds[None]
+    ref = SSIMReference(truth)
+    best = None
+    for k, pred in enumerate(preds):
+        _check_pair(pred, truth)
+        for rot in cube_rotations():
+            cand = rotate_grid(pred, rot)
+            if cand.shape != ref.truth.shape:
+                continue
+            s = ref.ssim(cand)
+            if best is None or s > best[0]:
+                best = (s, rot, k, cand)
+    s, rot, k, cand = best
+    return RotationMatch(ssim=s, psnr=ref.psnr(cand), rotation=rot, shift=(0, 0, 0)), k

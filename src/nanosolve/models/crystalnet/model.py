@@ -128,16 +128,21 @@ class CrystalNet(nn.Module):
         proj = 2 * math.pi * coords @ self.fourier_b
         return self.pos_encoder(torch.cat([proj.cos(), proj.sin()], dim=-1))
 
-    def decode(self, z: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """Latent z [B, 2 L] and coords [B, P, 3] -> density [B, P] (≥ 0)."""
+    def decode(self, z: torch.Tensor, coords: torch.Tensor | None, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent z [B, 2 L] and coords [B, P, 3] -> density [B, P] (≥ 0).
+
+        ``embedding``: a precomputed ``positional(coords)`` [B or 1, P, pos_width] (coords then
+        unused); with a leading 1 it is shared by all B latents, which is how full-grid inference
+        avoids re-embedding the same 125k points for every crystal and latent sample.
+        """
         cfg = self.config
         gamma = 1.0 + self.fuse_gamma(z).view(-1, cfg.n_layers, 1, cfg.hidden)  # centred on identity
         beta = self.fuse_beta(z).view(-1, cfg.n_layers, 1, cfg.hidden)
-        e = self.positional(coords)
+        e = self.positional(coords) if embedding is None else embedding
         h = e
         for layer, lin in enumerate(self.layers):
             if self._skip(layer):
-                h = torch.cat([h, e], dim=-1)
+                h = torch.cat([h, e.expand(h.shape[0], -1, -1)], dim=-1)
             h = F.relu(gamma[:, layer] * lin(h) + beta[:, layer])
         return F.softplus(self.out(h).squeeze(-1))
 

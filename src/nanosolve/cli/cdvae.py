@@ -1,0 +1,257 @@
+"""CDVAE commands: ``nanosolve train cdvae``, ``nanosolve generate cdvae``, ``nanosolve evaluate cdvae``.
+
+DATA is one or more CDVAE CSV files (a ``cif`` column of CIF strings; e.g. perov_5's val.csv and
+test.csv) and/or folders of CIF files. Lengths in Å, angles in degrees.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from nanosolve.cli.common import parse_overrides, console, friendly_errors
+from nanosolve.errors import InputError
+
+generate_app = typer.Typer(help="Generate structures with a trained generative model (CIF output).",
+                           no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate a trained generative model with the paper's metrics.",
+                           no_args_is_help=True)
+SPLITS = ("composition", "random")
+TASKS = ("recon", "gen", "opt")
+PARTS = ("all", "train", "val", "test")
+
+
+
+
+
+def _split(table, split: str, seed: int):
+    from nanosolve.models.cdvae.data import composition_split, random_split
+
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return (composition_split if split == "composition" else random_split)(table, (0.8, 0.1, 0.1), seed=seed)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[info]}"), console=console)
+
+
+def _load(data: list[Path], props: list[str] | None):
+    from nanosolve.models.cdvae.train import load_tables
+
+    with console.status(f"reading {', '.join(map(str, data))}"):
+        table = load_tables(data, props=props or None)
+    if len(table) == 0:
+        raise InputError(f"no usable crystal in {', '.join(map(str, data))}")
+    return table
+
+
+def train_cmd(
+    data: list[Path] = typer.Argument(..., help="CDVAE CSV file(s) and/or CIF folder(s)"),
+    out: Path = typer.Argument(..., help="run directory (rerun = resume)"),
+    preset: str = typer.Option("cpu", help="cpu (small, trains in an hour on one core) or paper (published sizes)"),
+    max_minutes: float = typer.Option(None, help="wall-time budget of this call (minutes)"),
+    max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
+    split: str = typer.Option("composition", help="composition (grouped by reduced formula) or random; 80/10/10"),
+    split_seed: int = typer.Option(0, help="seed of the split"),
+    prop: list[str] = typer.Option(None, "--prop", help="property column(s) for the property head (repeatable)"),
+    max_atoms: int = typer.Option(None, help="largest cell the model allows (default: largest in DATA)"),
+    seed: int = typer.Option(0, help="training seed"),
+    threads: int = typer.Option(None, help="torch CPU threads"),
+    set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
+):
+    """Train a CDVAE. Writes OUT/config.json, best.pt, last.pt, history.json, split.json, summary.json."""
+    import numpy as np
+    import torch
+
+    from nanosolve.models.cdvae.config import preset as make_preset
+    from nanosolve.models.cdvae.data import to_data_list
+    from nanosolve.models.cdvae.train import train
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    overrides = parse_overrides(set_)
+    make_preset(preset, **overrides)  # refuse a bad preset / override before reading data
+    table = _load(data, prop)
+    largest = max(len(c) for c in table.crystals)
+    if max_atoms is None:
+        max_atoms = largest
+    elif largest > max_atoms:
+        k = next(i for i, c in enumerate(table.crystals) if len(c) > max_atoms)
+        raise InputError(f"crystal {table.ids[k]} has {len(table.crystals[k])} atoms, more than --max-atoms {max_atoms}")
+    config = make_preset(preset, props=list(prop or []), max_atoms=int(max_atoms), **overrides)
+    config.extra.update(data=[str(p) for p in data], split=split, split_seed=split_seed, train_seed=seed)
+    old = out / "config.json"
+    if (out / "last.pt").is_file() and old.is_file():
+        previous = json.loads(old.read_text())
+        if {k: v for k, v in previous.items() if k != "extra"} != {k: v for k, v in config.to_dict().items() if k != "extra"}:
+            raise InputError("holds a run with different settings; choose another OUT to start afresh", out)
+    parts = _split(table, split, split_seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "split.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
+    items = to_data_list(table, props=list(prop) if prop else None)
+    train_items = [items[i] for i in parts["train"]]
+    val_items = [items[i] for i in parts["val"]] or None
+    console.print(f"CDVAE ({preset}): {len(table)} crystals (≤ {max_atoms} atoms); train {len(train_items)}, "
+                  f"val {len(parts['val'])}, test {len(parts['test'])}", highlight=False)
+    total = config.max_epochs if max_epochs is None else max_epochs
+    t0 = time.perf_counter()
+    with _progress() as progress:
+        bar = progress.add_task("epochs", total=total, info="")
+        inner = progress.add_task("batches", total=1, info="")
+
+        def tick(rec: dict):
+            info = f"loss {rec['train_loss']:.3f}"
+            if "val_loss" in rec:
+                info += f"  val {rec['val_loss']:.3f}"
+            progress.update(bar, completed=rec["epoch"] + 1, info=info)
+
+        def tick_batch(done: int, n: int):
+            progress.update(inner, completed=done, total=n)
+
+        result = train(config, train_items, val_items, out, max_minutes=max_minutes, max_epochs=max_epochs, seed=seed,
+                       resume=True, progress=tick, batch_progress=tick_batch)
+    last = result.history[-1] if result.history else {}
+    summary = {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val": result.best_val,
+               "stopped": result.stopped, "seconds_this_call": round(time.perf_counter() - t0, 1),
+               "last": {k: v for k, v in last.items() if isinstance(v, (int, float))}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
+                  f"(val loss {result.best_val:.4f}); weights in {out}/best.pt", highlight=False)
+
+
+def _langevin_progress(progress, label: str):
+    task = progress.add_task(label, total=1, info="noise levels")
+    return lambda done, total: progress.update(task, completed=done, total=total)
+
+
+@generate_app.command("cdvae")
+@friendly_errors
+def generate_cmd(
+    model_dir: Path = typer.Argument(..., help="a CDVAE run directory (config.json + best.pt) or a .pt file"),
+    n: int = typer.Option(10, "-n", help="number of crystals"),
+    out: Path = typer.Option(Path("cdvae_generated"), "-o", "--out", help="output folder (one CIF per crystal)"),
+    steps: int = typer.Option(None, help="Langevin steps per noise level (default: the model's, 100)"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    type_mode: str = typer.Option("argmax", help="argmax (the paper: decoder's most likely element per atom) or "
+                                                 "composition (the composition head's stoichiometry is kept)"),
+    threads: int = typer.Option(None, help="torch CPU threads"),
+):
+    """Sample N crystals from the prior (annealed Langevin dynamics) and write them as CIFs + summary.json."""
+    import torch
+
+    from nanosolve.models.cdvae.evaluate import structure_valid
+    from nanosolve.models.cdvae.sample import generate
+    from nanosolve.models.cdvae.train import load_model
+    from nanosolve.structures.io import write_cif
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    model, _ = load_model(model_dir)
+    with _progress() as progress:
+        crystals = generate(model, n, n_step_each=steps, seed=seed, type_mode=type_mode,
+                            callback=_langevin_progress(progress, "sampling"))
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, c in enumerate(crystals):
+        path = out / f"{k:04d}_{c.formula}.cif"
+        write_cif(c, path)
+        rows.append({"file": path.name, "formula": c.formula, "n_atoms": len(c),
+                     "cell": [round(float(x), 4) for x in c.cell_params], "structure_valid": bool(structure_valid(c))})
+    (out / "summary.json").write_text(json.dumps({"model": str(model_dir), "n": n, "seed": seed, "crystals": rows},
+                                                 indent=1) + "\n")
+    n_valid = sum(r["structure_valid"] for r in rows)
+    console.print(f"wrote {n} CIFs into {out}/ ({n_valid} structurally valid)", highlight=False)
+
+
+@evaluate_app.command("cdvae")
+@friendly_errors
+def evaluate_cmd(
+    model_dir: Path = typer.Argument(..., help="a CDVAE run directory or .pt file"),
+    data: list[Path] = typer.Argument(..., help="CDVAE CSV file(s) / CIF folder(s): reference crystals"),
+    task: str = typer.Option("recon", help="recon (reconstruction match rate / RMSE), gen (validity, COV, EMD) "
+                                           "or opt (property optimisation success rates)"),
+    part: str = typer.Option("all", help="all crystals of DATA, or the train/val/test part of the split recorded "
+                                         "in the model's config (same DATA as for training)"),
+    n: int = typer.Option(200, "-n", help="crystals to reconstruct / generate / optimise (random subset, seeded)"),
+    steps: int = typer.Option(None, help="Langevin steps per noise level (default: the model's, 100)"),
+    dataset: str = typer.Option("perov_5", help="COV thresholds of this CDVAE data set (perov_5, carbon_24, mp_20)"),
+    seed: int = typer.Option(0, help="seed"),
+    type_mode: str = typer.Option("argmax", help="Langevin typing: argmax (the paper's) or composition (the "
+                                                 "composition head's stoichiometry is kept)"),
+    json_out: Path = typer.Option(None, "--json", help="write the metrics as JSON here"),
+    threads: int = typer.Option(None, help="torch CPU threads"),
+):
+    """Evaluate a CDVAE as the paper does; prints the metrics and optionally writes them as JSON."""
+    import numpy as np
+    import torch
+
+    from nanosolve.models.cdvae.sample import check_sizes
+    from nanosolve.models.cdvae.train import load_model
+
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    if part not in PARTS:
+        raise InputError(f"unknown part {part!r}; use one of {', '.join(PARTS)}")
+    if threads:
+        torch.set_num_threads(int(threads))
+    model, config = load_model(model_dir)
+    table = _load(data, list(config.props) if task == "opt" else None)
+    idx = np.arange(len(table))
+    if part != "all":
+        parts = _split(table, config.extra.get("split", "composition"), int(config.extra.get("split_seed", 0)))
+        idx = np.asarray(parts[part])
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(idx, min(n, len(idx)), replace=False)) if len(idx) > n else idx
+    crystals = [table.crystals[i] for i in pick]
+    check_sizes(model, crystals, [f"{c.name or table.ids[i]} (in {', '.join(map(str, data))})"
+                                  for c, i in zip(crystals, pick)])
+    t0 = time.perf_counter()
+    with _progress() as progress:
+        cb = _langevin_progress(progress, "Langevin")
+        if task == "recon":
+            from nanosolve.models.cdvae.evaluate import reconstruction_metrics
+            from nanosolve.models.cdvae.sample import reconstruct
+
+            preds = reconstruct(model, crystals, n_step_each=steps, seed=seed, callback=cb, type_mode=type_mode)
+            m = reconstruction_metrics(preds, crystals)
+            metrics = {k: m[k] for k in ("match_rate", "rmse", "n", "n_matched", "n_valid")}
+        elif task == "gen":
+            from nanosolve.models.cdvae.evaluate import generation_metrics
+            from nanosolve.models.cdvae.sample import generate
+
+            gen = generate(model, n, n_step_each=steps, seed=seed, callback=cb, type_mode=type_mode)
+            m = generation_metrics(gen, [table.crystals[i] for i in idx], n_eval=len(gen), dataset=dataset)
+            metrics = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+        else:
+            from nanosolve.models.cdvae.optimize import benchmark_optimization
+            from nanosolve.models.cdvae.data import to_data_list
+
+            if not config.props:
+                raise InputError("this model has no property head (trained without --prop)", model_dir)
+            parts = _split(table, config.extra.get("split", "composition"), int(config.extra.get("split_seed", 0)))
+            items = to_data_list(table, props=list(config.props))
+            metrics = benchmark_optimization(model, [items[i] for i in parts["train"]], [items[i] for i in parts["val"]],
+                                             crystals, n_runs=n, n_step_each=steps, seed=seed,
+                                             predictor_dir=Path(model_dir) / "predictor" if Path(model_dir).is_dir() else None)
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    from rich.table import Table
+
+    t = Table("metric", "value", title=f"CDVAE {task} on {len(crystals)} crystals of {', '.join(map(str, data))}")
+    for k, v in metrics.items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(t)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"task": task, "model": str(model_dir), "type_mode": type_mode, **metrics},
+                                       indent=1) + "\n")
+        console.print(f"wrote {json_out}", highlight=False)
+
+
+train_cmd = friendly_errors(train_cmd)

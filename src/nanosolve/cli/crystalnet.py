@@ -1,0 +1,143 @@
+"""CrystalNet commands: ``nanosolve train crystalnet`` and ``nanosolve predict crystalnet``.
+
+Registered by a line in :mod:`nanosolve.cli.train` (train) and :mod:`nanosolve.cli.main` (predict).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from nanosolve.cli.common import parse_overrides, console, friendly_errors
+from nanosolve.errors import InputError
+
+PRESETS = ("cpu", "paper")
+
+
+
+
+
+def make_config(preset: str, overrides: dict):
+    """CrystalNetConfig from a preset name and ``--set`` overrides."""
+    from nanosolve.models.crystalnet.config import CrystalNetConfig
+
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    factory = CrystalNetConfig.cpu if preset == "cpu" else CrystalNetConfig.paper
+    try:
+        return factory(**overrides)
+    except TypeError as err:
+        raise InputError(f"invalid --set option: {err}") from None
+
+
+@friendly_errors
+def train_command(
+    data_dir: Path = typer.Argument(..., help="data set folder; built there (from --cdvae and AFLOW prototypes) "
+                                              "if it holds none"),
+    out: Path = typer.Argument(..., help="run folder (config.json, best.pt, last.pt, history.json); rerun = resume"),
+    system: str = typer.Option("cubic", help="crystal system of the data set: cubic or trigonal"),
+    preset: str = typer.Option("cpu", help="cpu (small, trains in minutes) or paper (the paper's widths)"),
+    max_minutes: float = typer.Option(None, help="wall-time budget of this call (minutes)"),
+    max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
+    cdvae: Path = typer.Option(None, help="folder with perov_5/ and carbon_24/ CSVs (default ../shared/data/cdvae)"),
+    substitutions: int = typer.Option(None, help="element substitutions per AFLOW prototype (default 8 cubic, 30 trigonal)"),
+    origin: str = typer.Option(None, help="origin convention of a new data set: heaviest (heaviest atom at 0,0,0, "
+                                          "the default; removes most of the origin ambiguity) or standard (spglib's)"),
+    seed: int = typer.Option(0, help="training seed"),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+    set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
+):
+    """Train CrystalNet (pattern + formula -> electron density) on cubic or trigonal crystals."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nanosolve.models.crystalnet.dataset import SYSTEMS, open_or_build
+    from nanosolve.models.crystalnet.train import train
+
+    if system not in SYSTEMS:
+        raise InputError(f"unknown crystal system {system!r}; use one of {', '.join(SYSTEMS)}")
+    torch.set_num_threads(int(threads))
+    config = make_config(preset, parse_overrides(set_))
+    if cdvae is not None and not cdvae.is_dir():
+        raise InputError("CDVAE folder not found", cdvae)
+    with console.status(f"opening / building the {system} data set in {data_dir}"):
+        data = open_or_build(data_dir, system, cdvae_dir="auto" if cdvae is None else cdvae,
+                             n_substitutions=substitutions, seed=0, **({"origin": origin} if origin else {}))
+    config.extra.update(system=system, preset=preset, data=str(data_dir), train_seed=seed)
+    old = out / "config.json"
+    if (out / "last.pt").is_file() and old.is_file():
+        previous = json.loads(old.read_text())
+        if {k: v for k, v in previous.items() if k != "extra"} != {k: v for k, v in config.to_dict().items() if k != "extra"}:
+            raise InputError("holds a run with different settings; choose another OUT to start afresh", out)
+        if "density_scale" in previous.get("extra", {}):
+            config.extra["density_scale"] = previous["extra"]["density_scale"]
+    sizes = {k: len(v) for k, v in data.split.items()}
+    console.print(f"CrystalNet ({preset}) on {len(data)} {system} crystals: train {sizes.get('train', 0)}, "
+                  f"val {sizes.get('val', 0)}, test {sizes.get('test', 0)} (split by reduced formula)", highlight=False)
+    total = config.max_epochs if max_epochs is None else max_epochs
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]epochs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=console) as progress:
+        bar = progress.add_task("train", total=total, info="")
+
+        def tick(rec: dict):
+            info = f"L1 {rec['train_l1']:.4f}  KL {rec['train_kl']:.3f}  val L1 {rec['val_l1']:.4f}"
+            if "val_ssim" in rec:
+                info += f"  val SSIM {rec['val_ssim']:.3f}"
+            progress.update(bar, completed=rec["epoch"] + 1, info=info)
+
+        result = train(config, data, out, max_minutes=max_minutes, max_epochs=max_epochs, seed=seed, resume=True,
+                       progress=tick)
+    summary = {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val": result.best_val,
+               "monitor": config.monitor, "stopped": result.stopped,
+               "seconds_this_call": round(time.perf_counter() - t0, 1)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
+                  f"({config.monitor} {result.best_val:.5f}); weights in {out}/best.pt", highlight=False)
+
+
+@friendly_errors
+def predict_command(
+    pattern: Path = typer.Argument(..., help="x-ray powder pattern (.xy/.xye/.dat/.csv/.chi columns or a powder CIF)"),
+    formula: str = typer.Option(None, "--formula", "-f", help="composition, e.g. SrTiO3 (counts per cell fix the "
+                                                              "decoded atom count) or Sr:1,Ti:1,O:3"),
+    model: Path = typer.Option(..., "--model", "-m", help="CrystalNet run folder (config.json + best.pt) or .pt file"),
+    out: Path = typer.Option(Path("crystalnet_prediction"), "-o", "--out", help="output folder"),
+    wavelength: str = typer.Option(None, "--wavelength", "-w", help="Å or a name (CuKa, MoKa...) if the pattern is "
+                                                                    "on 2θ and the file does not say"),
+    x_unit: str = typer.Option(None, help="x column unit if not evident: tth (2θ, degrees) or q (Å⁻¹)"),
+    cell: str = typer.Option(None, help="cell: 'a' (cubic) or 'a,b,c,alpha,beta,gamma' (Å, °); default: index a "
+                                        "cubic cell from the pattern (cubic models only)"),
+    samples: int = typer.Option(0, help="average this many latent draws (0: the posterior mean)"),
+    threshold: float = typer.Option(0.02, help="peak threshold for decoding, fraction of the maximum density"),
+    plots: bool = typer.Option(True, help="write the slice and isosurface PNGs"),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+):
+    """Predict the electron density of a crystal from its powder pattern and formula; write it as a
+    Gaussian cube file (e⁻/Bohr³) with slice and isosurface PNGs, and the atoms decoded from it as a CIF."""
+    import torch
+
+    from nanosolve.models.crystalnet.predict import parse_formula, predict
+    from nanosolve.scattering.readers import read_pattern
+
+    if not formula:
+        raise InputError("no composition given: pass --formula (e.g. --formula SrTiO3)")
+    comp = parse_formula(formula)  # refuse a bad formula before reading anything else
+    if not model.exists():
+        raise InputError("model not found", model)
+    torch.set_num_threads(int(threads))
+    pat = read_pattern(pattern, wavelength=wavelength, x_unit=x_unit)
+    if pat.kind != "xrd":
+        raise InputError(f"CrystalNet needs an x-ray powder pattern, got kind {pat.kind!r}", pattern)
+    with console.status("predicting the density"):
+        res = predict(model, pat, comp, cell=cell, n_samples=samples, out_dir=out, threshold=threshold, plots=plots)
+    for note in res.notes:
+        console.print(note, highlight=False)
+    if res.crystal is not None:
+        console.print(f"decoded {res.crystal.formula}: {len(res.crystal)} atoms", highlight=False)
+    for name, path in res.files.items():
+        console.print(f"wrote {path}", highlight=False)
+

@@ -1,0 +1,221 @@
+"""Annealed Langevin sampling from a CDVAE: encode, decode(z), reconstruct, generate.
+
+Decoding a latent z (Xie et al. 2022, Algorithm 1): the heads give the number of atoms N (argmax),
+the lattice and a composition distribution; N atom types are drawn from the composition
+(largest-remainder rounding of N·p, so the most likely stoichiometry comes first) and placed at
+uniformly random fractional coordinates; then for each noise level σ_1 > … > σ_L the positions
+take ``n_step_each`` Langevin steps of size ε = step_lr · (σ/σ_L)²:
+``x ← x + ε · s(x)/σ + sqrt(2ε) · ξ`` (s = the decoder output, trained as (x − x̃)/σ), wrapped into
+the cell, and the types are set to the argmax of the decoder's type logits.
+
+Teacher forcing (PXRDNet): pass ``num_atoms`` and/or ``atom_types`` to keep them fixed, and
+``lengths``/``angles`` to fix the lattice.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch_geometric.data import Batch
+
+from nanosolve.errors import InputError
+from nanosolve.models.cdvae.batch import crystal_to_data, data_to_crystals, lattice_from_params
+from nanosolve.models.cdvae.model import CDVAE
+from nanosolve.structures.crystal import Crystal
+
+
+def _as_batch(items) -> Batch:
+    items = list(items)
+    if items and isinstance(items[0], Crystal):
+        items = [crystal_to_data(c) for c in items]
+    return Batch.from_data_list(items)
+
+
+def check_sizes(model: CDVAE, data_list, names: Sequence[str] | None = None) -> None:
+    """InputError when a crystal has more atoms than the model allows (``config.max_atoms``)."""
+    for k, d in enumerate(data_list):
+        n = int(d.num_atoms) if hasattr(d, "num_atoms") else len(d)
+        if n > model.cfg.max_atoms:
+            name = names[k] if names is not None else f"crystal {k}"
+            raise InputError(f"{name} has {n} atoms; this model allows at most {model.cfg.max_atoms}")
+
+
+@torch.no_grad()
+def encode(model: CDVAE, items, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(μ, log σ²) [n, latent_dim] of crystals (``Crystal`` or CDVAE ``Data`` items)."""
+    items = list(items)
+    check_sizes(model, items, [getattr(c, "name", None) or f"crystal {k}" for k, c in enumerate(items)])
+    model.eval()
+    mus, lvs = [], []
+    for s in range(0, len(items), batch_size):
+        mu, lv = model.encode(_as_batch(items[s:s + batch_size]))
+        mus.append(mu)
+        lvs.append(lv)
+    return torch.cat(mus), torch.cat(lvs)
+
+
+def composition_counts(probs: torch.Tensor, n: int) -> torch.Tensor:
+    """Atom types (Z, [n] int64) from a composition distribution [N_TYPES] by largest-remainder
+    rounding of n·p (deterministic: ties broken by probability)."""
+    quota = probs.double() * n
+    counts = torch.floor(quota).long()
+    rest = n - int(counts.sum())
+    if rest > 0:
+        counts[torch.argsort(quota - counts, descending=True)[:rest]] += 1
+    return torch.repeat_interleave(torch.arange(1, len(probs) + 1), counts)
+
+
+TYPE_MODES = ("argmax", "composition")
+
+
+def assign_types(logits: torch.Tensor, types: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+    """Re-label atoms with a fixed multiset of types per crystal so that the summed decoder
+    log-probabilities are maximal (Hungarian assignment, scipy): the composition stays, which atom
+    carries which element follows the decoder. logits [ΣN, N_TYPES], types [ΣN] Z → [ΣN] Z."""
+    from scipy.optimize import linear_sum_assignment
+
+    logp = torch.log_softmax(logits, -1).detach().cpu().numpy()
+    t = types.cpu().numpy()
+    out, start = t.copy(), 0
+    for n in num_atoms.tolist():
+        sl = slice(start, start + n)
+        cost = -logp[sl][:, t[sl] - 1]  # [atom, slot]
+        rows, cols = linear_sum_assignment(cost)
+        out[start + rows] = t[sl][cols]
+        start += n
+    return torch.as_tensor(out, dtype=types.dtype)
+
+
+def langevin(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, lengths: torch.Tensor, angles: torch.Tensor,
+             atom_types: torch.Tensor, fix_types: bool = False, type_mode: str = "argmax", n_step_each: int | None = None,
+             step_lr: float | None = None, generator: torch.Generator | None = None,
+             callback: Callable[[int, int], None] | None = None) -> dict:
+    """Annealed Langevin dynamics for a batch (see module docstring).
+
+    Args: z [B, latent]; num_atoms [B]; lengths/angles [B, 3] (Å, degrees); atom_types [ΣN] initial
+    types (Z); ``fix_types`` keeps them (teacher forcing). ``type_mode``: ``argmax`` (the paper: every
+    step each atom takes the decoder's most likely element) or ``composition`` (the initial
+    composition is kept and only redistributed over the atoms by :func:`assign_types`).
+    ``callback(level, n_levels)`` after each level.
+    Returns dict ``frac_coords`` [ΣN, 3], ``atom_types`` [ΣN], ``lengths``, ``angles``, ``num_atoms``.
+    """
+    cfg = model.cfg
+    if type_mode not in TYPE_MODES:
+        raise InputError(f"unknown type_mode {type_mode!r}; use one of {TYPE_MODES}")
+    n_step_each = cfg.n_step_each if n_step_each is None else int(n_step_each)
+    step_lr = cfg.step_lr if step_lr is None else float(step_lr)
+    B = len(num_atoms)
+    batch = torch.repeat_interleave(torch.arange(B), num_atoms)
+    lattice = lattice_from_params(lengths, angles)
+    inv = torch.linalg.inv(lattice)
+    frac = torch.rand((int(num_atoms.sum()), 3), generator=generator)
+    types = atom_types.clone()
+    sig_end = float(model.sigmas[-1])
+    for level, sigma in enumerate(model.sigmas.tolist()):
+        step = step_lr * (sigma / sig_end) ** 2
+        sig = torch.full((B,), sigma)
+        for _ in range(n_step_each):
+            score, logits = model.decode_step(z, frac, types, lattice, num_atoms, batch, sig)
+            cart = torch.einsum("ni,nij->nj", frac, lattice[batch])
+            noise = torch.randn(cart.shape, generator=generator)
+            cart = cart + step * score / sigma + (2.0 * step) ** 0.5 * noise
+            frac = torch.einsum("ni,nij->nj", cart, inv[batch]) % 1.0
+            if fix_types:
+                pass
+            elif type_mode == "composition":
+                types = assign_types(logits, types, num_atoms)
+            else:
+                types = logits.argmax(-1) + 1
+        if callback is not None:
+            callback(level + 1, len(model.sigmas))
+    return {"frac_coords": frac, "atom_types": types, "lengths": lengths, "angles": angles, "num_atoms": num_atoms}
+
+
+@torch.no_grad()
+def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tensor | None = None,
+           atom_types: Sequence[Sequence[int | str]] | None = None, lengths: torch.Tensor | None = None,
+           angles: torch.Tensor | None = None, n_step_each: int | None = None, step_lr: float | None = None,
+           batch_size: int = 512, seed: int | None = 0, names: Sequence[str] | None = None,
+           callback: Callable[[int, int], None] | None = None, type_mode: str = "argmax") -> list[Crystal]:
+    """Crystals decoded from latent codes z [B, latent_dim] by annealed Langevin dynamics.
+
+    Teacher forcing: ``num_atoms`` [B] fixes the atom counts; ``atom_types`` (one list of Z or
+    element symbols per crystal) fixes the types throughout sampling (and the counts);
+    ``lengths``/``angles`` [B, 3] fix the lattice. ``seed`` makes sampling reproducible (None = global
+    RNG). Crystals are processed in chunks of ``batch_size``; ``callback(done, total)`` reports
+    noise levels completed summed over chunks. ``type_mode``: see :func:`langevin` (``argmax`` is
+    the paper's).
+    """
+    from nanosolve.structures.elements import atomic_number
+
+    model.eval()
+    z = torch.as_tensor(z, dtype=torch.float32)
+    if z.dim() != 2 or z.shape[1] != model.cfg.latent_dim:
+        raise InputError(f"z must have shape [B, {model.cfg.latent_dim}], got {tuple(z.shape)}")
+    B = z.shape[0]
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    forced_types = None
+    if atom_types is not None:
+        if len(atom_types) != B:
+            raise InputError(f"atom_types has {len(atom_types)} entries for {B} latent codes")
+        forced_types = [torch.tensor([atomic_number(t) if isinstance(t, str) else int(t) for t in ts], dtype=torch.long)
+                        for ts in atom_types]
+        counts = torch.tensor([len(t) for t in forced_types])
+        if num_atoms is not None and not torch.equal(torch.as_tensor(num_atoms).long().view(-1), counts):
+            raise InputError("num_atoms disagrees with the lengths of atom_types")
+        num_atoms = counts
+    if num_atoms is None:
+        num_atoms = model.predict_num_atoms(z).argmax(-1).clamp(min=1)
+    num_atoms = torch.as_tensor(num_atoms, dtype=torch.long).view(-1)
+    if len(num_atoms) != B:
+        raise InputError(f"num_atoms has {len(num_atoms)} entries for {B} latent codes")
+    if int(num_atoms.max()) > model.cfg.max_atoms or int(num_atoms.min()) < 1:
+        raise InputError(f"atom counts must be within 1..{model.cfg.max_atoms}")
+    _, p_len, p_ang = model.predict_lattice(z, num_atoms)
+    lengths = p_len if lengths is None else torch.as_tensor(lengths, dtype=torch.float32).view(B, 3)
+    angles = p_ang if angles is None else torch.as_tensor(angles, dtype=torch.float32).view(B, 3)
+    if forced_types is None:
+        probs = torch.softmax(model.predict_composition(z), -1)
+        types = [composition_counts(probs[b], int(num_atoms[b])) for b in range(B)]
+    else:
+        types = forced_types
+    out = []
+    total = len(model.sigmas) * ((B + batch_size - 1) // batch_size)
+    for chunk_no, s in enumerate(range(0, B, batch_size)):
+        sl = slice(s, s + batch_size)
+        cb = None if callback is None else (lambda lv, nl, c=chunk_no: callback(c * nl + lv, total))
+        res = langevin(model, z[sl], num_atoms[sl], lengths[sl], angles[sl], torch.cat(types[sl]),
+                       fix_types=forced_types is not None, type_mode=type_mode, n_step_each=n_step_each,
+                       step_lr=step_lr,
+                       generator=gen, callback=cb)
+        out += data_to_crystals(res["frac_coords"], res["atom_types"], res["lengths"], res["angles"],
+                                res["num_atoms"], names=None if names is None else names[sl])
+    return out
+
+
+def reconstruct(model: CDVAE, items, n_step_each: int | None = None, batch_size: int = 512, seed: int | None = 0,
+                callback=None, **decode_kwargs) -> list[Crystal]:
+    """Paper reconstruction: encode each crystal to μ, then :func:`decode` (N, lattice and
+    composition from the heads unless forced through ``decode_kwargs``)."""
+    items = list(items)
+    names = [getattr(c, "name", None) or f"crystal_{k}" for k, c in enumerate(items)]
+    mu, _ = encode(model, items)
+    return decode(model, mu, n_step_each=n_step_each, batch_size=batch_size, seed=seed, names=names,
+                  callback=callback, **decode_kwargs)
+
+
+def generate(model: CDVAE, n: int, n_step_each: int | None = None, batch_size: int = 512, seed: int | None = 0,
+             callback=None, **decode_kwargs) -> list[Crystal]:
+    """``n`` new crystals from z ~ N(0, I)."""
+    if n < 1:
+        raise InputError(f"number of crystals to generate must be >= 1, got {n}")
+    gen = torch.Generator().manual_seed(int(seed) + 1) if seed is not None else None
+    z = torch.randn((int(n), model.cfg.latent_dim), generator=gen)
+    names = [f"generated_{k:05d}" for k in range(n)]
+    return decode(model, z, n_step_each=n_step_each, batch_size=batch_size, seed=seed, names=names,
+                  callback=callback, **decode_kwargs)
+
+
+__all__ = ["encode", "decode", "reconstruct", "generate", "langevin", "composition_counts", "assign_types",
+           "check_sizes", "TYPE_MODES"]

@@ -1,0 +1,273 @@
+"""Training loop for CDVAE: Adam + ReduceLROnPlateau (as the paper), early stopping, time budget,
+atomic checkpoints and exact resume.
+
+Files written to ``out_dir`` (each atomically, every epoch):
+
+* ``config.json``  - the :class:`CDVAEConfig`;
+* ``last.pt``      - ``{format, model, optimizer, scheduler, rng, epoch, best_val, best_epoch,
+  since_best, history, stopped}``: everything needed to continue bit-for-bit;
+* ``best.pt``      - model state dict (incl. the lattice/property scalers) with the lowest
+  validation loss;
+* ``history.json`` - one record of losses per epoch.
+
+Batches are shuffled with a generator seeded by ``(seed, epoch)``; noise comes from torch's global
+RNG, whose state is saved in ``last.pt``; validation uses its own fixed generator. Hence an
+interrupted and resumed run ends in exactly the state of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch_geometric.data import Batch, Data
+
+from nanosolve.errors import InputError
+from nanosolve.models.cdvae.config import CDVAEConfig
+from nanosolve.models.cdvae.model import CDVAE
+from nanosolve.models.checkpoints import atomic_json, atomic_torch_save, load_checkpoint, load_state
+
+CHECKPOINT_FORMAT = 1
+LOSS_KEYS = ("loss", "natom", "lattice", "composition", "coord", "type", "kl", "property")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`; ``model`` carries the best-validation weights (eval mode)."""
+
+    model: CDVAE
+    config: CDVAEConfig
+    out_dir: Path
+    epochs: int
+    best_epoch: int
+    best_val: float
+    stopped: str  # "early_stopping" | "max_epochs" | "max_minutes"
+    history: list[dict] = field(default_factory=list)
+
+
+def load_model(dir_or_file: str | os.PathLike) -> tuple[CDVAE, CDVAEConfig]:
+    """Model (eval mode, best weights) and config from a training directory or a ``.pt`` file
+    (``config.json`` beside it; a bare state dict or a ``last.pt`` checkpoint).
+    Missing/corrupt files → InputError naming the file."""
+    p = Path(dir_or_file)
+    if p.is_dir():
+        cfg_path = p / "config.json"
+        weights = p / "best.pt" if (p / "best.pt").is_file() else p / "last.pt"
+    elif p.is_file():
+        cfg_path, weights = p.parent / "config.json", p
+    else:
+        raise InputError("no such model directory or checkpoint file", p)
+    config = CDVAEConfig.from_json(cfg_path)
+    state = load_checkpoint(weights)
+    if isinstance(state, dict) and "optimizer" in state and "model" in state:
+        state = state["model"]
+    model = CDVAE(config)
+    load_state(model, state, weights)
+    model.eval()
+    return model, config
+
+
+def _check_data(items: Sequence[Data], name: str, cfg: CDVAEConfig) -> list[Data]:
+    items = list(items)
+    if not items:
+        raise InputError(f"{name} data is empty")
+    for k, d in enumerate(items):
+        n = int(d.num_atoms)
+        if n > cfg.max_atoms:
+            raise InputError(f"{name} crystal {k} has {n} atoms; the model allows at most max_atoms={cfg.max_atoms}")
+        if cfg.props and getattr(d, "y", None) is None:
+            raise InputError(f"{name} crystal {k} has no property values but the config asks for {list(cfg.props)}")
+    return items
+
+
+def _batches(items: list[Data], batch_size: int, generator: torch.Generator | None):
+    order = torch.randperm(len(items), generator=generator).tolist() if generator is not None else range(len(items))
+    order = list(order)
+    for s in range(0, len(order), batch_size):
+        yield Batch.from_data_list([items[i] for i in order[s:s + batch_size]])
+
+
+@torch.no_grad()
+def evaluate_loss(model: CDVAE, items: Sequence[Data], batch_size: int = 256, seed: int = 12345) -> dict:
+    """Validation losses averaged over crystals, with a fixed noise generator (deterministic; does
+    not touch the global RNG) and z = μ."""
+    was = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    sums, n = {}, 0
+    for batch in _batches(list(items), batch_size, None):
+        out = model.loss(batch, generator=g, sample_z=False)
+        b = len(batch.num_atoms)
+        n += b
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * b
+    model.train(was)
+    return {k: v / n for k, v in sums.items()}
+
+
+def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Data] | None, out_dir: str | os.PathLike,
+          max_minutes: float | None = None, max_epochs: int | None = None, seed: int = 0, resume: bool = True,
+          progress: Callable[[dict], None] | None = None, batch_progress: Callable[[int, int], None] | None = None
+          ) -> TrainResult:
+    """Train a CDVAE on lists of CDVAE ``Data`` (see :mod:`~nanosolve.models.cdvae.batch`).
+
+    ``max_epochs``: total epochs including resumed ones (default ``config.max_epochs``);
+    ``max_minutes``: wall-time budget of this call, checked after every batch (an epoch cut
+    short is discarded: the run resumes from the last completed epoch);
+    ``resume``: continue from ``out_dir/last.pt`` when present; ``progress(record)`` after each
+    epoch; ``batch_progress(done, total)`` after each batch.
+    Early stopping: ``config.patience`` epochs without a lower validation loss.
+    """
+    t_start = time.monotonic()
+    config.validate()
+    max_epochs = config.max_epochs if max_epochs is None else int(max_epochs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_items = _check_data(train_data, "training", config)
+    val_items = None if val_data is None else _check_data(val_data, "validation", config)
+
+    torch.manual_seed(seed)
+    model = CDVAE(config)
+    model.fit_scalers(train_items)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
+                                                           patience=config.lr_patience, min_lr=config.min_lr)
+    state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "since_best": 0, "history": [], "stopped": ""}
+    last_path = out / "last.pt"
+    if resume and last_path.is_file():
+        ckpt = load_checkpoint(last_path)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
+            raise InputError("not a nanosolve CDVAE training checkpoint", last_path)
+        load_state(model, ckpt["model"], last_path)
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            state = {k: ckpt[k] for k in state}
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            raise InputError(f"incomplete training checkpoint ({type(err).__name__}: {err})", last_path) from None
+    config.to_json(out / "config.json")
+
+    n_batches = (len(train_items) + config.batch_size - 1) // config.batch_size
+    stopped = state["stopped"] or ""
+    while not stopped:
+        epoch = state["epoch"]
+        if epoch >= max_epochs:
+            stopped = "max_epochs"
+            break
+        if max_minutes is not None and (time.monotonic() - t_start) / 60 >= max_minutes:
+            stopped = "max_minutes"
+            break
+        t0 = time.monotonic()
+        model.train()
+        sums, n_seen, cut = {}, 0, False
+        for k, batch in enumerate(_batches(train_items, config.batch_size, _shuffle_generator(seed, epoch))):
+            res = model.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            res["loss"].backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            b = len(batch.num_atoms)
+            n_seen += b
+            for key, v in res.items():
+                sums[key] = sums.get(key, 0.0) + float(v.detach()) * b
+            if batch_progress is not None:
+                batch_progress(k + 1, n_batches)
+            if max_minutes is not None and (time.monotonic() - t_start) / 60 >= max_minutes and k + 1 < n_batches:
+                cut = True
+                break
+        if cut:  # discard the partial epoch: restore the last completed state on the next resume
+            stopped = "max_minutes"
+            break
+        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        record.update({f"train_{k}": v / n_seen for k, v in sums.items()})
+        if val_items is not None:
+            record.update({f"val_{k}": v for k, v in evaluate_loss(model, val_items, config.batch_size).items()})
+            monitored = record["val_loss"]
+        else:
+            monitored = record["train_loss"]
+        if not math.isfinite(monitored):
+            raise InputError(f"training diverged: monitored loss is {monitored} in epoch {epoch}; lower the lr")
+        scheduler.step(monitored)
+        if monitored < state["best_val"]:
+            state.update(best_val=monitored, best_epoch=epoch, since_best=0)
+            atomic_torch_save(model.state_dict(), out / "best.pt")
+        else:
+            state["since_best"] += 1
+        record["seconds"] = time.monotonic() - t0
+        record["best_val"] = state["best_val"]
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if state["since_best"] >= config.patience:
+            stopped = "early_stopping"
+        state["stopped"] = stopped if stopped == "early_stopping" else ""
+        _save_last(out, model, optimizer, scheduler, state)
+        if progress is not None:
+            progress(dict(record))
+
+    best = out / "best.pt"
+    if best.is_file():
+        load_state(model, load_checkpoint(best), best)
+    model.eval()
+    return TrainResult(model=model, config=config, out_dir=out, epochs=state["epoch"], best_epoch=state["best_epoch"],
+                       best_val=state["best_val"], stopped=stopped, history=list(state["history"]))
+
+
+def _save_last(out: Path, model, optimizer, scheduler, state: dict) -> None:
+    atomic_json(state["history"], out / "history.json")
+    ckpt = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}, **state}
+    atomic_torch_save(ckpt, out / "last.pt")
+
+
+
+def load_tables(paths: Sequence[str | os.PathLike], props: Sequence[str] | None = None, max_atoms: int | None = None,
+                niggli: bool = True, primitive: bool = False):
+    """One :class:`~nanosolve.models.cdvae.data.CrystalTable` from CDVAE CSVs and/or CIF folders,
+    concatenated in order (ids prefixed by the file stem when several sources are given).
+
+    ``props``: property columns to keep (every source must have them); None keeps those common to
+    all sources. Missing files, CSVs without a ``cif`` column etc. → InputError (from ``data``).
+    """
+    import numpy as np
+
+    from nanosolve.models.cdvae.data import CrystalTable, read_cdvae_csv, read_cif_folder
+
+    if not paths:
+        raise InputError("no data given: pass CDVAE CSV files or CIF folders")
+    tables = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            tables.append(read_cif_folder(p, max_atoms=max_atoms, niggli=niggli, primitive=primitive))
+        else:
+            tables.append(read_cdvae_csv(p, props=props, max_atoms=max_atoms, niggli=niggli, primitive=primitive))
+    if len(tables) == 1:
+        return tables[0]
+    common = set(tables[0].props)
+    for t in tables[1:]:
+        common &= set(t.props)
+    keep = list(props) if props else sorted(common)
+    crystals, ids, rejected = [], [], []
+    for p, t in zip(paths, tables):
+        crystals += t.crystals
+        ids += [f"{Path(p).stem}:{i}" for i in t.ids]
+        rejected += t.rejected
+    out_props = {}
+    for k in keep:
+        if not all(k in t.props for t in tables):
+            raise InputError(f"property {k!r} is not in every data source")
+        out_props[k] = np.concatenate([t.props[k] for t in tables])
+    return CrystalTable(crystals, ids, out_props, rejected)
+
+
+__all__ = ["train", "load_model", "load_tables", "evaluate_loss", "TrainResult", "CHECKPOINT_FORMAT"]

@@ -1,0 +1,771 @@
+"""CHILI benchmark runner: one run = (dataset, task, model, seed).
+
+A run splits the graphs at random 80/10/10 with ``seed`` (as the paper), trains with Adam and
+early stopping on the validation loss (patience in epochs) inside a wall-clock budget, scores the
+best-validation weights on the test part with the task's metric, appends one JSON line to
+``OUT/results.jsonl`` and draws ``curve.png``. Naive baselines are runs too (fitted, not trained).
+Cell-parameter and bond-length targets are standardised with the training part's mean/std for
+training; predictions are mapped back, so scores are in the target's units (Å, °, Å²).
+
+Files (``OUT/runs/<task>/<model>/seed<k>/``), each written atomically:
+
+* ``config.json`` - the :class:`RunConfig`;
+* ``last.pt``     - model, optimizer, RNG and loop state after the last finished epoch (resume);
+* ``best.pt``     - the weights with the lowest validation loss;
+* ``history.json``, ``curve.png`` - per-epoch losses and the learning curve;
+* ``result.json`` - the result line; its presence marks the run as finished (skipped on rerun).
+
+Data: reading a graph from the store decodes its whole record (signals of 6,000 points
+included), so every array a task needs is read once, concatenated over all graphs and cached
+per field as ``OUT/cache/<store-id>/<field>.pt`` (``torch.load(weights_only=True)``); a task then
+loads only its fields and its graphs are views into those tensors. Graph-input tasks (a signal
+to an MLP) are stacked into one [n, L] input tensor, batched by indexing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nanosolve.datasets.storage import open_store
+from nanosolve.datasets.splits import random_split
+from nanosolve.errors import InputError
+from nanosolve.models.checkpoints import atomic_json, atomic_torch_save, load_checkpoint, load_state
+from nanosolve.models.chili_bench.baselines import BASELINES, fit_baseline, predict_baseline
+from nanosolve.models.chili_bench.gnns import EDGE_HEADS, make_model, task_loss, to_prediction
+from nanosolve.models.chili_bench.metrics import score
+from nanosolve.models.chili_bench.tasks import TASKS, Task, build_targets, get_task
+from nanosolve.models.config_io import JsonConfig
+
+__all__ = ["RunConfig", "TaskData", "RESULTS_FILE", "BASELINE_NAMES", "GNN_NAMES", "MODEL_NAMES",
+           "resolve_task", "resolve_model", "applicable_models", "plan_runs", "load_task_data", "load_fields",
+           "run_one", "run_many", "run_dir", "read_result_lines", "plot_curve"]
+
+RESULTS_FILE = "results.jsonl"
+CHECKPOINT_FORMAT = 1
+CACHE_FORMAT = 1
+BASELINE_NAMES = ("random", "most_frequent", "mean")
+GNN_NAMES = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn")
+MODEL_NAMES = BASELINE_NAMES + GNN_NAMES + ("mlp", "ours")
+
+# the paper's column names (target field) -> our task ids, for the CLI
+TASK_ALIASES = {
+    "atomic_number": "node_atomic_number", "pos_abs": "node_position", "edge_attr": "edge_bond_length",
+    "crystal_system_number": "graph_crystal_system", "space_group_number": "graph_space_group",
+    "saxs": "graph_saxs", "sans": "graph_sans", "xrd": "graph_xrd", "nd": "graph_nd",
+    "xpdf": "graph_xpdf", "npdf": "graph_npdf",
+    "xrd_unit_cell_pos_frac": "gen_xrd_unit_cell", "xrd_pos_abs": "gen_xrd_pos_abs",
+}
+
+Progress = Callable[[dict], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# names
+
+
+def resolve_task(name: str) -> Task:
+    """A task by id (``graph_crystal_system``) or by the paper's column name (``crystal_system_number``)."""
+    return get_task(TASK_ALIASES.get(name, name))
+
+
+def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, str]:
+    """(architecture, edge head) of a model name; ``ours`` is the geometry-aware choice per task.
+
+    ``ours`` = ``cfconv`` (SchNet-style filters on the bond lengths). On the bond-length task the
+    bond lengths are the target, so ``ours`` there is EdgeCNN with the distance-aware edge head
+    (an MLP on h_i * h_j and |h_i - h_j|) instead of the paper's dot product.
+    """
+    if model == "ours":
+        return ("edgecnn", "distance") if task.target == "edge_attr" else ("cfconv", "dot")
+    return model, edge_head
+
+
+def applicable_models(task: Task) -> tuple[str, ...]:
+    """Models that apply to ``task``: its baselines, and the GNNs + MLP + ours (graph input) or
+    the MLP only (signal input)."""
+    base = BASELINES[task.kind]
+    if task.input_level == "graph":
+        return base + ("mlp",)
+    return base + GNN_NAMES + ("mlp", "ours")
+
+
+def _split_names(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [i.strip() for i in items if i and i.strip()]
+
+
+def plan_runs(tasks: str | Sequence[str] | None = None, models: str | Sequence[str] | None = None,
+              all_pairs: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The (task, model) pairs to run and the requested pairs that do not apply (skipped).
+
+    ``tasks``/``models``: names or comma-separated lists; task names may be shell-style patterns
+    (``"gen_*"``) and ``"baselines"`` expands to the task's naive baselines. Without ``all_pairs`` both must be given; with it, they filter every task ×
+    every applicable model (None = no filter). Unknown names raise :class:`InputError`.
+    """
+    task_names = _split_names(tasks)
+    model_names = _split_names(models)
+    if not all_pairs and (not task_names or not model_names):
+        raise InputError("give --task and --model, or --all")
+    task_list = list(TASKS.values())
+    if task_names:
+        task_list = []
+        for t in task_names:  # shell-style patterns select several tasks: "gen_*", "p2p_xrd_*"
+            hits = [TASKS[k] for k in fnmatch.filter(TASKS, t)] if any(c in t for c in "*?[") else [resolve_task(t)]
+            if not hits:
+                raise InputError(f"task pattern {t!r} matches no CHILI task; known: {', '.join(TASKS)}")
+            task_list.extend(h for h in hits if h not in task_list)
+    for m in model_names:
+        if m not in MODEL_NAMES and m != "baselines":
+            raise InputError(f"unknown model {m!r}; known: {', '.join(MODEL_NAMES)}, baselines")
+    pairs, skipped = [], []
+    for task in task_list:
+        ok = applicable_models(task)
+        wanted = list(ok) if not model_names else []
+        for m in model_names:
+            wanted.extend(BASELINES[task.kind] if m == "baselines" else [m])
+        for m in dict.fromkeys(wanted):
+            (pairs if m in ok else skipped).append((task.name, m))
+    if not pairs:
+        raise InputError("no applicable (task, model) pair: " + ", ".join(f"{m} on {t}" for t, m in skipped)
+                         + " (signal-input tasks take only mlp and the baselines)")
+    return pairs, skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+
+
+@dataclass
+class RunConfig(JsonConfig):
+    """Settings of one run.
+
+    ``budget_minutes`` is the wall-clock budget of training + validation, summed over resumes;
+    ``patience``: epochs without a strictly lower validation loss before stopping;
+    ``steps_per_epoch``: optimizer steps per epoch (0 = one pass over the training part) - on
+    CHILI-3K a full pass of a GNN takes minutes on one CPU thread, so a short budget needs
+    shorter epochs to validate and checkpoint at all; ``val_graphs``: validate on at most this
+    many (fixed, seeded) validation graphs (0 = all); ``split``: train/val/test fractions.
+    """
+
+    _FAMILY = "CHILI benchmark run"
+
+    task: str
+    model: str
+    dataset: str = ""
+    seed: int = 0
+    budget_minutes: float = 3.0
+    max_epochs: int = 1000
+    patience: int = 50
+    lr: float = 1e-3
+    batch_size: int = 16
+    hidden: int = 64
+    layers: int = 3
+    edge_head: str = "dot"
+    steps_per_epoch: int = 0
+    val_graphs: int = 0
+    split: tuple = (0.8, 0.1, 0.1)
+
+    def validate(self) -> "RunConfig":
+        task = resolve_task(self.task)
+        self.task = task.name
+        if self.model not in MODEL_NAMES:
+            raise InputError(f"unknown model {self.model!r}; known: {', '.join(MODEL_NAMES)}")
+        if self.model not in applicable_models(task):
+            raise InputError(f"model {self.model!r} does not apply to task {task.name}; "
+                             f"use one of {', '.join(applicable_models(task))}")
+        if self.edge_head not in EDGE_HEADS:
+            raise InputError(f"unknown edge head {self.edge_head!r}; known: {', '.join(EDGE_HEADS)}")
+        for name in ("max_epochs", "batch_size", "hidden", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("patience", "steps_per_epoch", "val_graphs"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.budget_minutes > 0 and self.lr > 0):
+            raise InputError("budget_minutes and lr must be > 0")
+        self.split = tuple(float(f) for f in self.split)
+        return self
+
+    def run_id(self) -> str:
+        return f"{self.task}/{self.model}/seed{self.seed}"
+
+    def identity(self) -> dict:
+        """Everything that changes the result (the budget may change between resumes)."""
+        d = self.to_dict()
+        d.pop("budget_minutes")
+        return d
+
+
+def run_dir(out_dir: str | os.PathLike, config: RunConfig) -> Path:
+    return Path(out_dir) / "runs" / config.task / config.model / f"seed{config.seed}"
+
+
+# ---------------------------------------------------------------------------------------------
+# data: per-field tensor cache
+
+
+def _store_id(path: Path) -> str:
+    p = path.resolve()
+    stamp = p / "manifest.json" if p.is_dir() else p
+    st = stamp.stat()
+    key = json.dumps([str(p), st.st_size, st.st_mtime_ns, CACHE_FORMAT])
+    return f"{p.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+
+
+def _cat_dim(name: str) -> int:
+    return 1 if name.endswith("edge_index") else 0  # [2, E] graphs; everything else row-stacked
+
+
+def _read_fields_from_store(store, rows, fields: list[str], progress: Progress | None) -> dict[str, dict]:
+    """One pass over the store, reading ``fields`` of every record; -> {field: {data, ptr}}."""
+    parts: dict[str, list] = {f: [] for f in fields}
+    kinds: dict[str, str] = {}
+    n = len(rows)
+    # labels come from the label table; only array fields need the record blobs
+    array_fields = [f for f in fields if f not in rows[0][2]]
+    for k, (idx, key, meta) in enumerate(rows):
+        rec = store.read_idx(idx, fields=array_fields) if array_fields else {}
+        for f in fields:
+            v = rec.get(f, meta.get(f))
+            if isinstance(v, np.ndarray) and v.ndim:
+                kind, t = ("vector" if v.ndim == 1 else "array"), torch.from_numpy(v)
+            elif isinstance(v, (np.ndarray, bool, int, float)):
+                kind, t = "scalar", torch.as_tensor(np.asarray(v)).reshape(1)
+            else:
+                raise InputError(f"record {key!r}: field {f!r} is missing or not numeric", store.path)
+            if kinds.setdefault(f, kind) != kind:
+                raise InputError(f"record {key!r}: field {f!r} is a {kind}, other records hold a {kinds[f]}",
+                                 store.path)
+            parts[f].append(t)
+        if progress is not None and (k % 200 == 0 or k == n - 1):
+            progress({"kind": "load", "done": k + 1, "total": n})
+    out = {}
+    for f, ts in parts.items():
+        d = _cat_dim(f) if kinds[f] == "array" else 0
+        sizes = torch.tensor([t.shape[d] for t in ts], dtype=torch.int64)
+        ptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes, 0)])
+        out[f] = {"format": CACHE_FORMAT, "data": torch.cat(ts, dim=d), "ptr": ptr, "dim": d,
+                  "kind": kinds[f], "n": len(ts)}
+    return out
+
+
+def load_fields(store_path: str | os.PathLike, fields: Iterable[str], cache_dir: str | os.PathLike | None = None,
+                progress: Progress | None = None) -> tuple[dict[str, dict], list[dict], dict]:
+    """Every record's ``fields`` as concatenated tensors: ({field: {data, ptr, dim}}, label dicts, info).
+
+    Cached per field in ``cache_dir/<store-id>/<field>.pt`` when ``cache_dir`` is given; a field
+    missing from the cache is read from the store (all missing fields in one pass) and saved.
+    ``info``: ``{"seconds", "source": "cache"|"store"|"mixed", "store_id"}``.
+    """
+    t0 = time.perf_counter()
+    path = Path(store_path)
+    store = open_store(path, mode="r")  # InputError naming the path if it is not a store
+    try:
+        rows = store.meta_rows()
+        if not rows:
+            raise InputError("the graph store holds no records", path)
+        fields = list(dict.fromkeys(fields))
+        sid = _store_id(path)
+        cdir = None if cache_dir is None else Path(cache_dir) / sid
+        loaded: dict[str, dict] = {}
+        if cdir is not None:
+            for f in fields:
+                fp = cdir / f"{f}.pt"
+                if fp.is_file():
+                    try:
+                        c = load_checkpoint(fp)
+                    except InputError:
+                        continue  # a damaged cache file is rebuilt from the store
+                    if isinstance(c, dict) and c.get("format") == CACHE_FORMAT and c.get("n") == len(rows):
+                        loaded[f] = c
+        missing = [f for f in fields if f not in loaded]
+        if missing:
+            fresh = _read_fields_from_store(store, rows, missing, progress)
+            if cdir is not None:
+                cdir.mkdir(parents=True, exist_ok=True)
+                for f, c in fresh.items():
+                    atomic_torch_save(c, cdir / f"{f}.pt")
+            loaded.update(fresh)
+        source = "store" if len(missing) == len(fields) else "cache" if not missing else "mixed"
+        return loaded, [r[2] for r in rows], {"seconds": time.perf_counter() - t0, "source": source, "store_id": sid}
+    finally:
+        store.close()
+
+
+@dataclass
+class TaskData:
+    """The graphs of one task, in memory.
+
+    ``items``: one ``ChiliData`` per graph (views into the cached tensors) for graph-structured
+    input; ``inputs`` [n, L] / ``targets`` / ``mask`` stacked tensors for signal input.
+    """
+
+    task: Task
+    n: int
+    items: list | None
+    inputs: Tensor | None
+    targets: Tensor | None
+    mask: Tensor | None
+    meta: list[dict]
+    load_seconds: float
+    source: str
+
+    def batch(self, idx: Sequence[int]):
+        """(model input, targets, mask) of the graphs ``idx``."""
+        if self.items is None:
+            idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+            x = {self.task.inputs[0]: self.inputs[idx_t]}
+            return x, self.targets[idx_t], None if self.mask is None else self.mask[idx_t]
+        from torch_geometric.data import Batch
+
+        b = Batch.from_data_list([self.items[int(i)] for i in idx])
+        y, mask = build_targets(self.task, b)
+        return b, y, mask
+
+
+def task_fields(task: Task, arch: str | None) -> list[str]:
+    """The stored fields a task needs; signal-input tasks skip the (large) bond graph."""
+    fields = list(task.fields)
+    if task.input_level == "graph":
+        fields = [f for f in fields if f != "edge_index"]
+    if arch == "cfconv":
+        fields.append("edge_attr")
+    return list(dict.fromkeys(fields))
+
+
+def _items(cached: dict[str, dict], keep: np.ndarray, graph_input: bool) -> list:
+    """``ChiliData`` views laid out as :func:`~nanosolve.datasets.pyg.record_to_data` does:
+    scalars 0-d, 1-D arrays (signals, cell parameters) [1, L], other arrays as stored."""
+    from nanosolve.datasets.pyg import ChiliData
+
+    items = []
+    for i in keep.tolist():
+        d = ChiliData()
+        for f, c in cached.items():
+            lo, hi = int(c["ptr"][i]), int(c["ptr"][i + 1])
+            if c["kind"] == "scalar":
+                d[f] = c["data"][lo]
+            elif c["kind"] == "vector":
+                d[f] = c["data"][lo:hi].unsqueeze(0)
+            else:
+                d[f] = c["data"].narrow(c["dim"], lo, hi - lo)
+        # signal-input graphs are vectors: no node batch vector is needed (it would be 7.5M long)
+        d.num_nodes = 1 if graph_input else int(d["n_atoms"])
+        items.append(d)
+    return items
+
+
+def load_task_data(store_path: str | os.PathLike, task: Task, archs: Iterable[str | None] = (None,),
+                   cache_dir: str | os.PathLike | None = None, progress: Progress | None = None) -> TaskData:
+    """The graphs ``task`` accepts, with the fields it and every model of ``archs`` need, in memory."""
+    from torch_geometric.data import Batch
+
+    fields = list(dict.fromkeys(f for a in archs for f in task_fields(task, a)))
+    cached, meta, info = load_fields(store_path, fields, cache_dir, progress)
+    keep = np.array([i for i, m in enumerate(meta) if task.accepts(m)], dtype=np.int64)
+    if len(keep) < 10:
+        raise InputError(f"task {task.name}: only {len(keep)} graphs qualify; need at least 10 to split", store_path)
+    items = _items(cached, keep, task.input_level == "graph")
+    meta = [meta[i] for i in keep.tolist()]
+    if task.input_level == "graph":
+        if len(task.inputs) != 1:
+            raise InputError(f"task {task.name}: one signal input expected, got {task.inputs}")
+        full = Batch.from_data_list(items)
+        # raw signals: the model's forward scales them (build_inputs) batch by batch
+        inputs = full[task.inputs[0]].float().reshape(len(items), -1).contiguous()
+        y, mask = build_targets(task, full)
+        return TaskData(task, len(keep), None, inputs, y, mask, meta, info["seconds"], info["source"])
+    return TaskData(task, len(keep), items, None, None, None, meta, info["seconds"], info["source"])
+
+
+# ---------------------------------------------------------------------------------------------
+# results file
+
+
+def _append_line(path: Path, record: dict) -> None:
+    """Append one JSON line with a single write (O_APPEND) and fsync, so lines never interleave."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = b"\n" + line  # a line cut by a kill stays alone (and unreadable), not glued to ours
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_result_lines(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """Result records of a results file, and how many lines were unreadable (e.g. cut by a kill)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no results file (run `nanosolve bench chili` first)", path)
+    rows, bad = [], 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(rec, dict) and {"task", "model", "seed", "value"} <= set(rec):
+            rows.append(rec)
+        else:
+            bad += 1
+    return rows, bad
+
+
+def _ensure_result_line(out_dir: Path, result: dict) -> bool:
+    """Append ``result`` unless a line for its (dataset, task, model, seed) is already there."""
+    path = out_dir / RESULTS_FILE
+    key = (result["dataset"], result["task"], result["model"], result["seed"])
+    if path.is_file():
+        rows, _ = read_result_lines(path)
+        if any((r.get("dataset"), r["task"], r["model"], r["seed"]) == key for r in rows):
+            return False
+    _append_line(path, result)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+# raw-unit regression targets standardised with train-set mean/std: cell lengths (Å) and angles (°)
+# differ in scale, and bond lengths (~2.5 ± 0.7 Å) start far from a fresh head's ~0 output.
+# Particle positions are centred already (mean ~0), so they are left in Å.
+STANDARDISED_TARGETS = ("cell_params", "edge_attr")
+
+
+def _normaliser(task: Task, data: TaskData, train_idx: np.ndarray) -> tuple[Tensor, Tensor] | None:
+    """Train-set (mean, std) per target column, or None for targets left as they are.
+
+    Padded generation targets (masked) and min-max-normalised signals are not standardised.
+    A column constant over the training part (cubic angles: 90°) is only shifted, not scaled.
+    """
+    if task.target not in STANDARDISED_TARGETS or task.is_classification or task.loss == "masked_mse":
+        return None
+    if data.items is None:
+        y = data.targets[torch.as_tensor(train_idx)].double()
+        mean, std = y.mean(0), y.std(0)
+    else:
+        s1 = s2 = 0.0
+        n = 0
+        for i in train_idx.tolist():
+            y = build_targets(task, data.items[i])[0].double()
+            y = y.unsqueeze(-1) if y.dim() == 1 else y  # [E] bond lengths -> [E, 1]; a graph may have none
+            s1, s2, n = s1 + y.sum(0), s2 + (y * y).sum(0), n + y.shape[0]
+        mean = s1 / n
+        std = ((s2 - n * mean * mean).clamp_min(0) / max(n - 1, 1)).sqrt()
+    return mean.float(), torch.where(std > 1e-6, std, torch.ones_like(std)).float()
+
+
+def _batches(idx: np.ndarray, batch_size: int, generator: torch.Generator | None):
+    order = idx[torch.randperm(len(idx), generator=generator).numpy()] if generator is not None else idx
+    for s in range(0, len(order), batch_size):
+        yield order[s:s + batch_size]
+
+
+@torch.no_grad()
+def _predict(model, data: TaskData, idx: np.ndarray, batch_size: int, norm) -> tuple:
+    """(targets, predictions, mask, mean loss) over graphs ``idx``; predictions on the raw scale."""
+    task = data.task
+    model.eval()
+    ys, ps, ms = [], [], []
+    loss_sum, weight = 0.0, 0
+    for b_idx in _batches(idx, batch_size, None):
+        x, y, mask = data.batch(b_idx)
+        out = model(x)
+        y_fit = y if norm is None else (y - norm[0]) / norm[1]
+        loss_sum += float(task_loss(task, out, y_fit, mask)) * len(b_idx)
+        weight += len(b_idx)
+        pred = to_prediction(task, out)
+        if not task.is_classification:
+            pred = pred.reshape(y.shape)
+            if norm is not None:
+                pred = pred * norm[1] + norm[0]
+        ys.append(y)
+        ps.append(pred)
+        if mask is not None:
+            ms.append(mask)
+    model.train()
+    cat = (lambda t: torch.cat(t, 0).numpy())
+    return cat(ys), cat(ps), (cat(ms) if ms else None), loss_sum / max(weight, 1)
+
+
+def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def plot_curve(history: list[dict], path: Path, title: str, metric: str) -> Path | None:
+    """Train/validation loss per epoch (log scale) and the validation metric; PNG at ``path``."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nanosolve.scattering.plot import save_figure
+
+    ep = [h["epoch"] + 1 for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax[0].plot(ep, [h["train_loss"] for h in history], label="train", marker=".")
+    ax[0].plot(ep, [h["val_loss"] for h in history], label="validation", marker=".")
+    if all(h["train_loss"] > 0 and h["val_loss"] > 0 for h in history):
+        ax[0].set_yscale("log")
+    ax[0].set(xlabel="epoch", ylabel="loss", title="loss")
+    ax[0].legend()
+    ax[1].plot(ep, [h["val_score"] for h in history], color="C2", marker=".")
+    ax[1].set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path, dpi=100)
+
+
+def _fit_baseline(config: RunConfig, data: TaskData, parts: dict) -> dict:
+    task = data.task
+
+    def targets(idx):
+        ys, ms = [], []
+        for b in _batches(parts[idx], 64, None):
+            _, y, m = data.batch(b)
+            ys.append(y.numpy())
+            if m is not None:
+                ms.append(m.numpy())
+        return np.concatenate(ys, 0), (np.concatenate(ms, 0) if ms else None)
+
+    y_tr, m_tr = targets("train")
+    y_te, m_te = targets("test")
+    params = fit_baseline(config.model, task, y_tr, m_tr)
+    pred = predict_baseline(params, len(y_te), seed=config.seed, shape=y_te.shape[1:])
+    return {"value": score(task.metric, y_te, pred, m_te), "epochs": 0, "best_epoch": -1, "stopped": "fitted",
+            "train_seconds": 0.0, "params": 0}
+
+
+def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress: Progress | None) -> dict:
+    task = data.task
+    arch, edge_head = resolve_model(config.model, task, config.edge_head)
+    torch.manual_seed(config.seed)
+    sample = data.items[0] if data.items is not None else None
+    in_ch = None if sample is not None else data.inputs.shape[1]
+    model = make_model(arch, task, hidden=config.hidden, layers=config.layers, edge_head=edge_head,
+                       in_channels=in_ch, sample=sample)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    norm = _normaliser(task, data, parts["train"])
+    state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "since_best": 0, "history": [],
+             "stopped": "", "train_seconds": 0.0}
+    last = rdir / "last.pt"
+    if last.is_file():
+        ckpt = load_checkpoint(last)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise InputError("not a CHILI benchmark checkpoint", last)
+        load_state(model, ckpt["model"], last)
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng"])
+            state = {k: ckpt[k] for k in state}
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            raise InputError(f"incomplete checkpoint ({type(err).__name__}: {err})", last) from None
+    val_idx = parts["val"]
+    if config.val_graphs and len(val_idx) > config.val_graphs:
+        rng = np.random.default_rng(config.seed)
+        val_idx = np.sort(rng.choice(val_idx, config.val_graphs, replace=False))
+    budget = 60.0 * config.budget_minutes
+    n_steps = config.steps_per_epoch or math.ceil(len(parts["train"]) / config.batch_size)
+    stopped = state["stopped"]
+    model.train()
+    while not stopped:
+        if state["epoch"] >= config.max_epochs:
+            stopped = "max_epochs"
+            break
+        if state["train_seconds"] >= budget:
+            stopped = "budget"
+            break
+        t0 = time.perf_counter()
+        epoch = state["epoch"]
+        gen = _shuffle_generator(config.seed, epoch)
+        # an epoch of steps_per_epoch steps walks a fresh permutation, repeated as needed
+        order = np.concatenate([parts["train"][torch.randperm(len(parts["train"]), generator=gen).numpy()]
+                                for _ in range(max(1, math.ceil(n_steps * config.batch_size / len(parts["train"]))))])
+        loss_sum, seen, steps = 0.0, 0, 0
+        out_of_time = False
+        for s in range(n_steps):
+            b_idx = order[s * config.batch_size:(s + 1) * config.batch_size]
+            if len(b_idx) == 0:
+                break
+            x, y, mask = data.batch(b_idx)
+            if norm is not None:
+                y = (y - norm[0]) / norm[1]
+            loss = task_loss(task, model(x), y, mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_value = float(loss.detach())
+            loss_sum += loss_value * len(b_idx)
+            seen += len(b_idx)
+            steps += 1
+            elapsed = state["train_seconds"] + time.perf_counter() - t0
+            if progress is not None:
+                progress({"kind": "step", "epoch": epoch, "step": steps, "loss": loss_value,
+                          "elapsed": elapsed, "budget": budget})
+            if elapsed >= budget:
+                out_of_time = True
+                break
+        yt, yp, ym, val_loss = _predict(model, data, val_idx, config.batch_size, norm)
+        val_score = score(task.metric, yt, yp, ym)
+        if not math.isfinite(val_loss):
+            raise InputError(f"training diverged: validation loss {val_loss} in epoch {epoch} of "
+                             f"{config.run_id()}; lower the lr", rdir)
+        if val_loss < state["best_val"]:
+            state.update(best_val=val_loss, best_epoch=epoch, since_best=0)
+            atomic_torch_save(model.state_dict(), rdir / "best.pt")
+        else:
+            state["since_best"] += 1
+        state["train_seconds"] += time.perf_counter() - t0
+        record = {"epoch": epoch, "steps": steps, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss,
+                  "val_score": val_score, "seconds": time.perf_counter() - t0}
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if config.patience and state["since_best"] >= config.patience:
+            stopped = "early_stopping"
+        elif out_of_time:
+            stopped = "budget"
+        state["stopped"] = stopped
+        atomic_json(state["history"], rdir / "history.json")
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                           "rng": torch.get_rng_state(), **state}, last)
+        if progress is not None:
+            progress({"kind": "epoch", **record, "best_val": state["best_val"], "elapsed": state["train_seconds"],
+                      "budget": budget})
+    plot_curve(state["history"], rdir / "curve.png", f"{task.name} - {config.model} ({arch}) - seed {config.seed}",
+               task.metric)
+    best = rdir / "best.pt"
+    load_state(model, load_checkpoint(best), best)
+    if progress is not None:
+        progress({"kind": "status", "message": "testing"})
+    t0 = time.perf_counter()
+    yt, yp, ym, _ = _predict(model, data, parts["test"], config.batch_size, norm)
+    return {"value": score(task.metric, yt, yp, ym), "epochs": state["epoch"], "best_epoch": state["best_epoch"],
+            "stopped": stopped, "train_seconds": round(state["train_seconds"], 2),
+            "eval_seconds": round(time.perf_counter() - t0, 2), "arch": arch, "edge_head": edge_head,
+            "params": sum(p.numel() for p in model.parameters()),
+            "target_norm": None if norm is None else {"mean": norm[0].tolist(), "std": norm[1].tolist()}}
+
+
+def _check_config(rdir: Path, config: RunConfig) -> None:
+    old = rdir / "config.json"
+    if old.is_file():
+        prev = RunConfig.from_json(old)
+        if prev.identity() != config.identity():
+            diff = sorted(k for k, v in config.identity().items() if prev.identity().get(k) != v)
+            raise InputError(f"holds a run with different settings ({', '.join(diff)}); choose another --out "
+                             "to start afresh", rdir)
+
+
+def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None = None,
+            cache: bool = True, progress: Progress | None = None) -> tuple[dict, str]:
+    """Run (or resume, or skip) one run; returns (result line, status) with status in
+    ``"done"`` (ran now), ``"resumed"`` (continued from last.pt) or ``"skipped"`` (finished before).
+
+    ``data``: the task's :class:`TaskData` (loaded here if None; pass it to share between runs).
+    """
+    config.validate()
+    task = get_task(config.task)
+    out = Path(out_dir)
+    rdir = run_dir(out, config)
+    if config.dataset:
+        config.dataset = str(Path(config.dataset).resolve())
+    _check_config(rdir, config)
+    done = rdir / "result.json"
+    if done.is_file():
+        result = json.loads(done.read_text())
+        _ensure_result_line(out, result)
+        return result, "skipped"
+    status = "resumed" if (rdir / "last.pt").is_file() else "done"
+    if data is None:
+        arch, _ = resolve_model(config.model, task, config.edge_head)
+        data = load_task_data(config.dataset, task, (arch,), out / "cache" if cache else None, progress)
+    rdir.mkdir(parents=True, exist_ok=True)
+    config.to_json(rdir / "config.json")
+    parts = random_split(data.n, config.split, seed=config.seed)
+    if min(len(p) for p in parts.values()) == 0:
+        raise InputError(f"task {task.name}: {data.n} graphs leave an empty split part")
+    if config.model in BASELINE_NAMES:
+        res = _fit_baseline(config, data, parts)
+    else:
+        res = _train(config, data, parts, rdir, progress)
+    result = {"dataset": config.dataset, "dataset_name": Path(config.dataset).stem, "task": task.name,
+              "model": config.model, "seed": config.seed, "metric": task.metric,
+              "higher_is_better": task.higher_is_better, "n_train": len(parts["train"]), "n_val": len(parts["val"]),
+              "n_test": len(parts["test"]), "budget_minutes": config.budget_minutes,
+              "load_seconds": round(data.load_seconds, 2), "data_source": data.source,
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "run_dir": str(rdir.relative_to(out)), **res}
+    atomic_json(result, done)
+    _ensure_result_line(out, result)
+    return result, status
+
+
+def run_many(configs: Sequence[RunConfig], out_dir: str | os.PathLike, cache: bool = True,
+             progress: Progress | None = None) -> list[tuple[dict, str]]:
+    """Run every config in order (resumable: finished runs are skipped, unfinished ones resumed).
+
+    Graph data is loaded once per (task, fields) and shared by the runs that need it.
+    ``progress`` also receives ``{"kind": "run", "index", "total", "config"}`` before each run.
+    """
+    out = Path(out_dir)
+    for config in configs:
+        config.validate()
+    # the models of each (dataset, task) still to run, so its graphs are loaded once with every field
+    todo: dict[tuple, list[str | None]] = {}
+    for config in configs:
+        if not (run_dir(out, config) / "result.json").is_file():
+            arch, _ = resolve_model(config.model, get_task(config.task), config.edge_head)
+            todo.setdefault((config.dataset, config.task), []).append(arch)
+    results = []
+    loaded_key, loaded = None, None
+    for k, config in enumerate(configs):
+        if progress is not None:
+            progress({"kind": "run", "index": k, "total": len(configs), "config": config})
+        key = (config.dataset, config.task)
+        data = None
+        if not (run_dir(out, config) / "result.json").is_file():
+            if key != loaded_key:
+                loaded, loaded_key = None, None  # free the previous task's graphs first
+                loaded = load_task_data(config.dataset, get_task(config.task), todo[key],
+                                        out / "cache" if cache else None, progress)
+                loaded_key = key
+            data = loaded
+        results.append(run_one(config, out, data=data, cache=cache, progress=progress))
+    return results
+
+
+def configs_for(pairs: Iterable[tuple[str, str]], dataset: str, seeds: Iterable[int], **settings) -> list[RunConfig]:
+    """One :class:`RunConfig` per (task, model) pair and seed, grouped by task (data loaded once)."""
+    out = []
+    for task, model in sorted(pairs, key=lambda p: (list(TASKS).index(p[0]), MODEL_NAMES.index(p[1]))):
+        for s in seeds:
+            out.append(RunConfig(task=task, model=model, dataset=str(dataset), seed=int(s), **settings).validate())
+    return out
+
+
+__all__ += ["configs_for", "task_fields", "TASK_ALIASES"]
