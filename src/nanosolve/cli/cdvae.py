@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import parse_overrides, console, friendly_errors
+from nanosolve.cli.common import console, finish_training, friendly_errors, parse_overrides, refuse_other_run
 from nanosolve.errors import InputError
 
 generate_app = typer.Typer(help="Generate structures with a trained generative model (CIF output).",
@@ -87,11 +87,7 @@ def train_cmd(
         raise InputError(f"crystal {table.ids[k]} has {len(table.crystals[k])} atoms, more than --max-atoms {max_atoms}")
     config = make_preset(preset, props=list(prop or []), max_atoms=int(max_atoms), **overrides)
     config.extra.update(data=[str(p) for p in data], split=split, split_seed=split_seed, train_seed=seed)
-    old = out / "config.json"
-    if (out / "last.pt").is_file() and old.is_file():
-        previous = json.loads(old.read_text())
-        if {k: v for k, v in previous.items() if k != "extra"} != {k: v for k, v in config.to_dict().items() if k != "extra"}:
-            raise InputError("holds a run with different settings; choose another OUT to start afresh", out)
+    refuse_other_run(out, config)
     parts = _split(table, split, split_seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "split.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
@@ -117,13 +113,7 @@ def train_cmd(
 
         result = train(config, train_items, val_items, out, max_minutes=max_minutes, max_epochs=max_epochs, seed=seed,
                        resume=True, progress=tick, batch_progress=tick_batch)
-    last = result.history[-1] if result.history else {}
-    summary = {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val": result.best_val,
-               "stopped": result.stopped, "seconds_this_call": round(time.perf_counter() - t0, 1),
-               "last": {k: v for k, v in last.items() if isinstance(v, (int, float))}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
-                  f"(val loss {result.best_val:.4f}); weights in {out}/best.pt", highlight=False)
+    finish_training(out, result, time.perf_counter() - t0, "val loss", digits=4)
 
 
 def _langevin_progress(progress, label: str):

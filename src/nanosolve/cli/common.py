@@ -50,3 +50,29 @@ def parse_overrides(items: list[str] | None) -> dict:
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
+
+
+def refuse_other_run(out, config, option: str = "OUT") -> dict | None:
+    """The previous ``config.json`` (as a dict) of a resumable run in ``out``, or None when there is
+    none; InputError when that run was started with other settings (``extra`` may differ)."""
+    old = out / "config.json"
+    if not ((out / "last.pt").is_file() and old.is_file()):
+        return None
+    previous = json.loads(old.read_text())
+    settings = {k: v for k, v in config.to_dict().items() if k != "extra"}
+    if {k: v for k, v in previous.items() if k != "extra"} != settings:
+        raise InputError(f"holds a run with different settings; choose another {option} to start afresh", out)
+    return previous
+
+
+def finish_training(out, result, seconds: float, label: str, digits: int = 5, **extra) -> dict:
+    """Write ``out/summary.json`` of a finished ``train`` call (epochs, best, stop reason, time, the
+    last epoch's numbers, ``extra``) and print one line; returns the summary."""
+    last = result.history[-1] if result.history else {}
+    summary = {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val": result.best_val, **extra,
+               "stopped": result.stopped, "seconds_this_call": round(seconds, 1),
+               "last": {k: v for k, v in last.items() if isinstance(v, (int, float))}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
+                  f"({label} {result.best_val:.{digits}f}); weights in {out}/best.pt", highlight=False)
+    return summary

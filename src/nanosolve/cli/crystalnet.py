@@ -5,13 +5,12 @@ Registered by a line in :mod:`nanosolve.cli.train` (train) and :mod:`nanosolve.c
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import parse_overrides, console, friendly_errors
+from nanosolve.cli.common import console, finish_training, friendly_errors, parse_overrides, refuse_other_run
 from nanosolve.errors import InputError
 
 PRESETS = ("cpu", "paper")
@@ -67,13 +66,9 @@ def train_command(
         data = open_or_build(data_dir, system, cdvae_dir="auto" if cdvae is None else cdvae,
                              n_substitutions=substitutions, seed=0, **({"origin": origin} if origin else {}))
     config.extra.update(system=system, preset=preset, data=str(data_dir), train_seed=seed)
-    old = out / "config.json"
-    if (out / "last.pt").is_file() and old.is_file():
-        previous = json.loads(old.read_text())
-        if {k: v for k, v in previous.items() if k != "extra"} != {k: v for k, v in config.to_dict().items() if k != "extra"}:
-            raise InputError("holds a run with different settings; choose another OUT to start afresh", out)
-        if "density_scale" in previous.get("extra", {}):
-            config.extra["density_scale"] = previous["extra"]["density_scale"]
+    previous = refuse_other_run(out, config)
+    if previous is not None and "density_scale" in previous.get("extra", {}):
+        config.extra["density_scale"] = previous["extra"]["density_scale"]
     sizes = {k: len(v) for k, v in data.split.items()}
     console.print(f"CrystalNet ({preset}) on {len(data)} {system} crystals: train {sizes.get('train', 0)}, "
                   f"val {sizes.get('val', 0)}, test {sizes.get('test', 0)} (split by reduced formula)", highlight=False)
@@ -91,12 +86,7 @@ def train_command(
 
         result = train(config, data, out, max_minutes=max_minutes, max_epochs=max_epochs, seed=seed, resume=True,
                        progress=tick)
-    summary = {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val": result.best_val,
-               "monitor": config.monitor, "stopped": result.stopped,
-               "seconds_this_call": round(time.perf_counter() - t0, 1)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
-                  f"({config.monitor} {result.best_val:.5f}); weights in {out}/best.pt", highlight=False)
+    finish_training(out, result, time.perf_counter() - t0, config.monitor, monitor=config.monitor)
 
 
 @friendly_errors

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import parse_overrides, console, friendly_errors
+from nanosolve.cli.common import console, finish_training, friendly_errors, parse_overrides, refuse_other_run
 from nanosolve.errors import InputError
 
 app = typer.Typer(help="Train generative structure-solution models. Lengths in Å.", no_args_is_help=True)
@@ -99,11 +99,7 @@ def deepstruc(
     r_attrs = store.attrs["r"] if "r" in store.attrs else {"rmax": 30.0}
     config = make_config(kind, preset, overrides, float(r_attrs["rmax"]))
     config.extra.update(provenance, split=split, split_seed=split_seed, preset=preset, train_seed=seed)
-    old = out / "config.json"
-    if (out / "last.pt").is_file() and old.is_file():
-        previous = json.loads(old.read_text())
-        if {k: v for k, v in previous.items() if k != "extra"} != {k: v for k, v in config.to_dict().items() if k != "extra"}:
-            raise InputError("holds a run with different settings; choose another --out to start afresh", out)
+    refuse_other_run(out, config, "--out")
     parts = read_split(store, split, seed=split_seed)
     (out / "split.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
     with console.status("building tensors"):
@@ -125,13 +121,7 @@ def deepstruc(
 
         result = train(config, tensors["train"], tensors["val"], out, max_minutes=max_minutes, max_epochs=max_epochs,
                        seed=seed, resume=True, progress=tick)
-    last = result.history[-1] if result.history else {}
-    summary = {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val": result.best_val,
-               "stopped": result.stopped, "seconds_this_call": round(time.perf_counter() - t0, 1),
-               "last": {k: v for k, v in last.items() if isinstance(v, (int, float))}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
-                  f"({config.monitor} {result.best_val:.5f}); weights in {out}/best.pt", highlight=False)
+    finish_training(out, result, time.perf_counter() - t0, config.monitor)
 
 
 def _param_probe(config):

@@ -28,9 +28,9 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from nanosolve.errors import InputError
+from nanosolve.models.checkpoints import end_epoch, load_model_dir, restore_best, resume_loop, save_last
 from nanosolve.models.cdvae.config import CDVAEConfig
 from nanosolve.models.cdvae.model import CDVAE
-from nanosolve.models.checkpoints import atomic_json, atomic_torch_save, load_checkpoint, load_state
 
 CHECKPOINT_FORMAT = 1
 LOSS_KEYS = ("loss", "natom", "lattice", "composition", "coord", "type", "kl", "property")
@@ -54,22 +54,7 @@ def load_model(dir_or_file: str | os.PathLike) -> tuple[CDVAE, CDVAEConfig]:
     """Model (eval mode, best weights) and config from a training directory or a ``.pt`` file
     (``config.json`` beside it; a bare state dict or a ``last.pt`` checkpoint).
     Missing/corrupt files → InputError naming the file."""
-    p = Path(dir_or_file)
-    if p.is_dir():
-        cfg_path = p / "config.json"
-        weights = p / "best.pt" if (p / "best.pt").is_file() else p / "last.pt"
-    elif p.is_file():
-        cfg_path, weights = p.parent / "config.json", p
-    else:
-        raise InputError("no such model directory or checkpoint file", p)
-    config = CDVAEConfig.from_json(cfg_path)
-    state = load_checkpoint(weights)
-    if isinstance(state, dict) and "optimizer" in state and "model" in state:
-        state = state["model"]
-    model = CDVAE(config)
-    load_state(model, state, weights)
-    model.eval()
-    return model, config
+    return load_model_dir(dir_or_file, CDVAEConfig, CDVAE)
 
 
 def _check_data(items: Sequence[Data], name: str, cfg: CDVAEConfig) -> list[Data]:
@@ -141,20 +126,7 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
                                                            patience=config.lr_patience, min_lr=config.min_lr)
-    state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "since_best": 0, "history": [], "stopped": ""}
-    last_path = out / "last.pt"
-    if resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
-            raise InputError("not a nanosolve CDVAE training checkpoint", last_path)
-        load_state(model, ckpt["model"], last_path)
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            state = {k: ckpt[k] for k in state}
-        except (KeyError, ValueError, RuntimeError, TypeError) as err:
-            raise InputError(f"incomplete training checkpoint ({type(err).__name__}: {err})", last_path) from None
+    state = resume_loop(out, resume, CHECKPOINT_FORMAT, "CDVAE", model, optimizer, scheduler)
     config.to_json(out / "config.json")
 
     n_batches = (len(train_items) + config.batch_size - 1) // config.batch_size
@@ -199,35 +171,17 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
         if not math.isfinite(monitored):
             raise InputError(f"training diverged: monitored loss is {monitored} in epoch {epoch}; lower the lr")
         scheduler.step(monitored)
-        if monitored < state["best_val"]:
-            state.update(best_val=monitored, best_epoch=epoch, since_best=0)
-            atomic_torch_save(model.state_dict(), out / "best.pt")
-        else:
-            state["since_best"] += 1
-        record["seconds"] = time.monotonic() - t0
-        record["best_val"] = state["best_val"]
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        if state["since_best"] >= config.patience:
+        improved = monitored < state["best_val"]
+        if end_epoch(state, record, monitored, improved, model, out, time.monotonic() - t0, config.patience):
             stopped = "early_stopping"
         state["stopped"] = stopped if stopped == "early_stopping" else ""
-        _save_last(out, model, optimizer, scheduler, state)
+        save_last(out, state, CHECKPOINT_FORMAT, model, optimizer, scheduler)
         if progress is not None:
             progress(dict(record))
 
-    best = out / "best.pt"
-    if best.is_file():
-        load_state(model, load_checkpoint(best), best)
-    model.eval()
+    restore_best(model, out)
     return TrainResult(model=model, config=config, out_dir=out, epochs=state["epoch"], best_epoch=state["best_epoch"],
                        best_val=state["best_val"], stopped=stopped, history=list(state["history"]))
-
-
-def _save_last(out: Path, model, optimizer, scheduler, state: dict) -> None:
-    atomic_json(state["history"], out / "history.json")
-    ckpt = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}, **state}
-    atomic_torch_save(ckpt, out / "last.pt")
 
 
 

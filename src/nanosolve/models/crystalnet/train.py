@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from nanosolve.errors import InputError
-from nanosolve.models.checkpoints import atomic_json, atomic_torch_save, load_checkpoint, load_state
+from nanosolve.models.checkpoints import end_epoch, load_model_dir, restore_best, resume_loop, save_last
 from nanosolve.models.crystalnet.config import CrystalNetConfig
 from nanosolve.models.crystalnet.dataset import CrystalNetData
 from nanosolve.models.crystalnet.inputs import augment_xrd, density_cdf, sample_grid_points
@@ -143,31 +143,7 @@ def predict_grids(model: CrystalNet, xrd, comp, n: int = 50, n_samples: int = 0,
 def load_model(dir_or_file: str | os.PathLike) -> tuple[CrystalNet, CrystalNetConfig]:
     """Model (eval mode, best weights) and config from a run directory or a ``.pt`` file (with
     ``config.json`` beside it). ``config.extra['density_scale']`` converts outputs to e⁻/Å³."""
-    p = Path(dir_or_file)
-    if p.is_dir():
-        cfg_path = p / "config.json"
-        weights = p / "best.pt" if (p / "best.pt").is_file() else p / "last.pt"
-    elif p.is_file():
-        cfg_path, weights = p.parent / "config.json", p
-    else:
-        raise InputError("no such model directory or checkpoint file", p)
-    if not cfg_path.is_file():
-        raise InputError("model directory has no config.json", cfg_path.parent)
-    config = CrystalNetConfig.from_json(cfg_path)
-    state = load_checkpoint(weights)
-    if isinstance(state, dict) and "optimizer" in state and "model" in state:
-        state = state["model"]
-    model = CrystalNet(config)
-    load_state(model, state, weights)
-    model.eval()
-    return model, config
-
-
-def _save_last(out: Path, model, optimizer, scheduler, state: dict) -> None:
-    atomic_json(state["history"], out / "history.json")
-    ckpt = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}, **state}
-    atomic_torch_save(ckpt, out / "last.pt")
+    return load_model_dir(dir_or_file, CrystalNetConfig, CrystalNet)
 
 
 # ---- validation ------------------------------------------------------------------------------
@@ -239,21 +215,8 @@ def train(config: CrystalNetConfig, data: CrystalNetData, out_dir: str | os.Path
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=config.restart_epochs, T_mult=config.restart_mult, eta_min=config.lr * config.lr_min_factor)
     higher_better = config.monitor == "val_ssim"
-    state = {"epoch": 0, "best_val": -math.inf if higher_better else math.inf, "best_epoch": -1, "since_best": 0,
-             "history": [], "stopped": ""}
-    last_path = out / "last.pt"
-    if resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "scheduler" not in ckpt:
-            raise InputError("not a nanosolve CrystalNet training checkpoint", last_path)
-        load_state(model, ckpt["model"], last_path)
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            state = {k: ckpt[k] for k in state}
-        except (KeyError, ValueError, RuntimeError, TypeError) as err:
-            raise InputError(f"incomplete training checkpoint ({type(err).__name__}: {err})", last_path) from None
+    state = resume_loop(out, resume, CHECKPOINT_FORMAT, "CrystalNet", model, optimizer, scheduler,
+                        higher_is_better=higher_better)
     config.to_json(out / "config.json")
 
     n_batches = math.ceil(len(train_set) / config.batch_size)
@@ -289,26 +252,14 @@ def train(config: CrystalNetConfig, data: CrystalNetData, out_dir: str | os.Path
         if not math.isfinite(monitored):
             raise InputError(f"training diverged: {config.monitor} is {monitored} in epoch {epoch}; lower the lr")
         improved = monitored > state["best_val"] if higher_better else monitored < state["best_val"]
-        if improved:
-            state.update(best_val=monitored, best_epoch=epoch, since_best=0)
-            atomic_torch_save(model.state_dict(), out / "best.pt")
-        else:
-            state["since_best"] += 1
-        record["seconds"] = time.monotonic() - t0
-        record["best_val"] = state["best_val"]
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        if state["since_best"] >= config.patience:
+        if end_epoch(state, record, monitored, improved, model, out, time.monotonic() - t0, config.patience):
             stopped = "early_stopping"
         state["stopped"] = stopped if stopped == "early_stopping" else ""
-        _save_last(out, model, optimizer, scheduler, state)
+        save_last(out, state, CHECKPOINT_FORMAT, model, optimizer, scheduler)
         if progress is not None:
             progress(dict(record))
 
-    best = out / "best.pt"
-    if best.is_file():
-        load_state(model, load_checkpoint(best), best)
-    model.eval()
+    restore_best(model, out)
     return TrainResult(model=model, config=config, out_dir=out, epochs=state["epoch"], best_epoch=state["best_epoch"],
                        best_val=state["best_val"], stopped=stopped, history=list(state["history"]))
 

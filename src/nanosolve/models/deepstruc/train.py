@@ -22,7 +22,6 @@ an interrupted + resumed run end in exactly the state of an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -33,10 +32,8 @@ from typing import Callable
 import torch
 
 from nanosolve.errors import InputError
-from nanosolve.models.checkpoints import atomic_json as _atomic_json
-from nanosolve.models.checkpoints import atomic_torch_save as _atomic_torch_save
-from nanosolve.models.checkpoints import load_checkpoint
-from nanosolve.models.checkpoints import load_state as _load_state
+from nanosolve.models.checkpoints import (end_epoch, load_checkpoint, load_model_dir, restore_best, resume_loop,
+                                          save_last)
 from nanosolve.models.deepstruc.config import DeepStrucConfig
 from nanosolve.models.deepstruc.model import DeepStruc
 
@@ -133,22 +130,7 @@ def load_model(dir_or_file: str | os.PathLike) -> tuple[DeepStruc, DeepStrucConf
     A directory uses ``config.json`` and ``best.pt`` (falling back to ``last.pt``); a file uses
     the ``config.json`` beside it and accepts either a bare state dict or a ``last.pt`` checkpoint.
     """
-    p = Path(dir_or_file)
-    if p.is_dir():
-        cfg_path = p / "config.json"
-        weights = p / "best.pt" if (p / "best.pt").is_file() else p / "last.pt"
-    elif p.is_file():
-        cfg_path, weights = p.parent / "config.json", p
-    else:
-        raise InputError("no such model directory or checkpoint file", p)
-    config = DeepStrucConfig.from_json(cfg_path)
-    state = load_checkpoint(weights)
-    if isinstance(state, dict) and "optimizer" in state and "model" in state:
-        state = state["model"]
-    model = DeepStruc(config)
-    _load_state(model, state, weights)
-    model.eval()
-    return model, config
+    return load_model_dir(dir_or_file, DeepStrucConfig, DeepStruc)
 
 
 # ---- evaluation ------------------------------------------------------------------------------
@@ -213,19 +195,7 @@ def train(
     torch.manual_seed(seed)
     model = DeepStruc(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "since_best": 0, "history": [], "stopped": ""}
-    last_path = out / "last.pt"
-    if resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise InputError("not a nanosolve DeepStruc training checkpoint", last_path)
-        _load_state(model, ckpt["model"], last_path)
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            state = {k: ckpt[k] for k in state}
-        except (KeyError, ValueError, RuntimeError, TypeError) as err:
-            raise InputError(f"incomplete training checkpoint ({type(err).__name__}: {err})", last_path) from None
+    state = resume_loop(out, resume, CHECKPOINT_FORMAT, "DeepStruc", model, optimizer)
     config.to_json(out / "config.json")
 
     stopped = state["stopped"] or ""  # an early-stopped run stays finished: resuming is a no-op
@@ -262,26 +232,14 @@ def train(
         if not math.isfinite(monitored):
             raise InputError(f"training diverged: monitored loss is {monitored} in epoch {epoch}; lower the lr")
         improved = monitored < state["best_val"]
-        if improved:
-            state.update(best_val=monitored, best_epoch=epoch, since_best=0)
-            _atomic_torch_save(model.state_dict(), out / "best.pt")
-        else:
-            state["since_best"] += 1
-        record["seconds"] = time.monotonic() - t0
-        record["best_val"] = state["best_val"]
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        if state["since_best"] >= config.patience:
+        if end_epoch(state, record, monitored, improved, model, out, time.monotonic() - t0, config.patience):
             stopped = "early_stopping"
         state["stopped"] = stopped if stopped == "early_stopping" else ""
-        _save_last(out, model, optimizer, state)
+        save_last(out, state, CHECKPOINT_FORMAT, model, optimizer)
         if progress is not None:
             progress(dict(record))
 
-    best = out / "best.pt"
-    if best.is_file():
-        _load_state(model, load_checkpoint(best), best)
-    model.eval()
+    restore_best(model, out)
     return TrainResult(
         model=model,
         config=config,
@@ -292,19 +250,6 @@ def train(
         stopped=stopped,
         history=list(state["history"]),
     )
-
-
-def _save_last(out: Path, model, optimizer, state: dict) -> None:
-    # history.json first: if we die before last.pt is replaced, the resumed run rewrites it.
-    _atomic_json(state["history"], out / "history.json")
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng": {"torch": torch.get_rng_state()},
-        **state,
-    }
-    _atomic_torch_save(ckpt, out / "last.pt")
 
 
 __all__ = ["train", "load_model", "load_checkpoint", "evaluate", "TrainResult", "CHECKPOINT_FORMAT"]
