@@ -176,7 +176,7 @@ def test_loss_falls_and_langevin_reproduces_training_crystals():
     batch = Batch.from_data_list(data * 4)
     eval_gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731  same noise for before/after
     first = float(m.loss(batch, generator=eval_gen(), sample_z=False)["loss"].detach())
-    for step in range(260):
+    for step in range(400):
         out = m.loss(batch)
         opt.zero_grad()
         out["loss"].backward()

@@ -96,6 +96,13 @@ def train_cmd(
     val_items = [items[i] for i in parts["val"]] or None
     console.print(f"CDVAE ({preset}): {len(table)} crystals (≤ {max_atoms} atoms); train {len(train_items)}, "
                   f"val {len(parts['val'])}, test {len(parts['test'])}", highlight=False)
+    run_training(train, config, train_items, val_items, out, max_minutes, max_epochs, seed)
+
+
+def run_training(train_fn, config, train_items, val_items, out: Path, max_minutes, max_epochs, seed: int,
+                 extra_keys: tuple[str, ...] = (), **summary) -> dict:
+    """``train_fn`` (CDVAE's or a subclass's ``train``) with epoch and batch progress bars; the
+    losses named in ``extra_keys`` are shown beside the total. Writes OUT/summary.json."""
     total = config.max_epochs if max_epochs is None else max_epochs
     t0 = time.perf_counter()
     with _progress() as progress:
@@ -103,17 +110,19 @@ def train_cmd(
         inner = progress.add_task("batches", total=1, info="")
 
         def tick(rec: dict):
-            info = f"loss {rec['train_loss']:.3f}"
+            info = f"loss {rec['train_loss']:.3f}" + "".join(f"  {k} {rec.get('train_' + k, float('nan')):.4f}"
+                                                             for k in extra_keys)
             if "val_loss" in rec:
-                info += f"  val {rec['val_loss']:.3f}"
+                info += f"  val {rec['val_loss']:.3f}" + "".join(f" ({k} {rec.get('val_' + k, float('nan')):.4f})"
+                                                                for k in extra_keys)
             progress.update(bar, completed=rec["epoch"] + 1, info=info)
 
         def tick_batch(done: int, n: int):
             progress.update(inner, completed=done, total=n)
 
-        result = train(config, train_items, val_items, out, max_minutes=max_minutes, max_epochs=max_epochs, seed=seed,
-                       resume=True, progress=tick, batch_progress=tick_batch)
-    finish_training(out, result, time.perf_counter() - t0, "val loss", digits=4)
+        result = train_fn(config, train_items, val_items, out, max_minutes=max_minutes, max_epochs=max_epochs,
+                          seed=seed, resume=True, progress=tick, batch_progress=tick_batch)
+    return finish_training(out, result, time.perf_counter() - t0, "val loss", digits=4, **summary)
 
 
 def _langevin_progress(progress, label: str):

@@ -12,14 +12,30 @@ from nanosolve.cli.common import console, friendly_errors
 
 @friendly_errors
 def solve(
-    file: Path = typer.Argument(..., help="measured data: a PDF G(r) (.gr; r in Å, G in Å⁻²)"),
-    model: str = typer.Option("auto", "--model", help="auto (by data kind) or deepstruc"),
+    file: Path = typer.Argument(..., help="measured data: a PDF G(r) (.gr; r in Å, G in Å⁻²) or a powder pattern "
+                                          "(.xy/.xye/.dat/.csv/.chi or an IUCr powder CIF; 2θ needs a wavelength)"),
+    model: str = typer.Option("auto", "--model", help="auto (PDF -> deepstruc, powder pattern -> pxrdnet), "
+                                                      "deepstruc or pxrdnet"),
+    formula: str = typer.Option(None, "--formula", "-f", help="powder: the cell formula, e.g. Sr1Ti1O3 (≤ 20 atoms)"),
+    size: float = typer.Option(10.0, "--size", help="powder: crystallite size τ (Å) of the shipped PXRDNet model"),
+    wavelength: str = typer.Option(None, "--wavelength", "-w", help="powder: Å or a name (CuKa, MoKa) when the "
+                                                                    "file does not give it"),
+    steps: int = typer.Option(None, help="powder: latent-optimisation steps (default: the model's)"),
+    langevin_steps: int = typer.Option(None, help="powder: Langevin steps per noise level (default: the model's)"),
+    top: int = typer.Option(3, help="powder: best candidates refined against the input (lattice ±20 %, scale; ~5-20 s each)"),
+    method: str = typer.Option("pxrdnet", help="powder: pxrdnet (latent optimisation), cdvae-search (prior "
+                                               "samples) or random (random coordinates) — the baselines"),
+    broaden: bool = typer.Option(True, "--broaden/--no-broaden", help="powder: broaden sharp measured peaks to the "
+                                                                     "model's crystallite size first"),
+    positions: bool = typer.Option(None, "--positions/--no-positions", help="also refine atomic positions "
+                                                                           "(PDF default: on; powder default: off)"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
-    k: int = typer.Option(20, "-k", help="number of candidate structures to sample"),
+    k: int = typer.Option(None, "-k", help="number of candidate structures (default: 20 for a PDF, 100 for a "
+                                            "powder pattern)"),
     out: Path = typer.Option(None, "-o", "--out", help="output folder (default: <file stem>_solve)"),
-    model_dir: Path = typer.Option(None, "--model-dir", help="trained DeepStruc run (config.json + best.pt); "
-                                                            "default: the shipped CVAE"),
+    model_dir: Path = typer.Option(None, "--model-dir", help="trained run (config.json + best.pt); default: the "
+                                                            "shipped DeepStruc CVAE / PXRDNet model"),
     seed: int = typer.Option(0, help="seed of the latent samples"),
     qmin: float = typer.Option(None, help="Qmin of the data (Å⁻¹); default: file header, else 0.7"),
     qmax: float = typer.Option(None, help="Qmax of the data (Å⁻¹); default: file header, else 30"),
@@ -28,23 +44,32 @@ def solve(
     delta2: bool = typer.Option(False, "--delta2/--no-delta2", help="also refine delta2 (Å²)"),
     show: int = typer.Option(10, help="rows of the printed table"),
 ):
-    """Solve a structure from FILE: DeepStruc samples K candidate nanoparticles from a PDF, each is
-    refined against the data (scale, lattice expansion, Biso), ranked by Rw; writes best-first xyz
-    files (01_... is the best), fit.png (data / model / difference) and summary.json."""
+    """Solve a structure from FILE. A PDF: DeepStruc samples K candidate nanoparticles, each refined
+    against the data (scale, lattice expansion, Biso, then every atom position unless --no-positions),
+    ranked by Rw; writes best-first xyz files.
+    A powder pattern + --formula: PXRDNet optimises K latent codes against the pattern, decodes them
+    with the formula forced, ranks them by fit to the input and refines the best; writes best-first
+    CIFs. Both write fit.png (data / model / difference) and summary.json; 01_... is the best."""
     from rich.table import Table
 
-    from nanosolve.solve import read_input, settings_from_metadata, solve_pdf
+    from nanosolve.errors import InputError
+    from nanosolve.solve import choose_model, read_input, settings_from_metadata, solve_pdf
 
-    if k < 1:
-        from nanosolve.errors import InputError
-
+    if k is not None and k < 1:
         raise InputError(f"-k must be >= 1, got {k}")
     with warnings.catch_warnings():  # a guessed x unit of a non-PDF file is moot: it is refused below
         warnings.simplefilter("ignore", UserWarning)
-        pattern = read_input(file)
-    settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,
-                                      refine_delta2=delta2)
+        pattern = read_input(file) if wavelength is None else _read_with_wavelength(file, wavelength)
     out = out or file.with_name(f"{file.stem}_solve")
+    if choose_model(pattern, model) == "pxrdnet":
+        from nanosolve.cli.pxrdnet import solve_powder
+
+        solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
+                     bool(positions), broaden, method, seed, out, show)
+        return
+    k = 20 if k is None else k
+    settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,
+                                      refine_delta2=delta2, refine_positions=True if positions is None else positions)
     with console.status(f"solving {file.name}: sampling {k} candidates and refining them"):
         result = solve_pdf(pattern, element=element, k=k, seed=seed, model_dir=model_dir, model=model,
                            settings=settings, out_dir=out)
@@ -59,3 +84,11 @@ def solve(
     console.print(t)
     console.print(f"wrote {len(s['candidates'])} xyz files, {s['fit_plot']} and summary.json into {out}/ "
                   f"({s['seconds']:.1f} s)", highlight=False)
+
+
+def _read_with_wavelength(file: Path, wavelength: str):
+    from nanosolve.scattering.readers import read_pattern
+    from nanosolve.solve import read_input
+
+    read_input(file)  # missing / empty / directory -> one clear error first
+    return read_pattern(file, wavelength=wavelength)

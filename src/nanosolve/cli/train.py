@@ -135,11 +135,19 @@ def _param_probe(config):
 def export(run: Path = typer.Argument(..., help="a training run directory"),
            dest: Path = typer.Argument(..., help="output directory (config.json + best.pt)"),
            half: bool = typer.Option(True, help="store weights as float16 (half the size; loaded back as float32)")):
-    """Copy a run's best weights + config to DEST (e.g. to ship them), optionally as float16."""
+    """Copy a run's best weights + config to DEST (e.g. to ship them), optionally as float16.
+    DeepStruc and PXRDNet runs (told apart by their config)."""
     import torch
 
     from nanosolve.models.deepstruc.train import load_model
 
+    cfg_path = run / "config.json" if run.is_dir() else run.parent / "config.json"
+    try:
+        is_pxrdnet = "xrd_points" in json.loads(cfg_path.read_text())
+    except (OSError, ValueError):
+        is_pxrdnet = False  # load_model below reports the missing / unreadable config
+    if is_pxrdnet:
+        from nanosolve.models.pxrdnet.train import load_model
     model, config = load_model(run)
     config.extra.pop("data", None)  # a path on the training machine; the recipe (data_kind, seed...) stays
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
@@ -159,3 +167,7 @@ app.command("crystalnet")(_crystalnet_cli.train_command)
 from nanosolve.cli import cdvae as _cdvae_cli  # noqa: E402
 
 app.command("cdvae")(_cdvae_cli.train_cmd)
+
+from nanosolve.cli import pxrdnet as _pxrdnet_cli  # noqa: E402  (after the app exists)
+
+app.command("pxrdnet")(_pxrdnet_cli.train_cmd)

@@ -1,8 +1,8 @@
 """Structure solution from measured data: pick a model by data kind, generate candidates, refine, rank.
 
-Today: PDF G(r) of a mono-metallic nanoparticle -> DeepStruc (:mod:`nanosolve.models.deepstruc`)
-candidates refined against the data (:mod:`.pdf_refine`). Powder diffraction patterns will go to a
-PXRDNet branch; for now they are refused with a clear message.
+A PDF G(r) of a mono-metallic nanoparticle -> DeepStruc (:mod:`nanosolve.models.deepstruc`)
+candidates refined against the data (:mod:`.pdf_refine`); a powder pattern + formula -> PXRDNet
+(:mod:`.pxrd`): latent optimisation, decoding with the formula forced, blind ranking, refinement.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from nanosolve.solve.pdf_refine import FitSettings, RefineResult, rank, refine, 
 __all__ = ["MODELS", "default_model_dir", "read_input", "choose_model", "guess_element", "solve_pdf", "SolveResult",
            "FitSettings", "RefineResult", "rank", "refine", "rw"]
 
-MODELS = ("auto", "deepstruc")
+MODELS = ("auto", "deepstruc", "pxrdnet")
 _POWDER = ("xrd", "nd")
 
 
@@ -54,16 +54,22 @@ def read_input(path_or_pattern):
 
 
 def choose_model(pattern, model: str = "auto") -> str:
-    """Model name for a pattern: a PDF G(r) -> 'deepstruc'; powder patterns are not yet supported."""
+    """Model name for a pattern: a PDF G(r) -> 'deepstruc', a powder pattern (xrd/nd) -> 'pxrdnet';
+    ``model`` overrides 'auto' but must suit the data."""
     src = pattern.metadata.get("source")
     if model not in MODELS:
         raise InputError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
     if pattern.kind in _POWDER:
-        raise InputError(f"a powder diffraction pattern ({pattern.kind}) is not yet supported by solve: only PDFs "
-                         "G(r) (DeepStruc) are; the PXRDNet branch for powder patterns will come later", src)
+        if model == "deepstruc":
+            raise InputError(f"DeepStruc solves PDFs G(r), but this is a powder pattern ({pattern.kind}); "
+                             "use --model pxrdnet (or auto)", src)
+        return "pxrdnet"
     if pattern.kind != "gr" or pattern.x_unit != "r":
-        raise InputError(f"not a PDF G(r) (the file reads as a {pattern.kind} pattern on {pattern.x_unit}); "
-                         "solve needs G(r) in Å⁻² versus r in Å (.gr)", src)
+        raise InputError(f"not a PDF G(r) or a powder pattern (the file reads as a {pattern.kind} pattern on "
+                         f"{pattern.x_unit}); solve needs G(r) vs r (.gr) or I vs 2θ/Q", src)
+    if model == "pxrdnet":
+        raise InputError("PXRDNet solves powder patterns, but this is a PDF G(r); use --model deepstruc (or auto)",
+                         src)
     return "deepstruc"
 
 
@@ -91,7 +97,7 @@ class SolveResult:
 
 def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, model_dir: str | os.PathLike | None = None,
               model: str = "auto", settings: FitSettings | None = None, out_dir: str | os.PathLike | None = None,
-              ) -> SolveResult:
+              refine_positions: bool | None = None) -> SolveResult:
     """Solve a nanoparticle structure from its PDF.
 
     Args:
@@ -103,6 +109,8 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
         model: 'auto' or 'deepstruc'.
         settings: refinement settings; default Qmin/Qmax/Qdamp from the file header, else DeepStruc's.
         out_dir: if given, write the report there (:func:`nanosolve.solve.report.write_report`).
+        refine_positions: also refine every atom position of every candidate after the global fit
+            (``FitSettings.refine_positions``); None: on, unless ``settings`` are given (then theirs).
 
     Returns:
         :class:`SolveResult`: refined candidates best-first (lowest Rw against the data) + summary.
@@ -124,6 +132,9 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
     pdf_on_model_grid(pattern, config)  # coverage check before any sampling
     cands = candidates(net, config, pattern, sym, k=k, seed=seed)
     fit = dataclasses.replace(settings) if settings is not None else settings_from_metadata(pattern.metadata)
+    if refine_positions is not None or settings is None:
+        # on by default: lowers Rw of decoded candidates (benchmarks/bench_deepstruc.py) at ~1-2 s per candidate
+        fit.refine_positions = True if refine_positions is None else bool(refine_positions)
     if fit.rmax is None:
         fit.rmax = float(r.max())
     ranked = rank(r, g, cands, fit)

@@ -12,7 +12,7 @@ from nanosolve.solve.pdf_refine import RefineResult
 from nanosolve.structures.io import write_structure
 from nanosolve.scattering.plot import save_figure
 
-__all__ = ["write_report", "plot_fit"]
+__all__ = ["write_report", "plot_fit", "write_pxrd_report", "plot_pxrd_candidate"]
 
 
 def _slug(text: str) -> str:
@@ -76,6 +76,58 @@ def write_report(out_dir: str | os.PathLike, ranked: list[RefineResult], info: d
                    header="r (Å), G_obs, G_calc, G_obs - G_calc (Å^-2); best candidate " + best.particle.name,
                    fmt="%.6g")
     summary = {**_jsonable(info or {}), "fit_plot": fit_png.name if fit_png else None, "candidates": entries}
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, out / "summary.json")
+    return summary
+
+
+def plot_pxrd_candidate(q, y, mask, cand, path, title: str = "") -> Path:
+    """PNG of the input pattern (model grid, measured points only), a candidate's re-simulated
+    pattern (scaled) and the difference (offset below)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q, y, m = np.asarray(q), np.asarray(y), np.asarray(mask, bool)
+    calc = cand.scale * np.asarray(cand.y_calc)
+    diff = np.where(m, y - calc, np.nan)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(q[m], y[m], "o", ms=2.0, mfc="none", color="tab:blue", label="input (model grid)")
+    ax.plot(q, calc, "-", lw=1.2, color="tab:red", label=f"{cand.crystal.formula}: R = {cand.score:.3f}")
+    offset = -0.15 - np.nanmax(np.abs(diff))
+    ax.plot(q, diff + offset, "-", lw=1.0, color="tab:green", label="difference (offset)")
+    ax.axhline(offset, color="0.6", lw=0.5)
+    ax.set_xlabel("Q (Å⁻¹)")
+    ax.set_ylabel("I (max = 1)")
+    ax.set_title(title or cand.crystal.name)
+    ax.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = None) -> dict:
+    """Write ``NN_<formula>_<method>.cif`` best-first (01 = best fit to the input), ``fit.png`` (best
+    candidate vs input) and ``summary.json`` (``result.summary`` + one entry per candidate)."""
+    from nanosolve.structures.io import write_cif
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ranked = result.ranked
+    width = max(2, len(str(len(ranked))))
+    entries = []
+    for rank_i, cand in enumerate(ranked, start=1):
+        name = f"{rank_i:0{width}d}_{_slug(cand.crystal.formula)}_{_slug(cand.method)}.cif"
+        write_cif(cand.crystal, out / name)
+        entries.append({"rank": rank_i, "file": name, **_jsonable(cand.summary())})
+    fit_png = plot_pxrd_candidate(result.q, result.y, result.mask, ranked[0], out / "fit.png",
+                                  title=f"best candidate: {ranked[0].crystal.formula}") if ranked else None
+    if ranked:
+        np.savetxt(out / "fit.xy", np.column_stack([result.q, result.y, result.mask.astype(float),
+                                                    ranked[0].scale * np.asarray(ranked[0].y_calc)]),
+                   header="Q (1/Å), input on the model grid, measured (1/0), best candidate (scaled)", fmt="%.6g")
+    summary = {**_jsonable(result.summary), **_jsonable(info or {}), "fit_plot": fit_png.name if fit_png else None,
+               "candidates": entries}
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     os.replace(tmp, out / "summary.json")

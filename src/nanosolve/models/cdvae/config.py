@@ -15,6 +15,7 @@ from nanosolve.errors import InputError
 from nanosolve.models.config_io import JsonConfig
 
 PRESETS = ("cpu", "paper")
+SCHEDULERS = ("plateau", "cosine_restarts")
 N_TYPES = 100  # elements H..Fm; type index = Z - 1
 
 
@@ -66,6 +67,9 @@ class CDVAEConfig(JsonConfig):
     step_lr: float = 1e-4
     n_step_each: int = 100
     # optimisation
+    scheduler: str = "plateau"  # "plateau" (ReduceLROnPlateau, the CDVAE paper) or "cosine_restarts"
+    restart_epochs: int = 10  # cosine_restarts: first period T_0 (epochs)
+    restart_mult: int = 2  # cosine_restarts: period multiplier T_mult
     lr: float = 1e-3
     min_lr: float = 1e-4
     lr_factor: float = 0.6
@@ -93,6 +97,10 @@ class CDVAEConfig(JsonConfig):
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.sigma_end >= self.sigma_begin or self.type_sigma_end >= self.type_sigma_begin:
             problems.append("noise schedules must decrease (sigma_begin > sigma_end)")
+        if self.scheduler not in SCHEDULERS:
+            problems.append(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if int(self.restart_epochs) < 1 or int(self.restart_mult) < 1:
+            problems.append("restart_epochs and restart_mult must be >= 1")
         if self.max_atoms > 200:
             problems.append(f"max_atoms {self.max_atoms} is beyond what the periodic edge builder is meant for (≤ 200)")
         if problems:

@@ -237,6 +237,11 @@ class CDVAE(nn.Module):
         """One score evaluation; see :class:`ScoreDecoder`."""
         return self.decoder(z, frac, atom_types, lattice, num_atoms, batch, sigma)
 
+    def extra_losses(self, batch, z) -> dict:
+        """``{name: (weight, loss)}`` added to the objective by models built on CDVAE (PXRDNet's
+        pattern regressor); none here."""
+        return {}
+
     # ---- training objective ---------------------------------------------------------------
     def loss(self, batch, generator: torch.Generator | None = None, sample_z: bool = True) -> dict:
         """Paper objective on a PyG batch; returns the weighted total ``loss`` and every term.
@@ -293,6 +298,9 @@ class CDVAE(nn.Module):
                  + cfg.cost_coord * coord_loss + cfg.cost_type * type_loss + cfg.beta * kl)
         out = {"natom": natom_loss, "lattice": lattice_loss, "composition": comp_loss, "coord": coord_loss,
                "type": type_loss, "kl": kl}
+        for name, (weight, value) in self.extra_losses(batch, z).items():  # heads of subclasses (PXRDNet)
+            total = total + weight * value
+            out[name] = value
         if self.fc_property is not None and getattr(batch, "y", None) is not None:
             y = (batch.y.float() - self.prop_mean) / self.prop_std
             ok = torch.isfinite(y)

@@ -101,8 +101,8 @@ def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
 
 def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Data] | None, out_dir: str | os.PathLike,
           max_minutes: float | None = None, max_epochs: int | None = None, seed: int = 0, resume: bool = True,
-          progress: Callable[[dict], None] | None = None, batch_progress: Callable[[int, int], None] | None = None
-          ) -> TrainResult:
+          progress: Callable[[dict], None] | None = None, batch_progress: Callable[[int, int], None] | None = None,
+          model_cls: type = CDVAE) -> TrainResult:
     """Train a CDVAE on lists of CDVAE ``Data`` (see :mod:`~nanosolve.models.cdvae.batch`).
 
     ``max_epochs``: total epochs including resumed ones (default ``config.max_epochs``);
@@ -111,6 +111,8 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
     ``resume``: continue from ``out_dir/last.pt`` when present; ``progress(record)`` after each
     epoch; ``batch_progress(done, total)`` after each batch.
     Early stopping: ``config.patience`` epochs without a lower validation loss.
+    ``model_cls``: the network to build from ``config`` (a CDVAE subclass such as PXRDNet, whose
+    extra loss terms are logged under their own names).
     """
     t_start = time.monotonic()
     config.validate()
@@ -121,12 +123,16 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
     val_items = None if val_data is None else _check_data(val_data, "validation", config)
 
     torch.manual_seed(seed)
-    model = CDVAE(config)
+    model = model_cls(config)
     model.fit_scalers(train_items)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
-                                                           patience=config.lr_patience, min_lr=config.min_lr)
-    state = resume_loop(out, resume, CHECKPOINT_FORMAT, "CDVAE", model, optimizer, scheduler)
+    if config.scheduler == "cosine_restarts":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=int(config.restart_epochs), T_mult=int(config.restart_mult), eta_min=config.min_lr)
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
+                                                               patience=config.lr_patience, min_lr=config.min_lr)
+    state = resume_loop(out, resume, CHECKPOINT_FORMAT, config._FAMILY, model, optimizer, scheduler)
     config.to_json(out / "config.json")
 
     n_batches = (len(train_items) + config.batch_size - 1) // config.batch_size
@@ -170,7 +176,10 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
             monitored = record["train_loss"]
         if not math.isfinite(monitored):
             raise InputError(f"training diverged: monitored loss is {monitored} in epoch {epoch}; lower the lr")
-        scheduler.step(monitored)
+        if config.scheduler == "cosine_restarts":
+            scheduler.step()
+        else:
+            scheduler.step(monitored)
         improved = monitored < state["best_val"]
         if end_epoch(state, record, monitored, improved, model, out, time.monotonic() - t0, config.patience):
             stopped = "early_stopping"

@@ -12,7 +12,10 @@ unit-sphere scale, i.e. the exact inverse of the representation), and compared t
 * ``rmsd``: Å, after optimal assignment + superposition (:func:`trilaterate.rmsd_aligned`).
 
 ``refit`` (optional): a callable ``(positions Å, r, G_in) -> G_calc`` (e.g. a refinement of scale,
-expansion and Biso against the input PDF) gives ``rp_refit`` / ``pearson_refit`` as well.
+expansion and Biso against the input PDF) gives ``rp_refit`` / ``pearson_refit`` as well. It may
+instead return a dict ``{suffix: G_calc or (G_calc, refined positions Å)}`` (several refinements of
+one record at once): each gives ``rp_<suffix>`` / ``pearson_<suffix>``, and ``rmsd_<suffix>`` (Å, to the
+true structure) when positions are returned.
 
 The *shuffled-PDF control* decodes each record from another record's PDF (a seeded derangement)
 and scores it against the first record: what a model that ignores its input would reach.
@@ -102,6 +105,7 @@ def _score(pred_unit: np.ndarray, truth: np.ndarray, meta: dict, x_in: np.ndarra
         out.update(rp=worst, pearson=0.0, rmsd=float("nan"))
         if refit is not None:
             out.update(rp_refit=worst, pearson_refit=0.0)
+            out["_no_refit"] = worst  # other suffixes are filled in by evaluate_split
         return out
     pred = pred_unit * float(scale)
     x_hat = cluster_pdf(pred, r=r, qmin=settings["qmin"], qmax=settings["qmax"], qdamp=settings["qdamp"],
@@ -111,7 +115,12 @@ def _score(pred_unit: np.ndarray, truth: np.ndarray, meta: dict, x_in: np.ndarra
     ok = with_rmsd and min(pred.shape[0], n_true) >= 3
     out["rmsd"] = rmsd_aligned(pred, truth, n_random=0) if ok else float("nan")
     if refit is not None:
-        out["rp_refit"], out["pearson_refit"] = normalized_rp(x_in, refit(pred, r, x_in))
+        fitted = refit(pred, r, x_in)
+        for suffix, val in (fitted.items() if isinstance(fitted, dict) else [("refit", fitted)]):
+            g_fit, pos = val if isinstance(val, tuple) else (val, None)
+            out[f"rp_{suffix}"], out[f"pearson_{suffix}"] = normalized_rp(x_in, g_fit)
+            if pos is not None:
+                out[f"rmsd_{suffix}"] = rmsd_aligned(pos, truth, n_random=0) if ok else float("nan")
     return out
 
 
@@ -146,8 +155,16 @@ def evaluate_split(model: DeepStruc, config: DeepStrucConfig, store, indices, co
             progress(j + 1, idx.size)
     seconds = time.perf_counter() - t0
 
+    keys = list(METRICS + (REFIT_METRICS if refit is not None else ()))
+    for row in per["model"] + per["control"]:
+        keys += [k for k in row if k not in keys and k.split("_")[0] in ("rp", "pearson", "rmsd")]
+    for row in per["model"] + per["control"]:  # < 2 atoms decoded: nothing to refine, worst scores
+        worst = row.pop("_no_refit", None)
+        if worst is not None:
+            for k in keys:
+                row.setdefault(k, worst if k.startswith("rp_") else 0.0 if k.startswith("pearson_") else float("nan"))
+
     def agg(rows):
-        keys = METRICS + (REFIT_METRICS if refit is not None else ())
         return {m: float(np.nanmean([row[m] for row in rows])) for m in keys}
 
     return {"model": agg(per["model"]), "control": agg(per["control"]), "per_record": per, "n": int(idx.size),
