@@ -59,7 +59,7 @@ def solve(
         raise InputError(f"-k must be >= 1, got {k}")
     with warnings.catch_warnings():  # a guessed x unit of a non-PDF file is moot: it is refused below
         warnings.simplefilter("ignore", UserWarning)
-        pattern = read_input(file) if wavelength is None else _read_with_wavelength(file, wavelength)
+        pattern = read_input(file, wavelength)
     out = out or file.with_name(f"{file.stem}_solve")
     if choose_model(pattern, model) == "pxrdnet":
         from nanosolve.cli.pxrdnet import solve_powder
@@ -85,10 +85,3 @@ def solve(
     console.print(f"wrote {len(s['candidates'])} xyz files, {s['fit_plot']} and summary.json into {out}/ "
                   f"({s['seconds']:.1f} s)", highlight=False)
 
-
-def _read_with_wavelength(file: Path, wavelength: str):
-    from nanosolve.scattering.readers import read_pattern
-    from nanosolve.solve import read_input
-
-    read_input(file)  # missing / empty / directory -> one clear error first
-    return read_pattern(file, wavelength=wavelength)

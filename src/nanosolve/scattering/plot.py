@@ -44,3 +44,28 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def plot_fit_curves(x, y_obs, y_calc, path: str | os.PathLike, xlabel: str, ylabel: str, model_label: str,
+                    title: str = "", data_label: str = "data", ms: float = 2.0) -> Path:
+    """PNG of a fit: data (open circles), model (line) and their difference offset below the curves.
+    Shared by every refinement report (PDF and powder)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x, yo, yc = np.asarray(x), np.asarray(y_obs), np.asarray(y_calc)
+    diff = yo - yc
+    offset = min(yo.min(), yc.min()) - 1.2 * max(np.abs(diff).max(), 1e-12)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(x, yo, "o", ms=ms, mfc="none", color="tab:blue", label=data_label)
+    ax.plot(x, yc, "-", lw=1.2, color="tab:red", label=model_label)
+    ax.plot(x, diff + offset, "-", lw=1.0, color="tab:green", label="difference (offset)")
+    ax.axhline(offset, color="0.6", lw=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path)

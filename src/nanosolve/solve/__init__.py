@@ -36,8 +36,9 @@ def example_pdf() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "deepstruc" / "example_simulated_Au_decahedron.gr"
 
 
-def read_input(path_or_pattern):
-    """A Pattern from a file (or the Pattern itself); InputError for empty / unreadable files."""
+def read_input(path_or_pattern, wavelength=None):
+    """A Pattern from a file (or the Pattern itself); InputError for empty / unreadable files.
+    ``wavelength`` (Å or a name) for 2θ files that do not state one."""
     from nanosolve.scattering.pattern import Pattern
     from nanosolve.scattering.readers import read_pattern
 
@@ -50,7 +51,7 @@ def read_input(path_or_pattern):
         raise InputError("is a directory, expected a data file", path)
     if path.stat().st_size == 0:
         raise InputError("the file is empty", path)
-    return read_pattern(path)
+    return read_pattern(path) if wavelength is None else read_pattern(path, wavelength=wavelength)
 
 
 def choose_model(pattern, model: str = "auto") -> str:

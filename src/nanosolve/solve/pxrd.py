@@ -147,8 +147,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
     from nanosolve.solve import read_input
 
     t0 = time.perf_counter()
-    pattern = read_input(data) if wavelength is None or not isinstance(data, (str, os.PathLike)) else \
-        _read_with_wavelength(data, wavelength)
+    pattern = read_input(data, wavelength)
     if pattern.kind not in ("xrd", "nd"):
         raise InputError(f"not a powder diffraction pattern (reads as {pattern.kind})", pattern.metadata.get("source"))
     model, cfg = load_model(model_dir)
@@ -173,11 +172,6 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
         result.summary = write_pxrd_report(out_dir, result)
     return result
 
-
-def _read_with_wavelength(path, wavelength):
-    from nanosolve.scattering.readers import read_pattern
-
-    return read_pattern(path, wavelength=wavelength)
 
 
 __all__ = ["solve_pxrd", "generate_candidates", "rank_candidates", "refine_candidates", "profile_r", "Candidate",

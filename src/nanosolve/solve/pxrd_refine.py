@@ -491,24 +491,8 @@ def refine_crystal(crystal, target_y=None, grid_kind: str = "model", mask=None, 
 
 def plot_pxrd_fit(fit: PXRDFit, path: str | os.PathLike, title: str = "") -> Path:
     """PNG of data, model and difference (offset below) for one refined candidate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nanosolve.scattering.plot import save_figure
+    from nanosolve.scattering.plot import plot_fit_curves
 
     m = fit.mask
-    xo, yo, yc = fit.x[m], fit.y_obs[m], fit.y_calc[m]
-    diff = yo - yc
-    offset = min(yo.min(), yc.min()) - 1.2 * max(diff.max(), 1e-12)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(xo, yo, "o", ms=1.5, mfc="none", color="tab:blue", label="data")
-    ax.plot(xo, yc, "-", lw=1.0, color="tab:red", label=f"model, Rwp = {fit.rwp_after:.3f}")
-    ax.plot(xo, diff + offset, "-", lw=0.8, color="tab:green", label="difference (offset)")
-    ax.axhline(offset, color="0.6", lw=0.5)
-    ax.set_xlabel("2θ (°)" if fit.x_unit == "tth" else "Q (Å⁻¹)")
-    ax.set_ylabel("I (a.u.)")
-    ax.set_title(title or fit.crystal.name)
-    ax.legend(loc="upper right", fontsize=8)
-    return save_figure(fig, path)
+    return plot_fit_curves(fit.x[m], fit.y_obs[m], fit.y_calc[m], path, "2θ (°)" if fit.x_unit == "tth" else "Q (Å⁻¹)",
+                           "I (a.u.)", f"model, Rwp = {fit.rwp_after:.3f}", title or fit.crystal.name, ms=1.5)

@@ -10,7 +10,7 @@ import numpy as np
 
 from nanosolve.solve.pdf_refine import RefineResult
 from nanosolve.structures.io import write_structure
-from nanosolve.scattering.plot import save_figure
+from nanosolve.scattering.plot import plot_fit_curves
 
 __all__ = ["write_report", "plot_fit", "write_pxrd_report", "plot_pxrd_candidate"]
 
@@ -21,25 +21,8 @@ def _slug(text: str) -> str:
 
 def plot_fit(result: RefineResult, path: str | os.PathLike, title: str = "") -> Path:
     """PNG of data, model and difference (offset below) for one refined candidate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    diff = result.g_obs - result.g_calc
-    offset = min(result.g_obs.min(), result.g_calc.min()) - 1.2 * max(diff.max(), 1e-12)
-    ax.plot(result.r, result.g_obs, "o", ms=2.0, mfc="none", color="tab:blue", label="data")
-    ax.plot(result.r, result.g_calc, "-", lw=1.2, color="tab:red",
-            label=f"model ({len(result.particle)} atoms), Rw = {result.rw:.3f}")
-    ax.plot(result.r, diff + offset, "-", lw=1.0, color="tab:green", label="difference (offset)")
-    ax.axhline(offset, color="0.6", lw=0.5)
-    ax.set_xlabel("r (Å)")
-    ax.set_ylabel("G(r) (Å⁻²)")
-    ax.set_title(title or result.particle.name)
-    ax.legend(loc="upper right", fontsize=8)
-    return save_figure(fig, path)
+    return plot_fit_curves(result.r, result.g_obs, result.g_calc, path, "r (Å)", "G(r) (Å⁻²)",
+                           f"model ({len(result.particle)} atoms), Rw = {result.rw:.3f}", title or result.particle.name)
 
 
 def _jsonable(v):
@@ -85,25 +68,11 @@ def write_report(out_dir: str | os.PathLike, ranked: list[RefineResult], info: d
 def plot_pxrd_candidate(q, y, mask, cand, path, title: str = "") -> Path:
     """PNG of the input pattern (model grid, measured points only), a candidate's re-simulated
     pattern (scaled) and the difference (offset below)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    q, y, m = np.asarray(q), np.asarray(y), np.asarray(mask, bool)
+    m = np.asarray(mask, bool)
     calc = cand.scale * np.asarray(cand.y_calc)
-    diff = np.where(m, y - calc, np.nan)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(q[m], y[m], "o", ms=2.0, mfc="none", color="tab:blue", label="input (model grid)")
-    ax.plot(q, calc, "-", lw=1.2, color="tab:red", label=f"{cand.crystal.formula}: R = {cand.score:.3f}")
-    offset = -0.15 - np.nanmax(np.abs(diff))
-    ax.plot(q, diff + offset, "-", lw=1.0, color="tab:green", label="difference (offset)")
-    ax.axhline(offset, color="0.6", lw=0.5)
-    ax.set_xlabel("Q (Å⁻¹)")
-    ax.set_ylabel("I (max = 1)")
-    ax.set_title(title or cand.crystal.name)
-    ax.legend(loc="upper right", fontsize=8)
-    return save_figure(fig, path)
+    return plot_fit_curves(np.asarray(q)[m], np.asarray(y)[m], calc[m], path, "Q (Å⁻¹)", "I (max = 1)",
+                           f"{cand.crystal.formula}: R = {cand.score:.3f}", title or cand.crystal.name,
+                           data_label="input (model grid)")
 
 
 def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = None) -> dict:
