@@ -214,6 +214,8 @@ MODEL_TASKS = [
     ("edgecnn", "edge_bond_length", "distance"), ("cfconv", "node_atomic_number", "dot"),
     ("cfconv", "graph_crystal_system", "dot"), ("mlp", "graph_crystal_system", "dot"),
     ("mlp", "p2p_xrd_crystal_system", "dot"), ("mlp", "gen_xrd_unit_cell", "dot"),
+    ("localenv", "graph_space_group", "dot"), ("signalnet", "gen_xrd_unit_cell", "dot"),
+    ("signalnet", "p2p_xpdf_space_group", "dot"),
 ]
 
 
@@ -279,5 +281,46 @@ def test_make_model_rejects_bad_combinations(ds):
         make_model("cfconv", TASKS["edge_bond_length"], in_channels=4)
     with pytest.raises(InputError, match="unknown model"):
         make_model("transformer", TASKS["graph_saxs"], in_channels=7)
+    with pytest.raises(InputError, match="signalnet reads one signal"):
+        make_model("signalnet", TASKS["graph_saxs"], in_channels=7)
+    with pytest.raises(InputError, match="localenv classifies"):
+        make_model("localenv", TASKS["graph_saxs"], in_channels=7)
     with pytest.raises(InputError, match="in_channels"):
         make_model("gcn", TASKS["graph_saxs"])
+
+
+def test_crop_keeps_nearest_atoms_and_their_bonds(store_path):
+    from nanosolve.models.chili_bench.local import LocalEnvNet, crop_graph
+
+    task = TASKS["graph_crystal_system"]
+    ds = ChiliDataset(store_path, fields=task.fields)
+    big = max(ds, key=lambda d: d.num_nodes)
+    n = big.num_nodes
+    pos = big.pos_abs.double()
+    d_full = (pos - pos[5]).norm(dim=1)
+    ds_sorted = torch.sort(d_full).values
+    # a crop size at a shell boundary, so "the k nearest" is one set (no tie at the k-th distance)
+    k = max(j for j in range(3, n // 2) if ds_sorted[j] - ds_sorted[j - 1] > 1e-3)
+    c = crop_graph(big, k, center=5)
+    sub = c.pos_abs.double()
+    # exactly the k nearest atoms (as a set) and their x rows
+    assert c.num_nodes == k and int(c.n_atoms) == k
+    assert torch.allclose(torch.sort((sub - pos[5]).norm(dim=1)).values, torch.sort(d_full).values[:k])
+    kept = torch.nonzero(d_full <= torch.sort(d_full).values[k - 1]).flatten()
+    assert torch.equal(c.x, big.x[kept])
+    # the bonds among the kept atoms, no others, relabelled
+    ei = big.edge_index
+    inside = torch.isin(ei[0], kept) & torch.isin(ei[1], kept)
+    assert c.edge_index.shape[1] == int(inside.sum()) and int(c.edge_index.max()) < k
+    d_sub = (sub[c.edge_index[0]] - sub[c.edge_index[1]]).norm(dim=1)
+    d_big = (pos[ei[0, inside]] - pos[ei[1, inside]]).norm(dim=1)
+    assert torch.allclose(torch.sort(d_sub).values, torch.sort(d_big).values)
+    assert int(c.crystal_system_number) == int(big.crystal_system_number)
+    # a small particle is returned whole; the network is invariant to a rotation of the crop
+    assert crop_graph(big, n + 1) is big
+    net = LocalEnvNet(7, hidden=16, layers=2).eval()
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    rot = c.clone()
+    rot.pos_abs = (c.pos_abs.double() @ q.T + 3.0).to(c.pos_abs.dtype)
+    with torch.no_grad():
+        assert torch.allclose(net(c), net(rot), atol=1e-4)

@@ -130,6 +130,40 @@ def test_run_writes_result_checkpoint_and_curve(store_path, tmp_path):
     assert status == "skipped" and again == result and len(_lines(tmp_path)) == 1
 
 
+def test_ours_trains_on_crops_and_scores_crop_averages(store_path, tmp_path):
+    cfg = _cfg(store_path, task="graph_crystal_system", model="ours", max_epochs=2, crop_atoms=20, eval_crops=3)
+    result, _ = run_one(cfg, tmp_path)
+    assert result["arch"] == "localenv" and result["crop_atoms"] == 20 and result["eval_crops"] == 3
+    # the score is the weighted F1 of the mean log-probabilities over 3 seeded crops per particle
+    from sklearn.metrics import f1_score
+
+    from nanosolve.models.chili_bench.local import crop_graph
+    from torch_geometric.data import Batch
+
+    data = load_task_data(store_path, get_task(cfg.task), ("localenv",))
+    test = random_split(data.n, (0.8, 0.1, 0.1), seed=0)["test"]
+    model = make_model("localenv", get_task(cfg.task), hidden=16, layers=2)
+    model.load_state_dict(load_checkpoint(run_dir(tmp_path, cfg) / "best.pt"))
+    model.eval()
+    preds, ys = [], []
+    with torch.no_grad():
+        for i in test:
+            crops = [crop_graph(data.items[int(i)], 20, torch.Generator().manual_seed(1009 * int(i) + r)) for r in range(3)]
+            logp = torch.log_softmax(model(Batch.from_data_list(crops)), -1).mean(0)
+            preds.append(int(logp.argmax()))
+            ys.append(int(data.items[int(i)].crystal_system_number) - 1)
+    assert result["value"] == pytest.approx(f1_score(ys, preds, average="weighted", zero_division=0))
+    # bonds: trained on crops (their bonds' lengths), scored on every bond of whole particles
+    edge, _ = run_one(_cfg(store_path, task="edge_bond_length", model="ours", max_epochs=2, crop_atoms=20), tmp_path)
+    assert edge["crop_atoms"] == 20 and edge["eval_crops"] == 0 and edge["arch"] == "edgecnn"
+    assert np.isfinite(edge["value"]) and edge["value"] > 0
+    # crops apply to particle classification and bonds only: elsewhere the setting is ignored
+    other, _ = run_one(_cfg(store_path, task="graph_saxs", model="ours", max_epochs=1, crop_atoms=20), tmp_path)
+    assert other["crop_atoms"] == 0 and other["arch"] == "cfconv"
+    with pytest.raises(InputError, match="crop_atoms"):
+        _cfg(store_path, task="graph_crystal_system", model="ours", crop_atoms=2).validate()
+
+
 def test_killed_runs_resume_and_finished_runs_are_skipped(store_path, tmp_path):
     configs = [_cfg(store_path, model="mean"), _cfg(store_path, max_epochs=6), _cfg(store_path, max_epochs=6, seed=1)]
 
@@ -160,7 +194,7 @@ def test_early_stopping_and_budget(store_path, tmp_path):
     res, _ = run_one(_cfg(store_path, max_epochs=50, patience=3, lr=1e-30), tmp_path)
     assert res["stopped"] == "early_stopping" and res["epochs"] == 4 and res["best_epoch"] == 0
     res, _ = run_one(_cfg(store_path, task="graph_crystal_system", model="ours", budget_minutes=1e-5), tmp_path)
-    assert res["stopped"] == "budget" and res["epochs"] == 1 and res["arch"] == "cfconv"
+    assert res["stopped"] == "budget" and res["epochs"] == 1 and res["arch"] == "localenv"
     hist = json.loads((tmp_path / res["run_dir"] / "history.json").read_text())
     assert hist[0]["steps"] == 1
 
@@ -186,7 +220,8 @@ def test_cell_parameters_normalised_with_train_statistics(store_path, tmp_path):
 
 def test_plan_and_config_errors(store_path, tmp_path):
     pairs, skipped = plan_runs("graph_crystal_system,gen_xrd_unit_cell", "baselines,ours")
-    assert ("graph_crystal_system", "ours") in pairs and ("gen_xrd_unit_cell", "ours") in skipped
+    assert ("graph_crystal_system", "ours") in pairs and ("gen_xrd_unit_cell", "ours") in pairs
+    assert not skipped
     assert ("graph_crystal_system", "most_frequent") in pairs and ("gen_xrd_unit_cell", "mean") in pairs
     gen, _ = plan_runs("gen_*,p2p_xrd_*", "mlp")
     assert {t for t, _ in gen} == {"gen_xrd_unit_cell", "gen_saxs_unit_cell", "gen_xpdf_unit_cell", "gen_saxs_pos_abs",
@@ -196,8 +231,8 @@ def test_plan_and_config_errors(store_path, tmp_path):
         plan_runs("gen_foo*", "mlp")
     every, _ = plan_runs(all_pairs=True)
     # graph-input property tasks: their baselines + 7 GNNs + mlp + ours (3 classification, 8 regression);
-    # signal-input tasks: baselines + mlp (6 generation, 6 p2p classification, 3 cell parameters)
-    assert len(every) == 3 * (2 + 9) + 8 * (1 + 9) + 6 * 2 + 6 * 3 + 3 * 2 == 149
+    # signal-input tasks: baselines + mlp + ours (6 generation, 6 p2p classification, 3 cell parameters)
+    assert len(every) == 3 * (2 + 9) + 8 * (1 + 9) + 6 * 3 + 6 * 4 + 3 * 3 == 164
     with pytest.raises(InputError, match="does not apply"):
         _cfg(store_path, task=GEN, model="gcn").validate()
     run_one(_cfg(store_path, model="mean"), tmp_path)
@@ -227,7 +262,7 @@ def test_table_mean_std_from_hand_made_lines(tmp_path):
     cs_row = next(line for line in md.splitlines() if line.startswith("| ours") and "0.600" in line)
     assert "**0.600 ± 0.100**" in cs_row  # best of the column (F1: higher is better)
     assert "| EdgeCNN | 0.550 ± 0.071 |" in md
-    assert "| ours (cfconv)† | **3.250** |" in md  # MAE: lower is better
+    assert "| ours† | **3.250** |" in md  # MAE: lower is better
     assert "*0.657*" in md and "*14.765*" in md
     checks = [line for line in md.splitlines() if line.startswith("| crystal system (↑) | ours")]
     assert checks == ["| crystal system (↑) | ours | 0.657 | 0.600 ± 0.100 | no |"]

@@ -38,6 +38,9 @@ def chili(
     edge_head: str = typer.Option("dot", help="edge head of the GNNs: dot (paper) or distance"),
     steps_per_epoch: int = typer.Option(0, help="optimizer steps per epoch (0 = a full pass over the training part)"),
     val_graphs: int = typer.Option(0, help="validate on at most this many validation graphs (0 = all)"),
+    crop_atoms: int = typer.Option(-1, help="particle classification: train on the N atoms nearest a random atom "
+                                            "(0 = whole graphs, -1 = the model's default: 128 for ours)"),
+    eval_crops: int = typer.Option(8, help="with crops: seeded crops per particle averaged when scoring"),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
     cache: bool = typer.Option(True, help="cache the task fields as .pt tensors in OUT/cache"),
 ):
@@ -56,7 +59,8 @@ def chili(
     open_store(dataset, mode="r").close()  # a missing or foreign store: one error, before any work
     settings = dict(budget_minutes=budget_minutes, max_epochs=max_epochs, patience=patience, lr=lr,
                     batch_size=batch_size, hidden=hidden, layers=layers, edge_head=edge_head,
-                    steps_per_epoch=steps_per_epoch, val_graphs=val_graphs)
+                    steps_per_epoch=steps_per_epoch, val_graphs=val_graphs, crop_atoms=crop_atoms,
+                    eval_crops=eval_crops)
     configs = configs_for(pairs, str(dataset), range(seeds), **settings)
     if threads:
         torch.set_num_threads(int(threads))

@@ -2,7 +2,8 @@
 
 * Encoders: PyG's GCN, PMLP, GraphSAGE, GAT, GraphUNet, GIN, EdgeCNN
   (``torch_geometric.nn.models``), a plain MLP, and ``cfconv``, a SchNet-style continuous-filter
-  convolution over the stored bond lengths.
+  convolution over the stored bond lengths, and ``localenv`` (:mod:`.local`), a crop-trained
+  local-environment classifier, and ``signalnet`` (:mod:`.signal`), a 1-D CNN for signal inputs.
 * Heads (CHILI): graph = concat(mean, sum, max pooling) -> Linear -> ReLU -> Linear;
   node = Linear -> ReLU -> Linear; edge = dot product of the two node embeddings (``"dot"``, as
   in the paper) or ``"distance"``, an MLP on (h_i * h_j, |h_i - h_j|), symmetric in i, j.
@@ -31,7 +32,7 @@ from nanosolve.models.chili_bench.tasks import Task, build_inputs
 __all__ = ["MODELS", "make_model", "ChiliModel", "CFConvEncoder", "task_loss", "to_prediction"]
 
 _PYG_BASIC = {"gcn": "GCN", "graphsage": "GraphSAGE", "gat": "GAT", "gin": "GIN", "edgecnn": "EdgeCNN"}
-MODELS = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn", "mlp", "cfconv")
+MODELS = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn", "mlp", "cfconv", "localenv", "signalnet")
 EDGE_HEADS = ("dot", "distance")
 
 
@@ -170,10 +171,27 @@ def make_model(name: str, task: Task, hidden: int = 64, layers: int = 3, edge_he
         raise InputError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     if edge_head not in EDGE_HEADS:
         raise InputError(f"unknown edge head {edge_head!r}; known: {', '.join(EDGE_HEADS)}")
-    if task.input_level == "graph" and name != "mlp":
-        raise InputError(f"task {task.name} has a signal input ({', '.join(task.inputs)}): only 'mlp' applies, not {name!r}")
+    if task.input_level == "graph" and name not in ("mlp", "signalnet"):
+        raise InputError(f"task {task.name} has a signal input ({', '.join(task.inputs)}): only 'mlp' and "
+                         f"'signalnet' apply, not {name!r}")
+    if name == "signalnet":
+        if task.input_level != "graph":
+            raise InputError(f"signalnet reads one signal per graph; task {task.name} has graph input")
+        from nanosolve.models.chili_bench.signal import SignalNet  # signal.py builds on tasks, not on this module
+
+        if in_channels is None:
+            if sample is None:
+                raise InputError("give in_channels or a sample graph to infer the input width")
+            in_channels = build_inputs(task, sample).shape[-1]
+        return SignalNet(task, int(in_channels), hidden=hidden)
     if name == "cfconv" and task.target == "edge_attr":
         raise InputError("cfconv reads the bond lengths in edge_attr, the target of this task")
+    if name == "localenv":
+        if not (task.level == "graph" and task.is_classification and "pos_abs" in task.inputs):
+            raise InputError(f"localenv classifies whole particles from their positions; not task {task.name}")
+        from nanosolve.models.chili_bench.local import LocalEnvNet  # local.py builds on this module
+
+        return LocalEnvNet(task.out_dim, hidden=hidden, layers=layers)
     if in_channels is None:
         if sample is None:
             raise InputError("give in_channels or a sample graph to infer the input width")

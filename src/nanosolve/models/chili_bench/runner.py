@@ -86,19 +86,27 @@ def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, 
 
     ``ours`` = ``cfconv`` (SchNet-style filters on the bond lengths). On the bond-length task the
     bond lengths are the target, so ``ours`` there is EdgeCNN with the distance-aware edge head
-    (an MLP on h_i * h_j and |h_i - h_j|) instead of the paper's dot product.
+    (an MLP on h_i * h_j and |h_i - h_j|) instead of the paper's dot product. On crystal-system
+    and space-group classification it is ``localenv`` (:mod:`.local`), trained on particle crops;
+    on signal-input tasks ``signalnet`` (:mod:`.signal`), a 1-D CNN.
     """
     if model == "ours":
-        return ("edgecnn", "distance") if task.target == "edge_attr" else ("cfconv", "dot")
+        if task.target == "edge_attr":
+            return "edgecnn", "distance"
+        if task.level == "graph" and task.is_classification and task.input_level == "node":
+            return "localenv", "dot"
+        if task.input_level == "graph":
+            return "signalnet", "dot"
+        return "cfconv", "dot"
     return model, edge_head
 
 
 def applicable_models(task: Task) -> tuple[str, ...]:
     """Models that apply to ``task``: its baselines, and the GNNs + MLP + ours (graph input) or
-    the MLP only (signal input)."""
+    the MLP and ours (signal input)."""
     base = BASELINES[task.kind]
     if task.input_level == "graph":
-        return base + ("mlp",)
+        return base + ("mlp", "ours")
     return base + GNN_NAMES + ("mlp", "ours")
 
 
@@ -142,7 +150,7 @@ def plan_runs(tasks: str | Sequence[str] | None = None, models: str | Sequence[s
             (pairs if m in ok else skipped).append((task.name, m))
     if not pairs:
         raise InputError("no applicable (task, model) pair: " + ", ".join(f"{m} on {t}" for t, m in skipped)
-                         + " (signal-input tasks take only mlp and the baselines)")
+                         + " (signal-input tasks take only mlp, ours and the baselines)")
     return pairs, skipped
 
 
@@ -159,7 +167,13 @@ class RunConfig(JsonConfig):
     ``steps_per_epoch``: optimizer steps per epoch (0 = one pass over the training part) - on
     CHILI-3K a full pass of a GNN takes minutes on one CPU thread, so a short budget needs
     shorter epochs to validate and checkpoint at all; ``val_graphs``: validate on at most this
-    many (fixed, seeded) validation graphs (0 = all); ``split``: train/val/test fractions.
+    many (fixed, seeded) validation graphs (0 = all); ``split``: train/val/test fractions;
+    ``crop_atoms``: train on the atoms nearest a random atom of each particle (0 = whole graphs,
+    -1 = the model's default: :data:`~.local.DEFAULT_CROP_ATOMS` for ``ours``, else 0) - on
+    particle classification and bond-length tasks only (a crop keeps a particle's crystal system
+    and its bonds' lengths, not its signals or its atoms' absolute positions); classification is
+    then scored on the mean log-probabilities of ``eval_crops`` seeded crops per particle, bond
+    lengths on whole particles.
     """
 
     _FAMILY = "CHILI benchmark run"
@@ -179,6 +193,8 @@ class RunConfig(JsonConfig):
     steps_per_epoch: int = 0
     val_graphs: int = 0
     split: tuple = (0.8, 0.1, 0.1)
+    crop_atoms: int = -1
+    eval_crops: int = 8
 
     def validate(self) -> "RunConfig":
         task = resolve_task(self.task)
@@ -193,6 +209,9 @@ class RunConfig(JsonConfig):
         for name in ("max_epochs", "batch_size", "hidden", "layers"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.crop_atoms) < -1 or int(self.crop_atoms) in (1, 2) or int(self.eval_crops) < 1:
+            raise InputError(f"crop_atoms must be -1, 0 or >= 3 and eval_crops >= 1, got {self.crop_atoms}, "
+                             f"{self.eval_crops}")
         for name in ("patience", "steps_per_epoch", "val_graphs"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -325,15 +344,29 @@ class TaskData:
     load_seconds: float
     source: str
 
-    def batch(self, idx: Sequence[int]):
-        """(model input, targets, mask) of the graphs ``idx``."""
+    def batch(self, idx: Sequence[int], crop_atoms: int = 0, crops: int | None = None):
+        """(model input, targets, mask) of the graphs ``idx``.
+
+        ``crop_atoms`` > 0: each graph is cut to its ``crop_atoms`` atoms nearest one atom
+        (:func:`~.local.crop_graph`) - a random atom (torch's global RNG, so a resumed run repeats
+        it) or, with ``crops`` = R, R seeded crops per graph (graph-major: B * R graphs).
+        """
         if self.items is None:
             idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
             x = {self.task.inputs[0]: self.inputs[idx_t]}
             return x, self.targets[idx_t], None if self.mask is None else self.mask[idx_t]
         from torch_geometric.data import Batch
 
-        b = Batch.from_data_list([self.items[int(i)] for i in idx])
+        items = [self.items[int(i)] for i in idx]
+        if crop_atoms > 0:
+            from nanosolve.models.chili_bench.local import crop_graph
+
+            if crops is None:
+                items = [crop_graph(it, crop_atoms) for it in items]
+            else:
+                items = [crop_graph(self.items[int(i)], crop_atoms, torch.Generator().manual_seed(1009 * int(i) + r))
+                         for i in idx for r in range(crops)]
+        b = Batch.from_data_list(items)
         y, mask = build_targets(self.task, b)
         return b, y, mask
 
@@ -345,6 +378,8 @@ def task_fields(task: Task, arch: str | None) -> list[str]:
         fields = [f for f in fields if f != "edge_index"]
     if arch == "cfconv":
         fields.append("edge_attr")
+    if task.level == "edge":
+        fields.append("pos_abs")  # where crops are cut (never a model input of this task)
     return list(dict.fromkeys(fields))
 
 
@@ -485,16 +520,41 @@ def _batches(idx: np.ndarray, batch_size: int, generator: torch.Generator | None
         yield order[s:s + batch_size]
 
 
+def _is_particle_classification(task: Task) -> bool:
+    return task.level == "graph" and task.is_classification and task.input_level == "node"
+
+
+def _crop_atoms(config: RunConfig, task: Task) -> int:
+    """Training crop size of a run: 0 unless ``task`` has local targets that a crop keeps (the
+    crystal system / space group of a particle, the lengths of the bonds inside the crop)."""
+    if not (_is_particle_classification(task) or task.level == "edge"):
+        return 0
+    if config.crop_atoms >= 0:
+        return int(config.crop_atoms)
+    from nanosolve.models.chili_bench.local import DEFAULT_CROP_ATOMS
+
+    return DEFAULT_CROP_ATOMS if config.model == "ours" else 0
+
+
 @torch.no_grad()
-def _predict(model, data: TaskData, idx: np.ndarray, batch_size: int, norm) -> tuple:
-    """(targets, predictions, mask, mean loss) over graphs ``idx``; predictions on the raw scale."""
+def _predict(model, data: TaskData, idx: np.ndarray, batch_size: int, norm, crop_atoms: int = 0,
+             eval_crops: int = 1) -> tuple:
+    """(targets, predictions, mask, mean loss) over graphs ``idx``; predictions on the raw scale.
+
+    With ``crop_atoms``, a graph's logits are the mean log-probabilities over ``eval_crops`` crops.
+    """
     task = data.task
     model.eval()
     ys, ps, ms = [], [], []
     loss_sum, weight = 0.0, 0
     for b_idx in _batches(idx, batch_size, None):
-        x, y, mask = data.batch(b_idx)
-        out = model(x)
+        if crop_atoms > 0:
+            x, y, mask = data.batch(b_idx, crop_atoms, crops=eval_crops)
+            out = torch.log_softmax(model(x), -1).reshape(len(b_idx), eval_crops, -1).mean(1)
+            y = y.reshape(len(b_idx), eval_crops)[:, 0]
+        else:
+            x, y, mask = data.batch(b_idx)
+            out = model(x)
         y_fit = y if norm is None else (y - norm[0]) / norm[1]
         loss_sum += float(task_loss(task, out, y_fit, mask)) * len(b_idx)
         weight += len(b_idx)
@@ -585,6 +645,9 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
             state = {k: ckpt[k] for k in state}
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             raise InputError(f"incomplete checkpoint ({type(err).__name__}: {err})", last) from None
+    crop = _crop_atoms(config, task)
+    # classification scores the mean over seeded crops (as trained); bonds are scored on whole particles
+    eval_crop = crop if _is_particle_classification(task) else 0
     val_idx = parts["val"]
     if config.val_graphs and len(val_idx) > config.val_graphs:
         rng = np.random.default_rng(config.seed)
@@ -612,7 +675,7 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
             b_idx = order[s * config.batch_size:(s + 1) * config.batch_size]
             if len(b_idx) == 0:
                 break
-            x, y, mask = data.batch(b_idx)
+            x, y, mask = data.batch(b_idx, crop)
             if norm is not None:
                 y = (y - norm[0]) / norm[1]
             loss = task_loss(task, model(x), y, mask)
@@ -630,7 +693,7 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
             if elapsed >= budget:
                 out_of_time = True
                 break
-        yt, yp, ym, val_loss = _predict(model, data, val_idx, config.batch_size, norm)
+        yt, yp, ym, val_loss = _predict(model, data, val_idx, config.batch_size, norm, eval_crop, config.eval_crops)
         val_score = score(task.metric, yt, yp, ym)
         if not math.isfinite(val_loss):
             raise InputError(f"training diverged: validation loss {val_loss} in epoch {epoch} of "
@@ -663,10 +726,11 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
     if progress is not None:
         progress({"kind": "status", "message": "testing"})
     t0 = time.perf_counter()
-    yt, yp, ym, _ = _predict(model, data, parts["test"], config.batch_size, norm)
+    yt, yp, ym, _ = _predict(model, data, parts["test"], config.batch_size, norm, eval_crop, config.eval_crops)
     return {"value": score(task.metric, yt, yp, ym), "epochs": state["epoch"], "best_epoch": state["best_epoch"],
             "stopped": stopped, "train_seconds": round(state["train_seconds"], 2),
             "eval_seconds": round(time.perf_counter() - t0, 2), "arch": arch, "edge_head": edge_head,
+            "crop_atoms": crop, "eval_crops": config.eval_crops if eval_crop else 0,
             "params": sum(p.numel() for p in model.parameters()),
             "target_norm": None if norm is None else {"mean": norm[0].tolist(), "std": norm[1].tolist()}}
 
