@@ -268,6 +268,12 @@ def test_table_mean_std_from_hand_made_lines(tmp_path):
     assert checks == ["| crystal system (↑) | ours | 0.657 | 0.600 ± 0.100 | no |"]
     assert "| pos_abs (↓) | ours | 14.765 | 3.250 | yes (so does a naive baseline: 7.500) |" in md
     assert "1 unreadable line" in md
+    # structure generation: judged on ours where it ran, else on the MLP (the paper's model there)
+    gen = [_row("gen_xrd_unit_cell", "mlp", 0, 0.02, False), _row("gen_xrd_pos_abs", "mlp", 0, 1.7, False),
+           _row("gen_xrd_pos_abs", "ours", 0, 1.5, False)]
+    md = render_markdown(gen)
+    assert "| xrd → unit_cell_pos_frac (↓) | mlp | 0.008 | 0.020 | no |" in md
+    assert "| xrd → pos_abs (↓) | ours | 1.539 | 1.500 | yes |" in md
     # a line cut by a kill is skipped, the others read
     path = tmp_path / RESULTS_FILE
     path.write_text("\n".join(json.dumps(r) for r in rows[:2]) + '\n{"task": "graph_cry')
