@@ -179,15 +179,11 @@ def make_model(name: str, task: Task, hidden: int = 64, layers: int = 3, edge_he
             raise InputError(f"signalnet reads one signal per graph; task {task.name} has graph input")
         from nanosolve.models.chili_bench.signal import SignalNet  # signal.py builds on tasks, not on this module
 
-        if in_channels is None:
-            if sample is None:
-                raise InputError("give in_channels or a sample graph to infer the input width")
-            in_channels = build_inputs(task, sample).shape[-1]
-        return SignalNet(task, int(in_channels), hidden=hidden)
+        return SignalNet(task, hidden=hidden)  # length-independent (adaptive pooling)
     if name == "cfconv" and task.target == "edge_attr":
         raise InputError("cfconv reads the bond lengths in edge_attr, the target of this task")
     if name == "localenv":
-        if not (task.level == "graph" and task.is_classification and "pos_abs" in task.inputs):
+        if not task.is_particle_classification:
             raise InputError(f"localenv classifies whole particles from their positions; not task {task.name}")
         from nanosolve.models.chili_bench.local import LocalEnvNet  # local.py builds on this module
 

@@ -93,7 +93,7 @@ def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, 
     if model == "ours":
         if task.target == "edge_attr":
             return "edgecnn", "distance"
-        if task.level == "graph" and task.is_classification and task.input_level == "node":
+        if task.is_particle_classification:
             return "localenv", "dot"
         if task.input_level == "graph":
             return "signalnet", "dot"
@@ -364,8 +364,8 @@ class TaskData:
             if crops is None:
                 items = [crop_graph(it, crop_atoms) for it in items]
             else:
-                items = [crop_graph(self.items[int(i)], crop_atoms, torch.Generator().manual_seed(1009 * int(i) + r))
-                         for i in idx for r in range(crops)]
+                items = [crop_graph(it, crop_atoms, torch.Generator().manual_seed(1009 * int(i) + r))
+                         for i, it in zip(idx, items) for r in range(crops)]
         b = Batch.from_data_list(items)
         y, mask = build_targets(self.task, b)
         return b, y, mask
@@ -520,14 +520,10 @@ def _batches(idx: np.ndarray, batch_size: int, generator: torch.Generator | None
         yield order[s:s + batch_size]
 
 
-def _is_particle_classification(task: Task) -> bool:
-    return task.level == "graph" and task.is_classification and task.input_level == "node"
-
-
 def _crop_atoms(config: RunConfig, task: Task) -> int:
     """Training crop size of a run: 0 unless ``task`` has local targets that a crop keeps (the
     crystal system / space group of a particle, the lengths of the bonds inside the crop)."""
-    if not (_is_particle_classification(task) or task.level == "edge"):
+    if not (task.is_particle_classification or task.level == "edge"):
         return 0
     if config.crop_atoms >= 0:
         return int(config.crop_atoms)
@@ -647,7 +643,7 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
             raise InputError(f"incomplete checkpoint ({type(err).__name__}: {err})", last) from None
     crop = _crop_atoms(config, task)
     # classification scores the mean over seeded crops (as trained); bonds are scored on whole particles
-    eval_crop = crop if _is_particle_classification(task) else 0
+    eval_crop = crop if task.is_particle_classification else 0
     val_idx = parts["val"]
     if config.val_graphs and len(val_idx) > config.val_graphs:
         rng = np.random.default_rng(config.seed)

@@ -23,10 +23,9 @@ __all__ = ["SignalNet"]
 class SignalNet(nn.Module):
     """forward(batch) -> [B, out_dim] (logits or regression values), batch as the MLP's."""
 
-    def __init__(self, task: Task, in_length: int, hidden: int = 64):
+    def __init__(self, task: Task, hidden: int = 64):
         super().__init__()
         self.task = task
-        self.in_length = in_length
         ch = (16, 32, 64)
         layers, c_in = [], 1
         for c in ch:

@@ -92,6 +92,11 @@ class Task:
         return self.kind == "classification"
 
     @property
+    def is_particle_classification(self) -> bool:
+        """A per-particle class (crystal system, space group) read from the atoms and their bonds."""
+        return self.level == "graph" and self.is_classification and self.input_level == "node"
+
+    @property
     def higher_is_better(self) -> bool:
         return self.metric == "weighted_f1"
 
