@@ -65,9 +65,15 @@ def main(argv=None):
     ap.add_argument("--decode-every", type=int, default=500, help="decode z every this many steps (paper 500)")
     ap.add_argument("--predictor-minutes", type=float, default=10.0, help="training budget of the judge")
     ap.add_argument("--n-step-each", type=int, default=None, help="Langevin steps per noise level (default: config)")
-    ap.add_argument("--type-mode", default="argmax", choices=["argmax", "composition"],
-                    help="Langevin typing: argmax (the paper's) or composition (head's composition kept, "
-                         "redistributed by the decoder); results of the latter go under reconstruction_composition")
+    ap.add_argument("--type-mode", default="argmax", choices=["argmax", "composition", "fixed"],
+                    help="Langevin typing: argmax (the paper's), composition (head's composition kept, "
+                         "redistributed by the decoder) or fixed (head's composition kept on its atoms); results "
+                         "of the latter two go under reconstruction_<mode>")
+    ap.add_argument("--candidates", type=int, default=1,
+                    help="reconstruction: decode each z this many times and keep the crystal whose posterior "
+                         "q(z | crystal) fits z best (model-only choice; 1 = the paper's single decode)")
+    ap.add_argument("--stoichiometries", type=int, default=1,
+                    help="with --candidates: start them from this many of the head's likeliest stoichiometries")
     ap.add_argument("--skip", nargs="*", default=[], choices=["train", "recon", "gen", "opt"])
     ap.add_argument("--merge", action="store_true", help="update --out instead of overwriting it")
     ap.add_argument("--recon-key", default=None, help="results key of the reconstruction (default: reconstruction, "
@@ -128,17 +134,21 @@ def main(argv=None):
         pick = np.sort(rng.choice(test_idx, min(args.n_recon, len(test_idx)), replace=False))
         truths = [table.crystals[i] for i in pick]
         t = time.perf_counter()
-        preds = reconstruct(model, truths, n_step_each=n_step, seed=0, type_mode=args.type_mode)
+        preds = reconstruct(model, truths, n_step_each=n_step, seed=0, type_mode=args.type_mode,
+                            candidates=args.candidates, stoichiometries=args.stoichiometries)
         t_rec = time.perf_counter() - t
         m = reconstruction_metrics(preds, truths)
-        key = args.recon_key or ("reconstruction" if args.type_mode == "argmax" else "reconstruction_composition")
+        key = args.recon_key or ("reconstruction" if args.type_mode == "argmax" else f"reconstruction_{args.type_mode}")
+        if args.candidates > 1 and not args.recon_key:
+            key += f"_best_of_{args.candidates}" + (f"_{args.stoichiometries}_stoich" if args.stoichiometries > 1 else "")
         results[key] = {"match_rate": m["match_rate"], "rmse": m["rmse"], "n": m["n"],
                                      "n_valid": m["n_valid"], "seconds": round(t_rec, 1),
                                      "seconds_per_crystal": round(t_rec / len(truths), 3)}
         # diagnostics: which part fails (composition from the heads vs coordinates)
         comp_ok = [p.composition == q.composition for p, q in zip(preds, truths)]
         results[key]["composition_correct"] = float(np.mean(comp_ok))
-        results[key]["n_step_each"] = n_step
+        results[key].update(n_step_each=n_step, type_mode=args.type_mode, candidates=args.candidates,
+                            stoichiometries=args.stoichiometries)
         print(f"{key} ({args.type_mode} typing): match {m['match_rate']:.4f}  rmse {m['rmse']:.4f}  composition correct "
               f"{np.mean(comp_ok):.3f}  ({t_rec:.0f} s for {len(truths)})", flush=True)
         _save(args.out, results)
@@ -147,13 +157,14 @@ def main(argv=None):
         from nanosolve.models.cdvae.sample import generate
 
         t = time.perf_counter()
-        gen = generate(model, args.n_gen, n_step_each=n_step, seed=0)
+        gen = generate(model, args.n_gen, n_step_each=n_step, seed=0, type_mode=args.type_mode)
         t_gen = time.perf_counter() - t
         g = generation_metrics(gen, [table.crystals[i] for i in test_idx], n_eval=len(gen), dataset="perov_5")
-        results["generation"] = {**{k: g[k] for k in ("valid_struct", "valid_comp", "valid", "cov_r", "cov_p",
+        gen_key = "generation" if args.type_mode == "argmax" else f"generation_{args.type_mode}"
+        results[gen_key] = {**{k: g[k] for k in ("valid_struct", "valid_comp", "valid", "cov_r", "cov_p",
                                                        "emd_density", "emd_n_elements", "n_generated")},
-                                 "seconds": round(t_gen, 1)}
-        print("generation: " + "  ".join(f"{k} {v:.4f}" for k, v in results["generation"].items()
+                            "seconds": round(t_gen, 1), "type_mode": args.type_mode}
+        print(f"{gen_key}: " + "  ".join(f"{k} {v:.4f}" for k, v in results[gen_key].items()
                                          if isinstance(v, float)), flush=True)
         _save(args.out, results)
     if "opt" not in args.skip:
@@ -192,18 +203,21 @@ def table_md(r: dict) -> str:
 
     add("reconstruction match rate", "reconstruction", "match_rate")
     add("reconstruction RMSE", "reconstruction", "rmse")
-    if "reconstruction_100steps" in r:
-        add("reconstruction match rate, 100 Langevin steps per level", "reconstruction_100steps", "match_rate")
-        add("reconstruction RMSE, 100 Langevin steps per level", "reconstruction_100steps", "rmse")
-    if "reconstruction_composition" in r:
-        add("reconstruction match rate, composition-kept typing", "reconstruction_composition", "match_rate")
-        add("reconstruction RMSE, composition-kept typing", "reconstruction_composition", "rmse")
-    add("validity (structure)", "generation", "valid_struct")
-    add("validity (composition)", "generation", "valid_comp")
-    add("COV-R", "generation", "cov_r")
-    add("COV-P", "generation", "cov_p")
-    add("EMD density (g/cm³)", "generation", "emd_density")
-    add("EMD # elements", "generation", "emd_n_elements")
+    for key in sorted(k for k in r if k.startswith("reconstruction_")):
+        v = r[key]
+        label = (f"{v.get('type_mode', 'argmax')} typing, {v.get('n_step_each')} steps/level"
+                 + (f", best of {v['candidates']} by q(z | crystal)" if v.get("candidates", 1) > 1 else "")
+                 + (f" over {v['stoichiometries']} stoichiometries" if v.get("stoichiometries", 1) > 1 else ""))
+        add(f"reconstruction match rate ({label})", key, "match_rate")
+        add(f"reconstruction RMSE ({label})", key, "rmse")
+    for key in sorted(k for k in r if k.startswith("generation")):
+        label = f" ({r[key].get('type_mode', 'argmax')} typing)"
+        add("validity (structure)" + label, key, "valid_struct")
+        add("validity (composition)" + label, key, "valid_comp")
+        add("COV-R" + label, key, "cov_r")
+        add("COV-P" + label, key, "cov_p")
+        add("EMD density (g/cm³)" + label, key, "emd_density")
+        add("EMD # elements" + label, key, "emd_n_elements")
     for k in ("SR5", "SR10", "SR15"):
         add(f"property optimisation {k}", "optimization", k, "{:.2f}")
     tr = r.get("training", {})

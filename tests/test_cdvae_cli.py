@@ -85,6 +85,14 @@ def test_evaluate_recon_prints_and_writes_json(trained):
     assert res.exit_code == 0, res.output
     m = json.loads((tmp / "m.json").read_text())
     assert m["n"] == 3 and 0.0 <= m["match_rate"] <= 1.0 and "match_rate" in res.output
+    res = run("evaluate", "cdvae", out, data, "--task", "recon", "-n", 2, "--steps", 1, "--type-mode", "composition",
+              "--candidates", 3, "--stoichiometries", 2, "--json", tmp / "m3.json")
+    assert res.exit_code == 0, res.output
+    m3 = json.loads((tmp / "m3.json").read_text())
+    assert m3["n"] == 2 and m3["candidates"] == 3 and m3["stoichiometries"] == 2 and m3["type_mode"] == "composition"
+    res = run("evaluate", "cdvae", out, data, "--task", "recon", "-n", 2, "--steps", 1, "--candidates", 2,
+              "--stoichiometries", 3)
+    assert res.exit_code == 2 and "stoichiometries" in res.output
 
 
 def test_bad_inputs_give_one_error_and_exit_2(trained, tmp_path):

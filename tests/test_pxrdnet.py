@@ -63,6 +63,12 @@ def test_config_roundtrip_and_errors(tmp_path):
     cfg.to_json(tmp_path / "c.json")
     assert PXRDNetConfig.from_json(tmp_path / "c.json") == cfg
     assert preset("paper").opt_steps == 35000
+    # PXRDNet decodes with the formula's types fixed: no permuted-type training unless asked for,
+    # though CDVAE's own cpu preset has it
+    from nanosolve.models.cdvae.config import preset as cdvae_preset
+
+    assert cfg.type_permute_prob == 0.0 and cdvae_preset("cpu").type_permute_prob == 0.5
+    assert preset("cpu", type_permute_prob=0.25).type_permute_prob == 0.25
     with pytest.raises(InputError, match="size"):
         preset("cpu", size=-1.0)
     with pytest.raises(InputError, match="preset"):

@@ -22,6 +22,12 @@ evaluate_app = typer.Typer(help="Evaluate a trained generative model with the pa
 SPLITS = ("composition", "random")
 TASKS = ("recon", "gen", "opt")
 PARTS = ("all", "train", "val", "test")
+TYPE_MODE_HELP = ("Langevin typing: argmax (the paper: each step every atom takes the decoder's most likely "
+                  "element), composition (the composition head's stoichiometry kept, redistributed over the atoms "
+                  "by the decoder) or fixed (the head's stoichiometry sampled once and kept on its atoms)")
+CANDIDATES_HELP = ("decode every latent code this many times and keep the crystal whose posterior q(z | crystal) "
+                   "fits the code best (uses only the model; 1 = the paper's single decode)")
+STOICH_HELP = "with --candidates: start them from this many of the composition head's likeliest stoichiometries"
 
 
 
@@ -138,8 +144,9 @@ def generate_cmd(
     out: Path = typer.Option(Path("cdvae_generated"), "-o", "--out", help="output folder (one CIF per crystal)"),
     steps: int = typer.Option(None, help="Langevin steps per noise level (default: the model's, 100)"),
     seed: int = typer.Option(0, help="sampling seed"),
-    type_mode: str = typer.Option("argmax", help="argmax (the paper: decoder's most likely element per atom) or "
-                                                 "composition (the composition head's stoichiometry is kept)"),
+    type_mode: str = typer.Option("argmax", help=TYPE_MODE_HELP),
+    candidates: int = typer.Option(1, help=CANDIDATES_HELP),
+    stoichiometries: int = typer.Option(1, help=STOICH_HELP),
     threads: int = typer.Option(None, help="torch CPU threads"),
 ):
     """Sample N crystals from the prior (annealed Langevin dynamics) and write them as CIFs + summary.json."""
@@ -154,8 +161,8 @@ def generate_cmd(
         torch.set_num_threads(int(threads))
     model, _ = load_model(model_dir)
     with _progress() as progress:
-        crystals = generate(model, n, n_step_each=steps, seed=seed, type_mode=type_mode,
-                            callback=_langevin_progress(progress, "sampling"))
+        crystals = generate(model, n, n_step_each=steps, seed=seed, type_mode=type_mode, candidates=candidates,
+                            stoichiometries=stoichiometries, callback=_langevin_progress(progress, "sampling"))
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for k, c in enumerate(crystals):
@@ -182,8 +189,9 @@ def evaluate_cmd(
     steps: int = typer.Option(None, help="Langevin steps per noise level (default: the model's, 100)"),
     dataset: str = typer.Option("perov_5", help="COV thresholds of this CDVAE data set (perov_5, carbon_24, mp_20)"),
     seed: int = typer.Option(0, help="seed"),
-    type_mode: str = typer.Option("argmax", help="Langevin typing: argmax (the paper's) or composition (the "
-                                                 "composition head's stoichiometry is kept)"),
+    type_mode: str = typer.Option("argmax", help=TYPE_MODE_HELP),
+    candidates: int = typer.Option(1, help=CANDIDATES_HELP),
+    stoichiometries: int = typer.Option(1, help=STOICH_HELP),
     json_out: Path = typer.Option(None, "--json", help="write the metrics as JSON here"),
     threads: int = typer.Option(None, help="torch CPU threads"),
 ):
@@ -218,14 +226,16 @@ def evaluate_cmd(
             from nanosolve.models.cdvae.evaluate import reconstruction_metrics
             from nanosolve.models.cdvae.sample import reconstruct
 
-            preds = reconstruct(model, crystals, n_step_each=steps, seed=seed, callback=cb, type_mode=type_mode)
+            preds = reconstruct(model, crystals, n_step_each=steps, seed=seed, callback=cb, type_mode=type_mode,
+                                candidates=candidates, stoichiometries=stoichiometries)
             m = reconstruction_metrics(preds, crystals)
             metrics = {k: m[k] for k in ("match_rate", "rmse", "n", "n_matched", "n_valid")}
         elif task == "gen":
             from nanosolve.models.cdvae.evaluate import generation_metrics
             from nanosolve.models.cdvae.sample import generate
 
-            gen = generate(model, n, n_step_each=steps, seed=seed, callback=cb, type_mode=type_mode)
+            gen = generate(model, n, n_step_each=steps, seed=seed, callback=cb, type_mode=type_mode,
+                           candidates=candidates, stoichiometries=stoichiometries)
             m = generation_metrics(gen, [table.crystals[i] for i in idx], n_eval=len(gen), dataset=dataset)
             metrics = {k: v for k, v in m.items() if isinstance(v, (int, float))}
         else:
@@ -248,7 +258,8 @@ def evaluate_cmd(
     console.print(t)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"task": task, "model": str(model_dir), "type_mode": type_mode, **metrics},
+        json_out.write_text(json.dumps({"task": task, "model": str(model_dir), "type_mode": type_mode,
+                                        "candidates": candidates, "stoichiometries": stoichiometries, **metrics},
                                        indent=1) + "\n")
         console.print(f"wrote {json_out}", highlight=False)
 

