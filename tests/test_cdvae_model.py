@@ -337,24 +337,24 @@ def test_type_permutation_training_teaches_sites_from_geometry():
     assert torch.equal(assign_types(logits, scrambled, d.num_atoms), d.atom_types)
 
 
+def _cell_kw(b):
+    """A fixed cubic cell for b crystals: an untrained lattice head predicts sub-Å cells."""
+    return dict(lengths=torch.full((b, 3), 4.2), angles=torch.full((b, 3), 90.0))
+
+
 def test_fixed_type_mode_keeps_the_composition_heads_stoichiometry():
     from nanosolve.models.cdvae.sample import composition_counts, decode
 
     torch.manual_seed(0)
     m = CDVAE(_tiny_cfg(max_atoms=8)).eval()
     z = torch.randn(3, m.cfg.latent_dim, generator=torch.Generator().manual_seed(2))
-    cell = dict(lengths=torch.full((3, 3), 4.5), angles=torch.full((3, 3), 90.0))  # untrained lattice head
-    out = decode(m, z, num_atoms=[5, 4, 6], n_step_each=2, type_mode="fixed", **cell)
+    out = decode(m, z, num_atoms=[5, 4, 6], n_step_each=2, type_mode="fixed", **_cell_kw(3))
     probs = torch.softmax(m.predict_composition(z), -1)
     for k, (c, n) in enumerate(zip(out, [5, 4, 6])):
         want = composition_counts(probs[k].detach(), n).tolist()
         assert sorted(c.atomic_numbers.tolist()) == sorted(want)
     with pytest.raises(InputError, match="type_mode"):
-        decode(m, z, num_atoms=[5, 4, 6], n_step_each=1, type_mode="majority", **cell)
-
-
-def _cell_kw(b):
-    return dict(lengths=torch.full((b, 3), 4.2), angles=torch.full((b, 3), 90.0))
+        decode(m, z, num_atoms=[5, 4, 6], n_step_each=1, type_mode="majority", **_cell_kw(3))
 
 
 def test_likely_stoichiometries_rank_one_atom_moves_by_kl_from_the_head():
