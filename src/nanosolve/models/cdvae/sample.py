@@ -177,7 +177,7 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
            angles: torch.Tensor | None = None, n_step_each: int | None = None, step_lr: float | None = None,
            batch_size: int = 512, seed: int | None = 0, names: Sequence[str] | None = None,
            callback: Callable[[int, int], None] | None = None, type_mode: str = "argmax",
-           candidates: int = 1, stoichiometries: int = 1, _initial_types=None) -> list[Crystal]:
+           candidates: int = 1, stoichiometries: int = 1) -> list[Crystal]:
     """Crystals decoded from latent codes z [B, latent_dim] by annealed Langevin dynamics.
 
     Teacher forcing: ``num_atoms`` [B] fixes the atom counts; ``atom_types`` (one list of Z or
@@ -203,30 +203,6 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
         raise InputError(f"candidates must be >= 1, got {candidates}")
     if not 1 <= int(stoichiometries) <= int(candidates):
         raise InputError(f"stoichiometries must be within 1..candidates ({candidates}), got {stoichiometries}")
-    if int(candidates) > 1:
-        K = int(candidates)
-        rep = lambda x: None if x is None else torch.as_tensor(x).repeat_interleave(K, 0)  # noqa: E731
-        starts = None
-        if atom_types is None and int(stoichiometries) > 1:
-            n_pred = (model.predict_num_atoms(z).argmax(-1).clamp(min=1) if num_atoms is None
-                      else torch.as_tensor(num_atoms, dtype=torch.long).view(-1))
-            probs = torch.softmax(model.predict_composition(z), -1)
-            starts = []
-            for b in range(B):
-                options = likely_stoichiometries(probs[b], int(n_pred[b]), int(stoichiometries))
-                starts += [options[k % len(options)] for k in range(K)]
-            num_atoms = n_pred
-        many = decode(model, rep(z), num_atoms=rep(num_atoms) if num_atoms is not None else None,
-                      atom_types=None if atom_types is None else [t for t in atom_types for _ in range(K)],
-                      lengths=rep(lengths), angles=rep(angles), n_step_each=n_step_each, step_lr=step_lr,
-                      batch_size=batch_size, seed=seed, callback=callback, type_mode=type_mode,
-                      _initial_types=starts)
-        mu, logvar = encode(model, many)
-        best = log_posterior(z.repeat_interleave(K, 0), mu, logvar).view(B, K).argmax(1)
-        chosen = [many[b * K + int(best[b])] for b in range(B)]
-        for b, c in enumerate(chosen):
-            c.name = names[b] if names is not None else f"crystal_{b}"
-        return chosen
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     forced_types = None
     if atom_types is not None:
@@ -248,25 +224,37 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
     _, p_len, p_ang = model.predict_lattice(z, num_atoms)
     lengths = p_len if lengths is None else torch.as_tensor(lengths, dtype=torch.float32).view(B, 3)
     angles = p_ang if angles is None else torch.as_tensor(angles, dtype=torch.float32).view(B, 3)
-    if forced_types is None and _initial_types is not None:  # starting stoichiometries, not kept fixed
-        types = list(_initial_types)
-    elif forced_types is None:
-        probs = torch.softmax(model.predict_composition(z), -1)
-        types = [composition_counts(probs[b], int(num_atoms[b])) for b in range(B)]
+    K, M = int(candidates), int(stoichiometries)
+    if forced_types is not None:
+        types = [t for t in forced_types for _ in range(K)]
     else:
-        types = forced_types
+        probs = torch.softmax(model.predict_composition(z), -1)
+        types = []
+        for b in range(B):
+            options = (likely_stoichiometries(probs[b], int(num_atoms[b]), M) if M > 1
+                       else [composition_counts(probs[b], int(num_atoms[b]))])
+            types += [options[k % len(options)] for k in range(K)]  # candidates round-robin over them
+    z_run, num_atoms, lengths, angles = (x.repeat_interleave(K, 0) for x in (z, num_atoms, lengths, angles))
+    run_names = names if K == 1 else None
     out = []
-    total = len(model.sigmas) * ((B + batch_size - 1) // batch_size)
-    for chunk_no, s in enumerate(range(0, B, batch_size)):
+    n_run = len(z_run)
+    total = len(model.sigmas) * ((n_run + batch_size - 1) // batch_size)
+    for chunk_no, s in enumerate(range(0, n_run, batch_size)):
         sl = slice(s, s + batch_size)
         cb = None if callback is None else (lambda lv, nl, c=chunk_no: callback(c * nl + lv, total))
-        res = langevin(model, z[sl], num_atoms[sl], lengths[sl], angles[sl], torch.cat(types[sl]),
+        res = langevin(model, z_run[sl], num_atoms[sl], lengths[sl], angles[sl], torch.cat(types[sl]),
                        fix_types=forced_types is not None, type_mode=type_mode, n_step_each=n_step_each,
-                       step_lr=step_lr,
-                       generator=gen, callback=cb)
+                       step_lr=step_lr, generator=gen, callback=cb)
         out += data_to_crystals(res["frac_coords"], res["atom_types"], res["lengths"], res["angles"],
-                                res["num_atoms"], names=None if names is None else names[sl])
-    return out
+                                res["num_atoms"], names=None if run_names is None else run_names[sl])
+    if K == 1:
+        return out
+    mu, logvar = encode(model, out)
+    best = log_posterior(z_run, mu, logvar).view(B, K).argmax(1)
+    chosen = [out[b * K + int(best[b])] for b in range(B)]
+    for b, c in enumerate(chosen):
+        c.name = names[b] if names is not None else f"crystal_{b}"
+    return chosen
 
 
 def reconstruct(model: CDVAE, items, n_step_each: int | None = None, batch_size: int = 512, seed: int | None = 0,
