@@ -331,6 +331,26 @@ def test_config_presets_and_json(tmp_path):
         CrystalNetConfig(fusion_layers=1)
 
 
+def test_kl_reduction_sum_and_mean():
+    """'kl' is reported in nats per crystal; the loss adds β·KL ('sum') or β·KL / (2 latent) ('mean')."""
+    torch.manual_seed(0)
+    model = CrystalNet(_tiny_cfg())  # latent 16 per encoder
+    xrd, comp = torch.rand(2, 1024), torch.rand(2, 118)
+    coords, target = torch.rand(2, 20, 3), torch.rand(2, 20)
+    losses = {}
+    for reduction in ("sum", "mean"):
+        model.config.kl_reduction = reduction
+        torch.manual_seed(1)  # the same latent draw for both
+        losses[reduction] = model.loss(xrd, comp, coords, target)
+    s, m = losses["sum"], losses["mean"]
+    assert float(s["kl"]) > 0 and float(m["kl"]) == pytest.approx(float(s["kl"]))
+    assert float(s["loss"]) == pytest.approx(float(s["l1"]) + 0.05 * float(s["kl"]))
+    assert float(m["loss"]) == pytest.approx(float(m["l1"]) + 0.05 * float(m["kl"]) / 32)
+    assert CrystalNetConfig.cpu().kl_reduction == "mean" and CrystalNetConfig.paper().kl_reduction == "sum"
+    with pytest.raises(InputError, match="kl_reduction"):
+        CrystalNetConfig.cpu(kl_reduction="max")
+
+
 def test_kl_standard_normal():
     z = torch.zeros(2, 5)
     assert torch.allclose(kl_standard_normal(z, z), torch.zeros(2))

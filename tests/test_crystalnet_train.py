@@ -236,6 +236,22 @@ def test_evaluate_model_small(trained, data):
     assert "0.934" in table and "all-zero map" in table
 
 
+def test_by_source_groups_rows():
+    rows = [{"source": "perov_5/val", "full_ssim": 0.9, "shuffled_pattern_ssim": 0.8, "zero_map_ssim": 0.7,
+             "full_corr": 0.6, "shuffled_pattern_corr": 0.5},
+            {"source": "perov_5/test", "full_ssim": 0.7, "shuffled_pattern_ssim": 0.6, "zero_map_ssim": 0.5,
+             "full_corr": 0.4, "shuffled_pattern_corr": float("nan")},
+            {"source": "aflow", "full_ssim": 0.5, "shuffled_pattern_ssim": 0.4, "zero_map_ssim": 0.3,
+             "full_corr": 0.2, "shuffled_pattern_corr": 0.1}]
+    groups = ev.by_source({"rows": rows})
+    assert list(groups) == ["aflow", "perov_5"]
+    assert groups["perov_5"]["n"] == 2
+    assert groups["perov_5"]["full_ssim"] == pytest.approx(0.8)
+    assert groups["perov_5"]["shuffled_pattern_corr"] == pytest.approx(0.5)  # NaN rows left out
+    lines = ev.source_table({"rows": rows})
+    assert lines[2].startswith("| aflow | 1 | 0.500 | 0.400 | 0.300 | 0.200 | 0.100 |")
+
+
 # ----- prediction and CLI ---------------------------------------------------------------------
 def test_parse_formula_and_cell():
     assert parse_formula("SrTiO3") == {"Sr": 1.0, "Ti": 1.0, "O": 3.0}

@@ -8,8 +8,8 @@ Data flow for a batch of B crystals queried at P points each::
     coords [B, P, 3] --random Fourier features (m, σ)--> 2 linear layers --> e [B, P, E]
     h_0 = e;  h_{l+1} = ReLU(γ_l ⊙ W_l [h_l (, e at skips)] + β_l);  density = softplus(w · h_L)
 
-Loss: mean |ρ̂ - ρ| + β (KL(q(z_x) ‖ N(0, I)) + KL(q(z_c) ‖ N(0, I))), KLs summed over latent
-dimensions and averaged over the batch. Densities are predicted in the units of the targets;
+Loss: mean |ρ̂ - ρ| + β (KL(q(z_x) ‖ N(0, I)) + KL(q(z_c) ‖ N(0, I))), KLs summed (or, with
+``kl_reduction='mean'``, averaged) over latent dimensions and averaged over the batch. Densities are predicted in the units of the targets;
 scaling them (e.g. to max 1 per crystal or by a dataset constant) is the training pipeline's job.
 """
 
@@ -166,13 +166,15 @@ class CrystalNet(nn.Module):
         return (rho, kl_standard_normal(mu, logvar)) if return_kl else rho
 
     def loss(self, xrd, comp, coords, target) -> dict[str, torch.Tensor]:
-        """{'loss', 'l1', 'kl'}: L1 to ``target`` [B, P] + β · KL (batch means)."""
+        """{'loss', 'l1', 'kl'}: L1 to ``target`` [B, P] + β · KL (batch means; 'kl' in nats per
+        crystal, divided by 2 latent_dim in the loss when ``config.kl_reduction`` is 'mean')."""
         rho, kl = self(xrd, comp, coords, return_kl=True)
         if target.shape != rho.shape:
             raise InputError(f"target must be {list(rho.shape)}, got {list(target.shape)}")
         l1 = (rho - target).abs().mean()
         kl = kl.mean()
-        return {"loss": l1 + self.config.beta * kl, "l1": l1, "kl": kl}
+        per_crystal = kl / (2 * self.config.latent_dim) if self.config.kl_reduction == "mean" else kl
+        return {"loss": l1 + self.config.beta * per_crystal, "l1": l1, "kl": kl}
 
     @torch.no_grad()
     def sample(self, xrd, comp, coords, n_samples: int = 8) -> torch.Tensor:
