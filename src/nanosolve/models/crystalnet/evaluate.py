@@ -278,5 +278,5 @@ def format_table(results: dict, system: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["evaluate_model", "format_table", "by_source", "source_table", "select_indices", "decode_and_score", "resimulated_rwp", "rwp",
-           "ratios_removed", "element_dropped", "CONDITIONS", "PAPER"]
+__all__ = ["evaluate_model", "format_table", "by_source", "source_table", "select_indices", "decode_and_score",
+           "resimulated_rwp", "rwp", "ratios_removed", "element_dropped", "CONDITIONS", "PAPER"]

@@ -9,8 +9,9 @@ Data flow for a batch of B crystals queried at P points each::
     h_0 = e;  h_{l+1} = ReLU(γ_l ⊙ W_l [h_l (, e at skips)] + β_l);  density = softplus(w · h_L)
 
 Loss: mean |ρ̂ - ρ| + β (KL(q(z_x) ‖ N(0, I)) + KL(q(z_c) ‖ N(0, I))), KLs summed (or, with
-``kl_reduction='mean'``, averaged) over latent dimensions and averaged over the batch. Densities are predicted in the units of the targets;
-scaling them (e.g. to max 1 per crystal or by a dataset constant) is the training pipeline's job.
+``kl_reduction='mean'``, averaged) over latent dimensions and averaged over the batch. Densities
+are predicted in the units of the targets; scaling them (e.g. to max 1 per crystal or by a
+dataset constant) is the training pipeline's job.
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ class CrystalNet(nn.Module):
             raise InputError(f"target must be {list(rho.shape)}, got {list(target.shape)}")
         l1 = (rho - target).abs().mean()
         kl = kl.mean()
-        per_crystal = kl / (2 * self.config.latent_dim) if self.config.kl_reduction == "mean" else kl
-        return {"loss": l1 + self.config.beta * per_crystal, "l1": l1, "kl": kl}
+        penalised = kl / (2 * self.config.latent_dim) if self.config.kl_reduction == "mean" else kl
+        return {"loss": l1 + self.config.beta * penalised, "l1": l1, "kl": kl}
 
     @torch.no_grad()
     def sample(self, xrd, comp, coords, n_samples: int = 8) -> torch.Tensor:
