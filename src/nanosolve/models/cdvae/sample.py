@@ -125,17 +125,18 @@ def log_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> to
 
 
 def langevin(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, lengths: torch.Tensor, angles: torch.Tensor,
-             atom_types: torch.Tensor, fix_types: bool = False, type_mode: str = "argmax", n_step_each: int | None = None,
+             atom_types: torch.Tensor, type_mode: str = "argmax", n_step_each: int | None = None,
              step_lr: float | None = None, generator: torch.Generator | None = None,
              callback: Callable[[int, int], None] | None = None) -> dict:
     """Annealed Langevin dynamics for a batch (see module docstring).
 
     Args: z [B, latent]; num_atoms [B]; lengths/angles [B, 3] (Å, degrees); atom_types [ΣN] initial
-    types (Z); ``fix_types`` keeps them (teacher forcing). ``type_mode``: ``argmax`` (the paper: every
+    types (Z). ``type_mode``: ``argmax`` (the paper: every
     step each atom takes the decoder's most likely element), ``composition`` (the initial
     composition is kept and only redistributed over the atoms by :func:`assign_types`) or ``fixed``
     (the initial types are kept on their atoms and the coordinates arrange themselves around them;
-    atoms of one crystal are interchangeable, so no assignment is lost by not re-typing).
+    atoms of one crystal are interchangeable, so no assignment is lost by not re-typing; also how
+    teacher-forced types are held).
     ``callback(level, n_levels)`` after each level.
     Returns dict ``frac_coords`` [ΣN, 3], ``atom_types`` [ΣN], ``lengths``, ``angles``, ``num_atoms``.
     """
@@ -160,11 +161,9 @@ def langevin(model: CDVAE, z: torch.Tensor, num_atoms: torch.Tensor, lengths: to
             noise = torch.randn(cart.shape, generator=generator)
             cart = cart + step * score / sigma + (2.0 * step) ** 0.5 * noise
             frac = torch.einsum("ni,nij->nj", cart, inv[batch]) % 1.0
-            if fix_types or type_mode == "fixed":
-                pass
-            elif type_mode == "composition":
+            if type_mode == "composition":
                 types = assign_types(logits, types, num_atoms)
-            else:
+            elif type_mode == "argmax":
                 types = logits.argmax(-1) + 1
         if callback is not None:
             callback(level + 1, len(model.sigmas))
@@ -243,7 +242,7 @@ def decode(model: CDVAE, z: torch.Tensor, num_atoms: Sequence[int] | torch.Tenso
         sl = slice(s, s + batch_size)
         cb = None if callback is None else (lambda lv, nl, c=chunk_no: callback(c * nl + lv, total))
         res = langevin(model, z_run[sl], num_atoms[sl], lengths[sl], angles[sl], torch.cat(types[sl]),
-                       fix_types=forced_types is not None, type_mode=type_mode, n_step_each=n_step_each,
+                       type_mode="fixed" if forced_types is not None else type_mode, n_step_each=n_step_each,
                        step_lr=step_lr, generator=gen, callback=cb)
         out += data_to_crystals(res["frac_coords"], res["atom_types"], res["lengths"], res["angles"],
                                 res["num_atoms"], names=None if run_names is None else run_names[sl])
