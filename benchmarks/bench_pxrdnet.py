@@ -13,7 +13,11 @@ with its refined structure's cell formula (the truth is used only to score): R_w
 against the measured profile before and after refinement (lattice, width, zero, background).
 
 Usage:
-    python benchmarks/bench_pxrdnet.py --run RUN [--n 200] [--k 32] [--steps 300] [--skip exp|sim|timing]
+    python benchmarks/bench_pxrdnet.py --run RUN [--n 200] [--k 32] [--steps 300] [--refine 3] [--skip exp|sim|timing]
+    # two processes, then one table:
+    python benchmarks/bench_pxrdnet.py --run RUN --methods pxrdnet --skip exp timing --out A.json
+    python benchmarks/bench_pxrdnet.py --run RUN --methods cdvae-search random --skip exp timing --out B.json
+    python benchmarks/bench_pxrdnet.py --run RUN --merge A.json B.json --skip exp timing
 Prints markdown tables and writes benchmarks/results/pxrdnet.json (+ PNG fits in benchmarks/results/pxrdnet/).
 """
 
@@ -55,7 +59,7 @@ def load_test(run: Path, n: int, seed: int):
 
 def bench_simulated(run: Path, args) -> dict:
     from nanosolve.models.pxrdnet.train import load_model
-    from nanosolve.solve.pxrd_eval import aggregate, evaluate
+    from nanosolve.solve.pxrd_eval import evaluate
 
     model, cfg = load_model(run)
     crystals, patterns, systems, pick = load_test(run, args.n, args.seed)
@@ -67,11 +71,32 @@ def bench_simulated(run: Path, args) -> dict:
             last["t"] = time.perf_counter()
             print(f"  {method:12s} {kind:8s} {done}/{total}  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    res = evaluate(model, crystals, patterns, k=args.k, steps=args.steps, n_step_each=args.n_step_each,
-                   seed=args.seed, systems=systems, progress=progress)
-    return {"n": len(crystals), "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
-            "n_step_each": res["n_step_each"], "seconds": res["seconds"], "overall": aggregate(res["records"]),
-            "by_system": aggregate(res["records"], by="system"), "records": res["records"]}
+    res = evaluate(model, crystals, patterns, methods=args.methods, k=args.k, steps=args.steps,
+                   n_step_each=args.n_step_each, seed=args.seed, systems=systems, progress=progress,
+                   refine=args.refine, n_restarts=args.n_restarts)
+    return with_aggregates({"n": len(crystals), "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
+                            "n_step_each": res["n_step_each"], "refine": res["refine"],
+                            "n_restarts": res["n_restarts"], "seconds": res["seconds"], "records": res["records"]})
+
+
+def with_aggregates(sim: dict) -> dict:
+    from nanosolve.solve.pxrd_eval import aggregate
+
+    return {**sim, "overall": aggregate(sim["records"]), "by_system": aggregate(sim["records"], by="system")}
+
+
+def merge_simulated(parts: list[dict]) -> dict:
+    """One simulated result from runs of the same crystals and settings that each ran some methods
+    (e.g. in parallel processes)."""
+    same = ("n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts")
+    for p in parts[1:]:
+        diff = [key for key in same if p.get(key) != parts[0].get(key)]
+        if diff:
+            raise SystemExit(f"cannot merge runs that differ in {', '.join(diff)}")
+    merged = {key: parts[0].get(key) for key in same}
+    merged["seconds"] = {m: t for p in parts for m, t in p["seconds"].items()}
+    merged["records"] = [r for p in parts for r in p["records"]]
+    return with_aggregates(merged)
 
 
 def bench_timing(run: Path, args) -> dict:
@@ -84,9 +109,11 @@ def bench_timing(run: Path, args) -> dict:
     times = []
     for c, y in zip(crystals, patterns):
         t0 = time.perf_counter()
-        solve_pxrd(Pattern(model_grid(), y, kind="xrd", x_unit="q"), cell_formula(c), run, broaden=False)
+        res = solve_pxrd(Pattern(model_grid(), y, kind="xrd", x_unit="q"), cell_formula(c), run, broaden=False)
         times.append(time.perf_counter() - t0)
-    return {"seconds": times, "mean": float(np.mean(times)), "threads": torch.get_num_threads()}
+    s = res.summary
+    return {"seconds": times, "mean": float(np.mean(times)), "threads": torch.get_num_threads(), "k": s["k"],
+            "steps": s["steps"], "n_step_each": s["n_step_each"]}
 
 
 def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
@@ -131,18 +158,24 @@ def table_md(r: dict) -> str:
     lines = []
     sim = r.get("simulated")
     if sim:
+        refined = bool(sim.get("refine"))
         lines += [f"Simulated test crystals: n = {sim['n']}, K = {sim['k']}, {sim['steps']} optimisation steps, "
-                  f"{sim['n_step_each']} Langevin steps per level; shuffled-pattern control in brackets.", "",
-                  "| method | best-of-10 R_wp² ↓ | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
-                  "R_wp vs input (top-1) | paper best-of-10 |", "|---|---|---|---|---|---|---|"]
+                  f"{sim['n_step_each']} Langevin steps per level"
+                  + (f", the best {sim['refine']} of each ranking refined against the input" if refined else "")
+                  + "; shuffled-pattern control in brackets.", "",
+                  "| method | best-of-10 R_wp² ↓ (median) | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
+                  "R_wp vs input (top-1) | " + ("best-of-10 / top-1 R_wp² unrefined | " if refined else "")
+                  + "paper best-of-10 |", "|---|---|---|---|---|---|---|" + ("---|" if refined else "")]
         ov = sim["overall"]
         for m in ("pxrdnet", "cdvae-search", "random"):
             a, c = ov.get(f"{m}/input"), ov.get(f"{m}/shuffled")
             if not a:
                 continue
             f = lambda k, p=3: f"{a[k]:.{p}f} ({c[k]:.{p}f})" if c else f"{a[k]:.{p}f}"  # noqa: E731
-            lines.append(f"| {m} | {f('rwp2_best10')} | {f('rwp2_top1')} | {f('match_top1')} | {f('match_top10')} | "
-                         f"{f('rwp_input_top1')} | {PAPER.get(m, {}).get('rwp2_best10', '–')} |")
+            raw = f"{f('rwp2_best10_raw')} / {f('rwp2_top1_raw')} | " if refined else ""
+            lines.append(f"| {m} | {f('rwp2_best10')} ({a['rwp2_best10_median']:.3f}) | {f('rwp2_top1')} | "
+                         f"{f('match_top1')} | {f('match_top10')} | {f('rwp_input_top1')} | {raw}"
+                         f"{PAPER.get(m, {}).get('rwp2_best10', '–')} |")
         lines += ["", "| crystal system | n | PXRDNet best-of-10 R_wp² | CDVAE-Search | random | PXRDNet shuffled |",
                   "|---|---|---|---|---|---|"]
         systems = sorted({k.split("/")[2] for k in sim["by_system"]})
@@ -153,7 +186,8 @@ def table_md(r: dict) -> str:
                          f"{g('pxrdnet', 'shuffled'):.3f} |")
     if r.get("timing"):
         t = r["timing"]
-        lines += ["", f"Default solve (K = 100, 1,000 steps, top-3 refined): {t['mean']:.1f} s per pattern "
+        lines += ["", f"Default solve (K = {t.get('k', 100)}, {t.get('steps', 1000)} steps, {t.get('n_step_each', 10)} "
+                      f"Langevin steps per level, top-3 refined): {t['mean']:.1f} s per pattern "
                       f"({', '.join(f'{x:.1f}' for x in t['seconds'])} s; {t['threads']} torch threads)."]
     if r.get("experimental"):
         lines += ["", "| experimental file | formula (cell) | λ (Å) | R (model grid) | R_wp before | R_wp after | "
@@ -176,6 +210,13 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--n-step-each", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--refine", type=int, default=3, help="candidates of each ranking refined against the input "
+                                                           "(0: score the decoded candidates only)")
+    ap.add_argument("--n-restarts", type=int, default=2, help="refinement starts per candidate")
+    ap.add_argument("--methods", nargs="+", default=["pxrdnet", "cdvae-search", "random"],
+                    choices=["pxrdnet", "cdvae-search", "random"])
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="combine the 'simulated' parts of these result files (each ran some --methods) into --out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip", nargs="*", default=[], choices=["sim", "exp", "timing"])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "pxrdnet.json")
@@ -187,7 +228,10 @@ def main(argv=None):
                    else None)
     fig_dir = args.out.with_suffix("")
     fig_dir.mkdir(parents=True, exist_ok=True)
-    if "sim" not in args.skip:
+    if args.merge:
+        results["simulated"] = merge_simulated([json.loads(p.read_text())["simulated"] for p in args.merge])
+        _save(args.out, results)
+    elif "sim" not in args.skip:
         results["simulated"] = bench_simulated(args.run, args)
         _save(args.out, results)
     if "timing" not in args.skip:

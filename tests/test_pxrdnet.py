@@ -238,6 +238,30 @@ def test_benchmark_evaluation_scores_after_blind_ranking(tiny_run):
     assert agg["random/input"]["rwp2_best10"] == pytest.approx(agg["random/shuffled"]["rwp2_best10"])
 
 
+def test_benchmark_refines_the_blind_ranking(tiny_run):
+    """evaluate(refine=R): the best R of each ranking are refined against the input, the decoded
+    candidates' scores are kept as *_raw, and refinement never worsens a candidate's fit to the input."""
+    from nanosolve.solve.pxrd import rank_candidates, refine_candidates
+    from nanosolve.solve.pxrd_eval import SCORES, aggregate, evaluate
+    from nanosolve.models.pxrdnet.sample import random_candidates
+
+    out, _, table, patterns = tiny_run
+    model, cfg = load_model(out)
+    crystals, pats = table.crystals[-2:], patterns[-2:]
+    res = evaluate(model, crystals, pats, methods=("random",), k=3, refine=1, control=False)
+    assert res["refine"] == 1 and len(res["records"]) == 2
+    agg = aggregate(res["records"])["random/input"]
+    assert all(key in agg and f"{key}_raw" in agg for key in SCORES)
+    # refine_candidates itself: re-ranked by the refined fit, which is never above the decoded one
+    y, m = pats[0], np.ones(512, bool)
+    ranked = rank_candidates(random_candidates(model, sorted(crystals[0].species), 3, seed=1), y, m, cfg.size)
+    raw = {id(c): c.r for c in ranked}
+    ranked = refine_candidates(ranked, y, m, cfg.size, top=2)
+    assert sum(c.r_refined is not None for c in ranked) == 2
+    assert all(c.score <= raw[id(c)] + 1e-12 for c in ranked)
+    assert [c.score for c in ranked] == sorted(c.score for c in ranked)
+
+
 def test_shipped_model_solves_a_simulated_pattern():
     """The 10 Å model shipped in the package loads and solves (few steps) with the formula kept;
     a size with no shipped model is refused with the way out."""

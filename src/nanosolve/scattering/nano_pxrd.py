@@ -153,7 +153,9 @@ def render_pxrdnet_torch(q, weight, size=10.0, sigma_q=None, exact: bool = False
     ``weight`` [S, M], sinc²(Qτ/2) ⊗ Gaussian(σ_Q), on the model grid (see
     :func:`pxrdnet_pattern_torch` for ``exact``); not normalised. Differentiable in q, weight and
     σ. The refinement uses it with symmetry-merged reflections (bragg's torch path renders every
-    reflection separately whenever the lattice requires grad)."""
+    reflection separately whenever the lattice requires grad). On the model grid (``exact`` False)
+    with one τ for the batch the sinc² sum is splatted and convolved
+    (:func:`profiles.render_sinc2_uniform`, < 1e-3 of the max from the dense sum)."""
     sig = _sigma(None, None) if sigma_q is None else sigma_q
     sig_max = float(torch.as_tensor(sig).detach().max()) if isinstance(sig, torch.Tensor) else float(sig)
     grid = fine_grid() if exact else model_grid()
@@ -161,7 +163,10 @@ def render_pxrdnet_torch(q, weight, size=10.0, sigma_q=None, exact: bool = False
     n_pad = int(math.ceil(5.0 * sig_max / step)) + 1 if sig_max > 0 else 0
     work = torch.as_tensor(np.concatenate([grid, grid[-1] + step * np.arange(1, n_pad + 1)]), dtype=q.dtype)
     size_t = torch.as_tensor(size, dtype=q.dtype)
-    y = profiles.render_sinc2(work, q, weight, size_t[:, None] if size_t.dim() == 1 else size_t)
+    if exact or size_t.dim() > 0:
+        y = profiles.render_sinc2(work, q, weight, size_t[:, None] if size_t.dim() == 1 else size_t)
+    else:  # splat + FFT convolution: independent of the number of reflections, see render_sinc2_uniform
+        y = profiles.render_sinc2_uniform(float(work[0]), step, work.numel(), q, weight, float(size_t))
     if sig_max > 0:
         y = gaussian_conv_torch(y, step, sig)
     y = y[:, : grid.size]

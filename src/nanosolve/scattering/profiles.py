@@ -227,6 +227,59 @@ def render_sinc2(q_grid, q_centers, weights, size):
     return out
 
 
+def render_sinc2_uniform(x0: float, step: float, n: int, q_centers: torch.Tensor, weights: torch.Tensor,
+                         size: float) -> torch.Tensor:
+    """:func:`render_sinc2` on the uniform grid x0 + step·[0, n), by splatting and convolving.
+
+    Each peak's weight is split linearly between the two grid nodes around it (the splat grid
+    reaches down to Q = 0 and up to the highest peak), then the node sums are convolved with the
+    sampled unit-area sinc² kernel, long enough to carry every tail across the whole grid. Written
+    here because the dense sum costs peaks × points (a triclinic candidate has thousands of
+    reflections, and the refinement evaluates hundreds of lattices), while this costs the peaks
+    plus one FFT over the nodes (~200x faster at 1,000 peaks). The result differs from the dense sum by the linear-splat error, below 1e-3
+    of the maximum when the kernel's FWHM (5.57/τ) spans ≥ 20 steps (τ = 10 Å on the 512-point
+    model grid: 35 steps; narrower kernels are splatted onto a proportionally finer grid), and is
+    differentiable in q_centers (piecewise linear between nodes) and weights.
+
+    Args:
+        x0, step, n: the output grid (Å⁻¹), step > 0.
+        q_centers, weights: [S, M] tensors (Å⁻¹, integrated intensities).
+        size: τ in Å (one for the batch).
+    Returns:
+        [S, n].
+    """
+    check_size(size)
+    if q_centers.dim() != 2 or weights.shape != q_centers.shape:
+        raise InputError(f"q_centers and weights must both be [S, M], got {tuple(q_centers.shape)} and "
+                         f"{tuple(weights.shape)}")
+    # a narrow kernel (large τ) is splatted onto a finer grid so that its FWHM spans ≥ 20 nodes
+    over = int(math.ceil(20.0 * step * size / SINC2_FWHM_TAU))
+    if over > 1:
+        return _splat_sinc2(x0, step / over, (n - 1) * over + 1, q_centers, weights, size)[:, ::over]
+    return _splat_sinc2(x0, step, n, q_centers, weights, size)
+
+
+def _splat_sinc2(x0, step, n, q_centers, weights, size):
+    s, dtype = q_centers.shape[0], q_centers.dtype
+    n_low = int(math.ceil(max(x0, 0.0) / step))  # nodes below the grid, down to Q = 0
+    top = float(q_centers.detach().max()) if q_centers.numel() else x0
+    n_nodes = n_low + max(n, int(math.ceil((top - x0) / step)) + 2)
+    t = (q_centers - (x0 - n_low * step)) / step
+    i0 = torch.floor(t.detach()).clamp(0, n_nodes - 2)
+    frac = (t - i0).clamp(0.0, 1.0)  # peaks below Q = 0 (none in practice) sit on the first node
+    i0 = i0.long()
+    nodes = torch.zeros(s, n_nodes, dtype=dtype, device=q_centers.device)
+    nodes = nodes.scatter_add(1, i0, weights * (1 - frac)).scatter_add(1, i0 + 1, weights * frac)
+    # out[j] = Σ_k nodes[k] κ((j + n_low − k)·step), j < n: a linear convolution with the kernel
+    # sampled at offsets −r … r (r covers every node–output pair), done by FFT (torch's direct
+    # conv1d is ~50x slower for a 1,000-tap float64 kernel)
+    r = max(n_nodes, n + n_low)
+    kern = sinc2(torch.arange(-r, r + 1, dtype=dtype, device=q_centers.device) * step, 0.0, size)
+    length = n_nodes + 2 * r + 1
+    full = torch.fft.irfft(torch.fft.rfft(nodes, length) * torch.fft.rfft(kern, length), length)
+    return full[:, n_low + r: n_low + r + n]
+
+
 def gaussian_smooth_uniform(y, step: float, sigma: float):
     """Convolve [..., G] samples on a uniform grid of spacing ``step`` with a unit-area Gaussian σ.
 
