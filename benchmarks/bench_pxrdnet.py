@@ -163,9 +163,9 @@ def table_md(r: dict) -> str:
                   f"{sim['n_step_each']} Langevin steps per level"
                   + (f", the best {sim['refine']} of each ranking refined against the input" if refined else "")
                   + "; shuffled-pattern control in brackets.", "",
-                  "| method | best-of-10 R_wp² ↓ (median) | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
+                  "| method | best-of-10 R_wp² ↓ | median | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
                   "R_wp vs input (top-1) | " + ("best-of-10 / top-1 R_wp² unrefined | " if refined else "")
-                  + "paper best-of-10 |", "|---|---|---|---|---|---|---|" + ("---|" if refined else "")]
+                  + "paper best-of-10 |", "|---|---|---|---|---|---|---|---|" + ("---|" if refined else "")]
         ov = sim["overall"]
         for m in ("pxrdnet", "cdvae-search", "random"):
             a, c = ov.get(f"{m}/input"), ov.get(f"{m}/shuffled")
@@ -173,7 +173,7 @@ def table_md(r: dict) -> str:
                 continue
             f = lambda k, p=3: f"{a[k]:.{p}f} ({c[k]:.{p}f})" if c else f"{a[k]:.{p}f}"  # noqa: E731
             raw = f"{f('rwp2_best10_raw')} / {f('rwp2_top1_raw')} | " if refined else ""
-            lines.append(f"| {m} | {f('rwp2_best10')} ({a['rwp2_best10_median']:.3f}) | {f('rwp2_top1')} | "
+            lines.append(f"| {m} | {f('rwp2_best10')} | {a['rwp2_best10_median']:.3f} | {f('rwp2_top1')} | "
                          f"{f('match_top1')} | {f('match_top10')} | {f('rwp_input_top1')} | {raw}"
                          f"{PAPER.get(m, {}).get('rwp2_best10', '–')} |")
         lines += ["", "| crystal system | n | PXRDNet best-of-10 R_wp² | CDVAE-Search | random | PXRDNet shuffled |",
