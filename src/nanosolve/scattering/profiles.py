@@ -236,8 +236,8 @@ def render_sinc2_uniform(x0: float, step: float, n: int, q_centers: torch.Tensor
     sampled unit-area sinc² kernel, long enough to carry every tail across the whole grid. Written
     here because the dense sum costs peaks × points (a triclinic candidate has thousands of
     reflections, and the refinement evaluates hundreds of lattices), while this costs the peaks
-    plus one FFT over the nodes (~200x faster at 1,000 peaks). The result differs from the dense sum by the linear-splat error, below 1e-3
-    of the maximum when the kernel's FWHM (5.57/τ) spans ≥ 20 steps (τ = 10 Å on the 512-point
+    plus one FFT over the nodes (~200x faster at 1,000 peaks). The result differs from the dense
+    sum by the linear-splat error, below 1e-3 of the maximum when the kernel's FWHM (5.57/τ) spans ≥ 20 steps (τ = 10 Å on the 512-point
     model grid: 35 steps; narrower kernels are splatted onto a proportionally finer grid), and is
     differentiable in q_centers (piecewise linear between nodes) and weights.
 
@@ -260,6 +260,7 @@ def render_sinc2_uniform(x0: float, step: float, n: int, q_centers: torch.Tensor
 
 
 def _splat_sinc2(x0, step, n, q_centers, weights, size):
+    """render_sinc2_uniform at one node spacing (= the output step)."""
     s, dtype = q_centers.shape[0], q_centers.dtype
     n_low = int(math.ceil(max(x0, 0.0) / step))  # nodes below the grid, down to Q = 0
     top = float(q_centers.detach().max()) if q_centers.numel() else x0
