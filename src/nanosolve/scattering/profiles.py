@@ -237,9 +237,10 @@ def render_sinc2_uniform(x0: float, step: float, n: int, q_centers: torch.Tensor
     here because the dense sum costs peaks × points (a triclinic candidate has thousands of
     reflections, and the refinement evaluates hundreds of lattices), while this costs the peaks
     plus one FFT over the nodes (~200x faster at 1,000 peaks). The result differs from the dense
-    sum by the linear-splat error, below 1e-3 of the maximum when the kernel's FWHM (5.57/τ) spans ≥ 20 steps (τ = 10 Å on the 512-point
-    model grid: 35 steps; narrower kernels are splatted onto a proportionally finer grid), and is
-    differentiable in q_centers (piecewise linear between nodes) and weights.
+    sum by the linear-splat error, below 1e-3 of the maximum when the kernel's FWHM (5.57/τ) spans
+    ≥ 20 steps (τ = 10 Å on the 512-point model grid: 35 steps; narrower kernels are splatted onto
+    a proportionally finer grid), and is differentiable in q_centers (piecewise linear between
+    nodes) and weights.
 
     Args:
         x0, step, n: the output grid (Å⁻¹), step > 0.
