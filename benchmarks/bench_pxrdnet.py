@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from nanosolve.models.pxrdnet.sample import cell_formula
+from nanosolve.solve.pxrd import METHODS
 
 HERE = Path(__file__).resolve().parent
 EXP = HERE.parents[0].parent / "shared" / "data" / "pxrdnet_experimental"
@@ -213,8 +214,7 @@ def main(argv=None):
     ap.add_argument("--refine", type=int, default=3, help="candidates of each ranking refined against the input "
                                                            "(0: score the decoded candidates only)")
     ap.add_argument("--n-restarts", type=int, default=2, help="refinement starts per candidate")
-    ap.add_argument("--methods", nargs="+", default=["pxrdnet", "cdvae-search", "random"],
-                    choices=["pxrdnet", "cdvae-search", "random"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
                     help="combine the 'simulated' parts of these result files (each ran some --methods) into --out")
     ap.add_argument("--threads", type=int, default=1)
