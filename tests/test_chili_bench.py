@@ -13,7 +13,7 @@ from nanosolve.datasets.pyg import ChiliDataset
 from nanosolve.datasets.splits import random_split
 from nanosolve.datasets.storage import GraphStore
 from nanosolve.errors import InputError
-from nanosolve.models.chili_bench import (GENERATION_TASKS, MODELS, PROPERTY_TASKS, TASKS, build_inputs,
+from nanosolve.models.chili_bench import (GENERATION_TASKS, MODELS, PROPERTY_TASKS, TASKS, Task, build_inputs,
                                           build_targets, evaluate_baselines, get_task, make_model, score,
                                           task_loss, to_prediction)
 from nanosolve.models.chili_bench.baselines import collect_targets, fit_baseline, predict_baseline
@@ -215,7 +215,7 @@ MODEL_TASKS = [
     ("cfconv", "graph_crystal_system", "dot"), ("mlp", "graph_crystal_system", "dot"),
     ("mlp", "p2p_xrd_crystal_system", "dot"), ("mlp", "gen_xrd_unit_cell", "dot"),
     ("localenv", "graph_space_group", "dot"), ("signalnet", "gen_xrd_unit_cell", "dot"),
-    ("signalnet", "p2p_xpdf_space_group", "dot"),
+    ("signalnet", "p2p_xpdf_space_group", "dot"), ("cfconv", "edge_bond_length", "distance"),
 ]
 
 
@@ -247,6 +247,31 @@ def test_model_trains(store_path, name, task_name, edge_head):
     assert np.isfinite(score(task.metric, y, pred.reshape(y.shape), mask))
 
 
+def test_distance_head_recovers_bond_lengths_from_positions(store_path):
+    # the paper's edge task hands the model x and pos_abs; the bond length is then |r_i - r_j|,
+    # which the distance-aware head reads and the paper's dot product of embeddings cannot
+    task = TASKS["edge_bond_length"]
+    ds = ChiliDataset(store_path, fields=task.fields + ("edge_attr",))
+    b = next(iter(DataLoader(ds[1::3][:8], batch_size=8)))
+    y, _ = build_targets(task, b)
+    mean_mse = float(((y - y.mean()) ** 2).mean())
+    mse = {}
+    for head in ("distance", "dot"):
+        torch.manual_seed(0)
+        model = make_model("cfconv", task, hidden=32, layers=2, edge_head=head, sample=ds[0])
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(300):
+            opt.zero_grad()
+            # standardised, as the runner trains it
+            loss = task_loss(task, model(b), (y - y.mean()) / y.std())
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            mse[head] = float(((model(b) * y.std() + y.mean() - y) ** 2).mean())
+    assert mse["distance"] < 0.01 * mean_mse, (mse, mean_mse)
+    assert mse["dot"] > 10 * mse["distance"], mse
+
+
 def test_node_position_reaches_mean_baseline(store_path):
     # positions from element features alone are not identifiable (any rotation of a particle
     # has the same graph), so the best a GNN can do is about the mean position: check that the
@@ -271,14 +296,17 @@ def test_node_position_reaches_mean_baseline(store_path):
 
 
 def test_every_model_listed_is_covered():
-    assert {m for m, _, _ in MODEL_TASKS} == set(MODELS)
+    # the template model has its own loss and decoding: tests/test_chili_templates.py
+    assert {m for m, _, _ in MODEL_TASKS} | {"templates"} == set(MODELS)
 
 
 def test_make_model_rejects_bad_combinations(ds):
     with pytest.raises(InputError, match="only 'mlp'"):
         make_model("gcn", TASKS["p2p_xrd_crystal_system"], in_channels=580)
+    # bond lengths from elements alone: cfconv would read its own target
+    x_only = Task("edge_from_elements", "edge", ("x",), "edge_attr", "regression", 1, "mse", "mse")
     with pytest.raises(InputError, match="target of this task"):
-        make_model("cfconv", TASKS["edge_bond_length"], in_channels=4)
+        make_model("cfconv", x_only, in_channels=4)
     with pytest.raises(InputError, match="unknown model"):
         make_model("transformer", TASKS["graph_saxs"], in_channels=7)
     with pytest.raises(InputError, match="signalnet reads one signal"):

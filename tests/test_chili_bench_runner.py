@@ -130,6 +130,30 @@ def test_run_writes_result_checkpoint_and_curve(store_path, tmp_path):
     assert status == "skipped" and again == result and len(_lines(tmp_path)) == 1
 
 
+def test_ours_on_structure_generation_decodes_library_structures(store_path, tmp_path):
+    cfg = _cfg(store_path, task=GEN, model="ours", max_epochs=3)
+    result, _ = run_one(cfg, tmp_path)
+    assert result["arch"] == "templates" and set(result["val_by_decision"]) == {"argmax", "expected", "median"}
+    # the rule is the one with the lowest validation error, and the test score is that rule's
+    assert result["val_by_decision"][result["decision"]] == min(result["val_by_decision"].values())
+    task = get_task(GEN)
+    data = load_task_data(store_path, task)
+    parts = random_split(data.n, (0.8, 0.1, 0.1), seed=0)
+    model = make_model("templates", task, hidden=16, in_channels=data.inputs.shape[1])
+    train = torch.as_tensor(parts["train"])
+    model.fit_library(data.targets[train], data.mask[train])
+    model.load_state_dict(load_checkpoint(run_dir(tmp_path, cfg) / "best.pt"))
+    model.decision = result["decision"]
+    model.eval()
+    x, y, mask = data.batch(parts["test"])
+    with torch.no_grad():
+        pred = model.predict(model(x))
+    assert result["value"] == pytest.approx(masked_mae(y.numpy(), pred.numpy(), mask.numpy()), rel=1e-6)
+    if result["decision"] != "median":  # a whole training structure
+        lib = {tuple(t.tolist()) for t in model.templates}
+        assert all(tuple(p.tolist()) in lib for p in pred)
+
+
 def test_ours_trains_on_crops_and_scores_crop_averages(store_path, tmp_path):
     cfg = _cfg(store_path, task="graph_crystal_system", model="ours", max_epochs=2, crop_atoms=20, eval_crops=3)
     result, _ = run_one(cfg, tmp_path)
@@ -155,7 +179,8 @@ def test_ours_trains_on_crops_and_scores_crop_averages(store_path, tmp_path):
     assert result["value"] == pytest.approx(f1_score(ys, preds, average="weighted", zero_division=0))
     # bonds: trained on crops (their bonds' lengths), scored on every bond of whole particles
     edge, _ = run_one(_cfg(store_path, task="edge_bond_length", model="ours", max_epochs=2, crop_atoms=20), tmp_path)
-    assert edge["crop_atoms"] == 20 and edge["eval_crops"] == 0 and edge["arch"] == "edgecnn"
+    assert edge["crop_atoms"] == 20 and edge["eval_crops"] == 0
+    assert edge["arch"] == "cfconv" and edge["edge_head"] == "distance"
     assert np.isfinite(edge["value"]) and edge["value"] > 0
     # crops apply to particle classification and bonds only: elsewhere the setting is ignored
     other, _ = run_one(_cfg(store_path, task="graph_saxs", model="ours", max_epochs=1, crop_atoms=20), tmp_path)

@@ -2,11 +2,13 @@
 
 * Encoders: PyG's GCN, PMLP, GraphSAGE, GAT, GraphUNet, GIN, EdgeCNN
   (``torch_geometric.nn.models``), a plain MLP, and ``cfconv``, a SchNet-style continuous-filter
-  convolution over the stored bond lengths, and ``localenv`` (:mod:`.local`), a crop-trained
-  local-environment classifier, and ``signalnet`` (:mod:`.signal`), a 1-D CNN for signal inputs.
+  convolution over bond lengths, and ``localenv`` (:mod:`.local`), a crop-trained
+  local-environment classifier, ``signalnet`` (:mod:`.signal`), a 1-D CNN for signal inputs, and
+  ``templates`` (:mod:`.template`), that CNN scoring a library of training structures.
 * Heads (CHILI): graph = concat(mean, sum, max pooling) -> Linear -> ReLU -> Linear;
   node = Linear -> ReLU -> Linear; edge = dot product of the two node embeddings (``"dot"``, as
-  in the paper) or ``"distance"``, an MLP on (h_i * h_j, |h_i - h_j|), symmetric in i, j.
+  in the paper) or ``"distance"``, an MLP on (h_i * h_j, |h_i - h_j|), symmetric in i, j, plus
+  the distance |r_i - r_j| and its radial-basis expansion when positions are a task input.
 * ``mlp`` has 4 linear layers in total: on a signal (graph-input tasks) it maps [B, L] to the
   output directly; on node features it is a 2-layer node encoder plus the 2-layer head.
 
@@ -29,10 +31,11 @@ from torch_geometric.nn import models as pyg_models
 from nanosolve.errors import InputError
 from nanosolve.models.chili_bench.tasks import Task, build_inputs
 
-__all__ = ["MODELS", "make_model", "ChiliModel", "CFConvEncoder", "task_loss", "to_prediction"]
+__all__ = ["MODELS", "make_model", "ChiliModel", "CFConvEncoder", "RadialBasis", "ElementEmbedding", "X_SCALE", "task_loss", "to_prediction"]
 
 _PYG_BASIC = {"gcn": "GCN", "graphsage": "GraphSAGE", "gat": "GAT", "gin": "GIN", "edgecnn": "EdgeCNN"}
-MODELS = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn", "mlp", "cfconv", "localenv", "signalnet")
+MODELS = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn", "mlp", "cfconv", "localenv", "signalnet",
+          "templates")
 EDGE_HEADS = ("dot", "distance")
 
 
@@ -57,8 +60,41 @@ class _CFConv(MessagePassing):
         return x_j * w
 
 
+# CHILI node features x = (Z, atomic radius Å, atomic mass u, electron affinity eV): fixed scales
+# (no statistics from the data, so nothing leaks between splits) that bring each to ~[0, 1]
+X_SCALE = (100.0, 2.5, 250.0, 3.5)
+
+
+class ElementEmbedding(nn.Module):
+    """CHILI node features x [N, 4] -> [N, hidden]: an embedding of Z plus a linear map of the
+    columns on the fixed scales :data:`X_SCALE`."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.register_buffer("x_scale", torch.tensor(X_SCALE))
+        self.z_embed = nn.Embedding(120, hidden)
+        self.x_lin = nn.Linear(len(X_SCALE), hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.float()
+        return self.z_embed(x[:, 0].round().long().clamp(0, 119)) + self.x_lin(x / self.x_scale)
+
+
+class RadialBasis(nn.Module):
+    """Distances [E] (Å) -> ``n_rbf`` Gaussians [E, n_rbf] centred on [0, cutoff]."""
+
+    def __init__(self, n_rbf: int = 32, cutoff: float = 6.0):
+        super().__init__()
+        self.register_buffer("centers", torch.linspace(0.0, cutoff, n_rbf))
+        self.gamma = 1.0 / float(cutoff / (n_rbf - 1)) ** 2
+        self.n_rbf, self.cutoff = int(n_rbf), float(cutoff)
+
+    def forward(self, dist: Tensor) -> Tensor:
+        return torch.exp(-self.gamma * (dist.unsqueeze(-1) - self.centers) ** 2)
+
+
 class CFConvEncoder(nn.Module):
-    """SchNet-style encoder on bond lengths ``edge_attr[:, 0]`` (Å).
+    """SchNet-style encoder on bond lengths (Å).
 
     Distances are expanded in ``n_rbf`` Gaussians on [0, cutoff] and damped by a cosine
     envelope, so a bond contributes smoothly less as it approaches the cutoff.
@@ -68,13 +104,12 @@ class CFConvEncoder(nn.Module):
     def __init__(self, in_channels: int, hidden: int, layers: int, n_rbf: int = 32, cutoff: float = 6.0):
         super().__init__()
         self.embed = nn.Linear(in_channels, hidden)
-        self.register_buffer("centers", torch.linspace(0.0, cutoff, n_rbf))
-        self.gamma = 1.0 / float(cutoff / (n_rbf - 1)) ** 2
+        self.rbf = RadialBasis(n_rbf, cutoff)
         self.cutoff = float(cutoff)
         self.convs = nn.ModuleList(_CFConv(hidden, n_rbf) for _ in range(layers))
 
     def forward(self, x: Tensor, edge_index: Tensor, dist: Tensor) -> Tensor:
-        rbf = torch.exp(-self.gamma * (dist.unsqueeze(-1) - self.centers) ** 2)
+        rbf = self.rbf(dist)
         env = 0.5 * (torch.cos(math.pi * dist / self.cutoff) + 1.0) * (dist < self.cutoff)
         h = self.embed(x)
         for conv in self.convs:
@@ -112,6 +147,16 @@ class ChiliModel(nn.Module):
             self.encoder = pyg_models.MLP([in_channels, hidden, hidden, hidden, task.out_dim], norm=None)
             self.head = None
             return
+        if name == "cfconv":
+            # invariant by construction: elements as node features, positions only through the
+            # distances the filters see (a raw coordinate as a feature changes under rotation)
+            unknown = set(task.inputs) - {"x", "pos_abs"}
+            if unknown:
+                raise InputError(f"cfconv reads elements (x) and positions (pos_abs), not {sorted(unknown)}")
+            self.elements = ElementEmbedding(hidden) if "x" in task.inputs else None
+            # no element input (atomic-number classification): every atom starts the same
+            self.start = nn.Parameter(torch.zeros(hidden)) if self.elements is None else None
+            in_channels = hidden
         self.encoder = _make_encoder(name, in_channels, hidden, layers)
         if task.level == "node":
             self.head = _two_layer(hidden, hidden, task.out_dim)
@@ -120,14 +165,32 @@ class ChiliModel(nn.Module):
         elif edge_head == "dot":
             self.head = nn.Linear(hidden, hidden)  # a projection before the dot product
         else:
-            self.head = _two_layer(2 * hidden, hidden, task.out_dim)
+            self.edge_rbf = RadialBasis() if self.has_positions else None
+            n_geo = 1 + self.edge_rbf.n_rbf if self.has_positions else 0
+            self.head = _two_layer(2 * hidden + n_geo, hidden, task.out_dim)
+            # a linear path from the distance features: a target that is (nearly) a function of
+            # |r_i - r_j| is then a linear fit, not something ReLUs have to approximate
+            self.geo_skip = nn.Linear(n_geo, task.out_dim) if self.has_positions else None
+
+    @property
+    def has_positions(self) -> bool:
+        return "pos_abs" in self.task.inputs
+
+    def bond_lengths(self, data) -> Tensor:
+        """[E] Å: from the positions when they are an input, else the stored ``edge_attr`` (the
+        paper hands ``edge_attr`` to every model as edge weights)."""
+        if self.has_positions:
+            src, dst = data.edge_index
+            return (data.pos_abs[src] - data.pos_abs[dst]).float().norm(dim=-1)
+        return data.edge_attr[:, 0].float()
 
     def encode(self, data, x: Tensor) -> Tensor:
         ei = data.edge_index
         if self.name == "mlp":
             return self.encoder(x)
         if self.name == "cfconv":
-            return self.encoder(x, ei, data.edge_attr[:, 0].float())
+            h0 = self.elements(data.x) if self.elements is not None else self.start.expand(x.shape[0], -1)
+            return self.encoder(h0, ei, self.bond_lengths(data))
         if self.name == "graphunet":
             return self.encoder(x, ei, _batch_vector(data, x))
         return self.encoder(x, ei)
@@ -147,7 +210,12 @@ class ChiliModel(nn.Module):
         if self.edge_head == "dot":
             z = self.head(h)
             return (z[src] * z[dst]).sum(-1)
-        return self.head(torch.cat([h[src] * h[dst], (h[src] - h[dst]).abs()], dim=-1)).squeeze(-1)
+        feats = [h[src] * h[dst], (h[src] - h[dst]).abs()]
+        if not self.has_positions:
+            return self.head(torch.cat(feats, dim=-1)).squeeze(-1)
+        d = self.bond_lengths(data)
+        geo = torch.cat([d.unsqueeze(-1), self.edge_rbf(d)], dim=-1)
+        return (self.head(torch.cat(feats + [geo], dim=-1)) + self.geo_skip(geo)).squeeze(-1)
 
 
 def _batch_vector(data, x: Tensor) -> Tensor:
@@ -171,16 +239,22 @@ def make_model(name: str, task: Task, hidden: int = 64, layers: int = 3, edge_he
         raise InputError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     if edge_head not in EDGE_HEADS:
         raise InputError(f"unknown edge head {edge_head!r}; known: {', '.join(EDGE_HEADS)}")
-    if task.input_level == "graph" and name not in ("mlp", "signalnet"):
-        raise InputError(f"task {task.name} has a signal input ({', '.join(task.inputs)}): only 'mlp' and "
-                         f"'signalnet' apply, not {name!r}")
+    if task.input_level == "graph" and name not in ("mlp", "signalnet", "templates"):
+        raise InputError(f"task {task.name} has a signal input ({', '.join(task.inputs)}): only 'mlp', "
+                         f"'signalnet' and 'templates' apply, not {name!r}")
+    if name == "templates":
+        if task.input_level != "graph":
+            raise InputError(f"templates reads one signal per graph; task {task.name} has graph input")
+        from nanosolve.models.chili_bench.template import TemplateNet  # builds on signal.py, not on this module
+
+        return TemplateNet(task, hidden=hidden)  # call fit_library(train targets) before training
     if name == "signalnet":
         if task.input_level != "graph":
             raise InputError(f"signalnet reads one signal per graph; task {task.name} has graph input")
         from nanosolve.models.chili_bench.signal import SignalNet  # signal.py builds on tasks, not on this module
 
         return SignalNet(task, hidden=hidden)  # length-independent (adaptive pooling)
-    if name == "cfconv" and task.target == "edge_attr":
+    if name == "cfconv" and task.target == "edge_attr" and "pos_abs" not in task.inputs:
         raise InputError("cfconv reads the bond lengths in edge_attr, the target of this task")
     if name == "localenv":
         if not task.is_particle_classification:

@@ -20,14 +20,11 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 from torch_geometric.utils import subgraph
 
-from nanosolve.models.chili_bench.gnns import CFConvEncoder
+from nanosolve.models.chili_bench.gnns import CFConvEncoder, ElementEmbedding
 
 __all__ = ["LocalEnvNet", "crop_graph", "DEFAULT_CROP_ATOMS"]
 
 DEFAULT_CROP_ATOMS = 128
-# CHILI node features x = (Z, atomic radius Å, atomic mass u, electron affinity eV): fixed scales
-# (no statistics from the data, so nothing leaks between splits) that bring each to ~[0, 1]
-_X_SCALE = (100.0, 2.5, 250.0, 3.5)
 
 
 def crop_graph(item, n_keep: int, generator: torch.Generator | None = None, center: int | None = None):
@@ -70,20 +67,17 @@ class LocalEnvNet(nn.Module):
 
     def __init__(self, n_classes: int, hidden: int = 64, layers: int = 3, cutoff: float = 6.0):
         super().__init__()
-        self.register_buffer("x_scale", torch.tensor(_X_SCALE))
-        self.z_embed = nn.Embedding(120, hidden)
-        self.x_lin = nn.Linear(len(_X_SCALE), hidden)
+        self.elements = ElementEmbedding(hidden)
         self.encoder = CFConvEncoder(hidden, hidden, layers, cutoff=cutoff)
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, n_classes))
 
     def forward(self, data) -> Tensor:
-        x = data.x.float()
-        h = self.z_embed(x[:, 0].round().long().clamp(0, 119)) + self.x_lin(x / self.x_scale)
+        h = self.elements(data.x)
         src, dst = data.edge_index
         pos = data.pos_abs.float()
         dist = (pos[src] - pos[dst]).norm(dim=-1)
         h = self.encoder(h, data.edge_index, dist)
         b = getattr(data, "batch", None)
         if b is None:
-            b = torch.zeros(x.shape[0], dtype=torch.long)
+            b = torch.zeros(h.shape[0], dtype=torch.long)
         return self.head(global_mean_pool(h, b))

@@ -181,8 +181,10 @@ def render_markdown(rows: list[dict], bad_lines: int = 0) -> str:
             lines.append("")
     lines.append("† ours: crystal system and space group - `localenv`, continuous-filter convolutions on bond "
                  "lengths, trained on 128-atom crops of each particle and scored on the mean of 8 seeded crops; "
-                 "bond length (the target itself is a bond length) - EdgeCNN with the distance-aware edge head, "
-                 "trained on crops; signal inputs - `signalnet`, a 1-D CNN; other particle tasks - `cfconv` on whole particles.")
+                 "bond length (the paper's input: elements and positions) - `cfconv` with the distance-aware edge "
+                 "head, trained on crops; structure generation - `templates`, a 1-D CNN scoring the training "
+                 "structures; other signal inputs - `signalnet`, the same 1-D CNN; other particle tasks - `cfconv` "
+                 "on whole particles.")
     lines.append("Paper numbers: the best CHILI-3K value per column as quoted in nanosolve issue 8; columns "
                  "marked n/a were not transcribed.")
     if bad_lines:

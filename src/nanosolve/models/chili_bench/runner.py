@@ -84,19 +84,20 @@ def resolve_task(name: str) -> Task:
 def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, str]:
     """(architecture, edge head) of a model name; ``ours`` is the geometry-aware choice per task.
 
-    ``ours`` = ``cfconv`` (SchNet-style filters on the bond lengths). On the bond-length task the
-    bond lengths are the target, so ``ours`` there is EdgeCNN with the distance-aware edge head
-    (an MLP on h_i * h_j and |h_i - h_j|) instead of the paper's dot product. On crystal-system
+    ``ours`` = ``cfconv`` (SchNet-style filters on the bond lengths). On the bond-length task it
+    takes the lengths from the input positions and ends in the distance-aware edge head (an MLP on
+    h_i * h_j, |h_i - h_j| and the expanded |r_i - r_j|) instead of the paper's dot product. On crystal-system
     and space-group classification it is ``localenv`` (:mod:`.local`), trained on particle crops;
-    on signal-input tasks ``signalnet`` (:mod:`.signal`), a 1-D CNN.
+    on signal-input tasks ``signalnet`` (:mod:`.signal`), a 1-D CNN, which on structure generation
+    scores a library of training structures (``templates``, :mod:`.template`).
     """
     if model == "ours":
         if task.target == "edge_attr":
-            return "edgecnn", "distance"
+            return "cfconv", "distance"
         if task.is_particle_classification:
             return "localenv", "dot"
         if task.input_level == "graph":
-            return "signalnet", "dot"
+            return ("templates" if task.loss == "masked_mse" else "signalnet"), "dot"
         return "cfconv", "dot"
     return model, edge_head
 
@@ -532,6 +533,11 @@ def _crop_atoms(config: RunConfig, task: Task) -> int:
     return DEFAULT_CROP_ATOMS if config.model == "ours" else 0
 
 
+def _loss(model, task: Task, out: Tensor, y: Tensor, mask: Tensor | None) -> Tensor:
+    """The model's own training loss if it has one (the template model's cross-entropy), else the task's."""
+    return model.loss(out, y, mask) if hasattr(model, "loss") else task_loss(task, out, y, mask)
+
+
 @torch.no_grad()
 def _predict(model, data: TaskData, idx: np.ndarray, batch_size: int, norm, crop_atoms: int = 0,
              eval_crops: int = 1) -> tuple:
@@ -552,9 +558,9 @@ def _predict(model, data: TaskData, idx: np.ndarray, batch_size: int, norm, crop
             x, y, mask = data.batch(b_idx)
             out = model(x)
         y_fit = y if norm is None else (y - norm[0]) / norm[1]
-        loss_sum += float(task_loss(task, out, y_fit, mask)) * len(b_idx)
+        loss_sum += float(_loss(model, task, out, y_fit, mask)) * len(b_idx)
         weight += len(b_idx)
-        pred = to_prediction(task, out)
+        pred = model.predict(out) if hasattr(model, "predict") else to_prediction(task, out)
         if not task.is_classification:
             pred = pred.reshape(y.shape)
             if norm is not None:
@@ -625,6 +631,9 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
     in_ch = None if sample is not None else data.inputs.shape[1]
     model = make_model(arch, task, hidden=config.hidden, layers=config.layers, edge_head=edge_head,
                        in_channels=in_ch, sample=sample)
+    if hasattr(model, "fit_library"):  # the template model's library: the training part's targets
+        train_t = torch.as_tensor(parts["train"])
+        model.fit_library(data.targets[train_t], data.mask[train_t])
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     norm = _normaliser(task, data, parts["train"])
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "since_best": 0, "history": [],
@@ -674,7 +683,7 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
             x, y, mask = data.batch(b_idx, crop)
             if norm is not None:
                 y = (y - norm[0]) / norm[1]
-            loss = task_loss(task, model(x), y, mask)
+            loss = _loss(model, task, model(x), y, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -719,6 +728,10 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
                task.metric)
     best = rdir / "best.pt"
     load_state(model, load_checkpoint(best), best)
+    decisions = None
+    if hasattr(model, "choose_decision"):  # the template model's decision rule, picked on validation
+        decisions = model.choose_decision(
+            lambda: score(task.metric, *_predict(model, data, parts["val"], config.batch_size, norm)[:3]))
     if progress is not None:
         progress({"kind": "status", "message": "testing"})
     t0 = time.perf_counter()
@@ -728,6 +741,7 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
             "eval_seconds": round(time.perf_counter() - t0, 2), "arch": arch, "edge_head": edge_head,
             "crop_atoms": crop, "eval_crops": config.eval_crops if eval_crop else 0,
             "params": sum(p.numel() for p in model.parameters()),
+            **({"decision": model.decision, "val_by_decision": decisions} if decisions else {}),
             "target_norm": None if norm is None else {"mean": norm[0].tolist(), "std": norm[1].tolist()}}
 
 
