@@ -18,7 +18,7 @@ from nanosolve.datasets.storage import GraphStore
 from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import load_checkpoint
 from nanosolve.models.chili_bench import build_inputs, get_task, make_model
-from nanosolve.models.chili_bench.metrics import mae, masked_mae, mse, weighted_f1
+from nanosolve.models.chili_bench.metrics import mae, masked_mae, mse, position_mae, weighted_f1
 from nanosolve.models.chili_bench.results import format_cell, render_markdown, summarize
 from nanosolve.models.chili_bench.runner import (RESULTS_FILE, RunConfig, _append_line, load_fields, load_task_data,
                                                  plan_runs, read_result_lines, run_dir, run_many, run_one)
@@ -325,6 +325,11 @@ def test_metrics_match_scikit_learn():
     assert mse(y, q) == pytest.approx(mean_squared_error(y, q), rel=1e-12)
     m = rng.random((50, 6)) > 0.3
     assert masked_mae(y, q, m) == pytest.approx(mean_absolute_error(y[m], q[m]), rel=1e-12)
+    # CHILI's position error: per atom, Euclidean (a 3-4-0 Å miss is 5 Å, not 7/3 Å)
+    assert position_mae([[0.0, 0, 0], [1, 1, 1]], [[3.0, 4, 0], [1, 1, 1]]) == pytest.approx(2.5)
+    r, s = y[:, :3], q[:, :3]
+    assert position_mae(r, s) == pytest.approx(np.mean(np.sqrt(((r - s) ** 2).sum(1))), rel=1e-12)
+    assert position_mae(r, s) >= mae(r, s)  # |d| >= mean |d_i| per atom
 
 
 # ---------------------------------------------------------------------------------------------

@@ -252,6 +252,8 @@ def test_benchmark_refines_the_blind_ranking(tiny_run):
     assert res["refine"] == 1 and len(res["records"]) == 2
     agg = aggregate(res["records"])["random/input"]
     assert all(key in agg and f"{key}_raw" in agg for key in SCORES)
+    # the recorded fit of the top-1 is its ranking key, never worse than the decoded one
+    assert all(r["r_fit_top1"] <= r["r_fit_top1_raw"] + 1e-12 for r in res["records"])
     # refine_candidates itself: re-ranked by the refined fit, which is never above the decoded one
     y, m = pats[0], np.ones(512, bool)
     ranked = rank_candidates(random_candidates(model, sorted(crystals[0].species), 3, seed=1), y, m, cfg.size)

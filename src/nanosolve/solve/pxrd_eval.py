@@ -75,7 +75,7 @@ def _score(ranked, truth, y, mask, top: int = 10) -> dict:
         matched.append(match_and_rmse(c.crystal, truth)[0])
     best = ranked[0]
     return {"rwp2_top1": rw2[0], "rwp2_best10": float(min(rw2)), "match_top1": bool(matched[0]),
-            "match_top10": bool(any(matched)), "r_fit_top1": best.r,
+            "match_top10": bool(any(matched)), "r_fit_top1": best.score,  # the ranking key: refined R if refined
             "rwp_input_top1": rwp(y, best.scale * np.asarray(best.y_calc), mask=mask)}
 
 

@@ -12,7 +12,7 @@ import torch
 
 from nanosolve.errors import InputError
 
-__all__ = ["weighted_f1", "mae", "mse", "masked_mae", "masked_mse", "score", "METRICS"]
+__all__ = ["weighted_f1", "mae", "position_mae", "mse", "masked_mae", "masked_mse", "score", "METRICS"]
 
 
 def _np(a) -> np.ndarray:
@@ -52,6 +52,15 @@ def mae(y_true, y_pred) -> float:
     return float(np.mean(np.abs(t.astype(np.float64) - p)))
 
 
+def position_mae(y_true, y_pred) -> float:
+    """Mean over atoms of the Euclidean distance between true and predicted positions [N, 3] (Å):
+    CHILI's ``position_MAE`` (per atom, not per coordinate)."""
+    t, p = _pair(y_true, y_pred)
+    if t.ndim != 2:
+        raise InputError(f"positions must be [N, 3], got shape {t.shape}")
+    return float(np.mean(np.linalg.norm(t.astype(np.float64) - p, axis=1)))
+
+
 def mse(y_true, y_pred) -> float:
     """Mean squared error over all entries (units of the target squared)."""
     t, p = _pair(y_true, y_pred)
@@ -79,7 +88,7 @@ def masked_mse(y_true, y_pred, mask) -> float:
     return float(np.mean((t - p) ** 2))
 
 
-METRICS = {"weighted_f1": weighted_f1, "mae": mae, "mse": mse, "masked_mae": masked_mae}
+METRICS = {"weighted_f1": weighted_f1, "mae": mae, "position_mae": position_mae, "mse": mse, "masked_mae": masked_mae}
 
 
 def score(metric: str, y_true, y_pred, mask=None) -> float:

@@ -29,7 +29,7 @@ MAX_UNIT_CELL_ATOMS = 20
 MAX_PARTICLE_ATOMS = 200
 _LEVELS = ("node", "edge", "graph")
 _LOSSES = ("cross_entropy", "mse", "masked_mse")
-_METRICS = ("weighted_f1", "mae", "mse", "masked_mae")
+_METRICS = ("weighted_f1", "mae", "position_mae", "mse", "masked_mae")
 _NORMS = (None, "sample_minmax")
 _INPUT_NORMS = (None, "minmax", "log_minmax")
 
@@ -49,7 +49,8 @@ class Task:
         kind: ``"classification"`` or ``"regression"``.
         out_dim: number of classes, or regression output width.
         loss: ``"cross_entropy"``, ``"mse"`` or ``"masked_mse"`` (padded targets).
-        metric: ``"weighted_f1"`` (higher is better), ``"mae"``, ``"mse"`` or ``"masked_mae"``.
+        metric: ``"weighted_f1"`` (higher is better), ``"mae"``, ``"position_mae"`` (mean Euclidean
+            error per atom, as CHILI scores positions), ``"mse"`` or ``"masked_mae"``.
         normalize: None or ``"sample_minmax"``: each graph's target scaled to [0, 1] on its own
             (no statistics from other graphs, so no train/test leakage).
         class_offset: subtracted from the integer label to give a class index in [0, out_dim)
@@ -128,7 +129,7 @@ _GRAPH_IN = ("x", "pos_abs")
 PROPERTY_TASKS: dict[str, Task] = {t.name: t for t in [
     # node level: Z from positions (x would give Z away); positions from atom features + bonds
     _node_cls("node_atomic_number", ("pos_abs",), "x", N_ELEMENTS, 1),
-    Task("node_position", "node", ("x",), "pos_abs", "regression", 3, "mse", "mae"),
+    Task("node_position", "node", ("x",), "pos_abs", "regression", 3, "mse", "position_mae"),
     # edge level: bond length (Å) from atom features + positions (the paper's input)
     Task("edge_bond_length", "edge", ("x", "pos_abs"), "edge_attr", "regression", 1, "mse", "mse"),
     # graph level from the particle graph
