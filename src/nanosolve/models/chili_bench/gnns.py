@@ -31,7 +31,8 @@ from torch_geometric.nn import models as pyg_models
 from nanosolve.errors import InputError
 from nanosolve.models.chili_bench.tasks import Task, build_inputs
 
-__all__ = ["MODELS", "make_model", "ChiliModel", "CFConvEncoder", "RadialBasis", "ElementEmbedding", "X_SCALE", "task_loss", "to_prediction"]
+__all__ = ["MODELS", "make_model", "ChiliModel", "CFConvEncoder", "RadialBasis", "ElementEmbedding", "X_SCALE",
+           "task_loss", "to_prediction"]
 
 _PYG_BASIC = {"gcn": "GCN", "graphsage": "GraphSAGE", "gat": "GAT", "gin": "GIN", "edgecnn": "EdgeCNN"}
 MODELS = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn", "mlp", "cfconv", "localenv", "signalnet",
