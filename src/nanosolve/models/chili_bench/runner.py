@@ -380,7 +380,7 @@ def task_fields(task: Task, arch: str | None) -> list[str]:
     if arch == "cfconv":
         fields.append("edge_attr")
     if task.level == "edge":
-        fields.append("pos_abs")  # where crops are cut (never a model input of this task)
+        fields.append("pos_abs")  # where crops are cut (and an input of the bond-length task)
     return list(dict.fromkeys(fields))
 
 
