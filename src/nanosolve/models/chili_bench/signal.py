@@ -6,9 +6,10 @@ curve whose shape repeats along it; convolutions share what they learn about a p
 positions, where a plain MLP (the paper's only signal model) must learn it separately at every
 bin.
 
-A prototype head (a softmax mixture of learnt structures times a scale) was tried for the
-structure-generation targets and dropped: on CHILI-3K it collapsed to the mean unit cell
-(MSE 0.148 against the MLP's 0.021).
+On the structure-generation targets ``ours`` is :class:`~.template.TemplateNet`, this encoder
+scoring a library of the training structures. A softmax mixture of *learnt* structures had been
+tried before and dropped: on CHILI-3K it collapsed to the mean unit cell (MSE 0.148 against the
+MLP's 0.021); scoring the actual training structures, with a decision instead of a mixture, does not.
 """
 
 from __future__ import annotations
