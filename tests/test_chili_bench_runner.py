@@ -260,9 +260,15 @@ def test_plan_and_config_errors(store_path, tmp_path):
     assert len(every) == 3 * (2 + 9) + 8 * (1 + 9) + 6 * 3 + 6 * 4 + 3 * 3 == 164
     with pytest.raises(InputError, match="does not apply"):
         _cfg(store_path, task=GEN, model="gcn").validate()
-    run_one(_cfg(store_path, model="mean"), tmp_path)
-    with pytest.raises(InputError, match="different settings"):
-        run_one(_cfg(store_path, model="mean", batch_size=4), tmp_path)
+    first, _ = run_one(_cfg(store_path, model="mean"), tmp_path)
+    # a baseline is fitted, not trained: training settings do not make it a different run, its split does
+    again, status = run_one(_cfg(store_path, model="mean", batch_size=4, steps_per_epoch=7), tmp_path)
+    assert status == "skipped" and again["value"] == first["value"]
+    with pytest.raises(InputError, match=r"different settings \(split\)"):
+        run_one(_cfg(store_path, model="mean", split=(0.7, 0.2, 0.1)), tmp_path)
+    run_one(_cfg(store_path, model="mlp", max_epochs=1), tmp_path)
+    with pytest.raises(InputError, match=r"different settings \(batch_size\)"):
+        run_one(_cfg(store_path, model="mlp", max_epochs=1, batch_size=4), tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -225,9 +225,12 @@ class RunConfig(JsonConfig):
         return f"{self.task}/{self.model}/seed{self.seed}"
 
     def identity(self) -> dict:
-        """Everything that changes the result (the budget may change between resumes)."""
+        """Everything that changes the result (the budget may change between resumes); a naive
+        baseline is fitted, not trained, so only its task, data, seed and split count."""
         d = self.to_dict()
         d.pop("budget_minutes")
+        if self.model in BASELINE_NAMES:
+            d = {k: d[k] for k in ("task", "model", "dataset", "seed", "split")}
         return d
 
 
