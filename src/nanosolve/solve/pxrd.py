@@ -71,15 +71,38 @@ def generate_candidates(model, y, mask, types, method: str = "pxrdnet", k: int =
                         n_step_each: int | None = None, seed: int = 0) -> tuple[list[Crystal], np.ndarray | None]:
     """Candidate crystals (every one with exactly the formula ``types``) and, for latent methods,
     each code's final objective. ``method``: pxrdnet | cdvae-search | random (see module doc)."""
-    from nanosolve.models.pxrdnet.sample import decode_formula, optimize_latents, random_candidates
+    lists, losses = generate_candidate_lists(model, np.asarray(y)[None], np.asarray(mask)[None], [types], method, k,
+                                             steps, n_step_each, seed)
+    return lists[0], losses[0]
+
+
+def generate_candidate_lists(model, ys, masks, types_list, method: str = "pxrdnet", k: int = 100,
+                             steps: int | None = None, n_step_each: int | None = None, seed: int = 0,
+                             chunk: int = 64) -> tuple[list[list[Crystal]], list[np.ndarray | None]]:
+    """:func:`generate_candidates` for C patterns ``ys`` / ``masks`` [C, P] with one formula each:
+    ``chunk`` patterns share one latent optimisation and one decoding batch (the benchmark's
+    throughput); returns C lists of ``k`` crystals and C per-code objectives (None for random)."""
+    from nanosolve.models.cdvae.sample import decode
+    from nanosolve.models.pxrdnet.sample import optimize_latents_batch, random_candidates
 
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if method == "random":
-        return random_candidates(model, types, k, seed=seed), None
-    # CDVAE-Search: the same codes, drawn from the prior and decoded without optimisation
-    fit = optimize_latents(model, y, mask, types, k=k, steps=0 if method == "cdvae-search" else steps, seed=seed)
-    return decode_formula(model, fit.z, types, n_step_each=n_step_each, seed=seed, name=method), fit.loss
+    k = int(k)
+    lists, losses = [], []
+    for s in range(0, len(ys), chunk):
+        tl = types_list[s:s + chunk]
+        if method == "random":
+            lists += [random_candidates(model, t, k, seed=seed + s + i) for i, t in enumerate(tl)]
+            losses += [None] * len(tl)
+            continue
+        # CDVAE-Search: the same codes, drawn from the prior and decoded without optimisation
+        fit = optimize_latents_batch(model, ys[s:s + chunk], masks[s:s + chunk], tl, k,
+                                     steps=0 if method == "cdvae-search" else steps, seed=seed + s)
+        crystals = decode(model, fit.z, atom_types=[list(t) for t in tl for _ in range(k)], n_step_each=n_step_each,
+                          seed=seed + s, names=[f"{method}_{i:03d}" for _ in tl for i in range(k)], batch_size=512)
+        lists += [crystals[i * k:(i + 1) * k] for i in range(len(tl))]
+        losses += [np.asarray(fit.loss[i * k:(i + 1) * k]) for i in range(len(tl))]
+    return lists, losses
 
 
 def rank_candidates(crystals, y, mask, size: float, size_model: str = "pxrdnet", method: str = "pxrdnet",

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nanosolve.solve.pxrd import METHODS, profile_r, rank_candidates, refine_candidates
+from nanosolve.solve.pxrd import METHODS, generate_candidate_lists, profile_r, rank_candidates, refine_candidates
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
 
@@ -40,25 +40,6 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
     perm = np.random.default_rng(seed).permutation(n)
     out = np.empty(n, dtype=np.int64)
     out[perm] = np.roll(perm, -1)
-    return out
-
-
-def _candidates(model, ys, masks, types_list, method, k, steps, n_step_each, seed, chunk=64):
-    """One list of K crystals per input (batched latent optimisation / decoding)."""
-    from nanosolve.models.cdvae.sample import decode
-    from nanosolve.models.pxrdnet.sample import optimize_latents_batch, random_candidates
-
-    out = []
-    for s in range(0, len(ys), chunk):
-        tl = types_list[s:s + chunk]
-        if method == "random":
-            out += [random_candidates(model, t, k, seed=seed + s + i) for i, t in enumerate(tl)]
-            continue
-        fit = optimize_latents_batch(model, ys[s:s + chunk], masks[s:s + chunk], tl, k,
-                                     steps=0 if method == "cdvae-search" else steps, seed=seed + s)
-        crystals = decode(model, fit.z, atom_types=[list(t) for t in tl for _ in range(k)], n_step_each=n_step_each,
-                          seed=seed + s, batch_size=512)
-        out += [crystals[i * k:(i + 1) * k] for i in range(len(tl))]
     return out
 
 
@@ -102,7 +83,8 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
             if kind == "shuffled" and method != "pxrdnet":
                 cands_by_kind[kind] = cands_by_kind["input"]  # candidates do not depend on the pattern
             else:
-                cands_by_kind[kind] = _candidates(model, inp, masks, types_list, method, k, steps, n_step_each, seed)
+                cands_by_kind[kind] = generate_candidate_lists(model, inp, masks, types_list, method, k, steps,
+                                                               n_step_each, seed)[0]
             for i, truth in enumerate(crystals):
                 ranked = rank_candidates(cands_by_kind[kind][i], inp[i], masks[i], cfg.size, cfg.size_model, method)
                 rec = {"index": i, "formula": truth.formula, "method": method, "input": kind,
