@@ -216,6 +216,7 @@ MODEL_TASKS = [
     ("mlp", "p2p_xrd_crystal_system", "dot"), ("mlp", "gen_xrd_unit_cell", "dot"),
     ("localenv", "graph_space_group", "dot"), ("signalnet", "gen_xrd_unit_cell", "dot"),
     ("signalnet", "p2p_xpdf_space_group", "dot"), ("cfconv", "edge_bond_length", "distance"),
+    ("pairdist", "graph_saxs", "dot"), ("pairdist", "graph_npdf", "dot"),
 ]
 
 
@@ -295,6 +296,42 @@ def test_node_position_reaches_mean_baseline(store_path):
     assert mae(y, to_prediction(task, model(b))) > 0.5  # and, as expected, no better than that by far
 
 
+def test_pair_histogram_matches_brute_force():
+    from nanosolve.models.chili_bench.pairdist import pair_histogram
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 4, (9, 3))
+    w = rng.uniform(0.5, 2, (9, 2))
+    expect = np.zeros((10, 2))
+    for i in range(9):
+        for j in range(i + 1, 9):
+            b = min(int(np.linalg.norm(pos[i] - pos[j]) / 0.5), 9)  # beyond 5 Å: the last bin
+            expect[b] += w[i] * w[j]
+    got = pair_histogram(torch.tensor(pos, dtype=torch.float32), torch.tensor(w, dtype=torch.float32), 0.5, 10)
+    np.testing.assert_allclose(got.numpy(), expect, rtol=1e-5)
+    assert pair_histogram(torch.zeros(1, 3), torch.ones(1, 2), 0.5, 10).abs().sum() == 0
+
+
+def test_pairdist_is_rotation_invariant_and_repeats_its_evaluation(store_path):
+    from scipy.spatial.transform import Rotation
+
+    task = TASKS["graph_saxs"]
+    ds = ChiliDataset(store_path, fields=task.fields)
+    b = next(iter(DataLoader(ds[:4], batch_size=4)))
+    torch.manual_seed(0)
+    model = make_model("pairdist", task, hidden=16).eval()
+    model.eval_atoms = 20  # smaller than the particles: the evaluation subset must still repeat
+    assert int(b.n_atoms.max()) > 20
+    rot = torch.tensor(Rotation.random(random_state=1).as_matrix(), dtype=torch.float32)
+    turned = b.clone()
+    turned.pos_abs = b.pos_abs.float() @ rot.T
+    with torch.no_grad():
+        first, again, rotated = model(b), model(b), model(turned)
+    assert torch.equal(first, again)
+    torch.testing.assert_close(rotated, first, atol=1e-4, rtol=1e-4)
+    assert first.shape == (4, task.out_dim)
+
+
 def test_every_model_listed_is_covered():
     # the template model has its own loss and decoding: tests/test_chili_templates.py
     assert {m for m, _, _ in MODEL_TASKS} | {"templates"} == set(MODELS)
@@ -313,6 +350,8 @@ def test_make_model_rejects_bad_combinations(ds):
         make_model("signalnet", TASKS["graph_saxs"], in_channels=7)
     with pytest.raises(InputError, match="localenv classifies"):
         make_model("localenv", TASKS["graph_saxs"], in_channels=7)
+    with pytest.raises(InputError, match="pairdist maps"):
+        make_model("pairdist", TASKS["node_position"], in_channels=4)
     with pytest.raises(InputError, match="in_channels"):
         make_model("gcn", TASKS["graph_saxs"])
 

@@ -21,7 +21,8 @@ from nanosolve.models.chili_bench import build_inputs, get_task, make_model
 from nanosolve.models.chili_bench.metrics import mae, masked_mae, mse, position_mae, weighted_f1
 from nanosolve.models.chili_bench.results import format_cell, render_markdown, summarize
 from nanosolve.models.chili_bench.runner import (RESULTS_FILE, RunConfig, _append_line, load_fields, load_task_data,
-                                                 plan_runs, read_result_lines, run_dir, run_many, run_one)
+                                                 plan_runs, read_result_lines, resolve_model, run_dir, run_many,
+                                                 run_one)
 
 torch.set_num_threads(1)
 GEN = "gen_xrd_unit_cell"
@@ -260,6 +261,12 @@ def test_plan_and_config_errors(store_path, tmp_path):
     assert len(every) == 3 * (2 + 9) + 8 * (1 + 9) + 6 * 3 + 6 * 4 + 3 * 3 == 164
     with pytest.raises(InputError, match="does not apply"):
         _cfg(store_path, task=GEN, model="gcn").validate()
+    # ours per kind of task
+    assert resolve_model("ours", get_task("graph_xpdf")) == ("pairdist", "dot")
+    assert resolve_model("ours", get_task("graph_space_group")) == ("localenv", "dot")
+    assert resolve_model("ours", get_task("edge_bond_length")) == ("cfconv", "distance")
+    assert resolve_model("ours", get_task(GEN)) == ("templates", "dot")
+    assert resolve_model("ours", get_task("p2p_xrd_cell_params")) == ("signalnet", "dot")
     first, _ = run_one(_cfg(store_path, model="mean"), tmp_path)
     # a baseline is fitted, not trained: training settings do not make it a different run, its split does
     again, status = run_one(_cfg(store_path, model="mean", batch_size=4, steps_per_epoch=7), tmp_path)

@@ -3,8 +3,9 @@
 * Encoders: PyG's GCN, PMLP, GraphSAGE, GAT, GraphUNet, GIN, EdgeCNN
   (``torch_geometric.nn.models``), a plain MLP, and ``cfconv``, a SchNet-style continuous-filter
   convolution over bond lengths, and ``localenv`` (:mod:`.local`), a crop-trained
-  local-environment classifier, ``signalnet`` (:mod:`.signal`), a 1-D CNN for signal inputs, and
-  ``templates`` (:mod:`.template`), that CNN scoring a library of training structures.
+  local-environment classifier, ``signalnet`` (:mod:`.signal`), a 1-D CNN for signal inputs,
+  ``templates`` (:mod:`.template`), that CNN scoring a library of training structures, and
+  ``pairdist`` (:mod:`.pairdist`), an MLP on the weighted histogram of all pair distances.
 * Heads (CHILI): graph = concat(mean, sum, max pooling) -> Linear -> ReLU -> Linear;
   node = Linear -> ReLU -> Linear; edge = dot product of the two node embeddings (``"dot"``, as
   in the paper) or ``"distance"``, an MLP on (h_i * h_j, |h_i - h_j|), symmetric in i, j, plus
@@ -36,7 +37,7 @@ __all__ = ["MODELS", "make_model", "ChiliModel", "CFConvEncoder", "RadialBasis",
 
 _PYG_BASIC = {"gcn": "GCN", "graphsage": "GraphSAGE", "gat": "GAT", "gin": "GIN", "edgecnn": "EdgeCNN"}
 MODELS = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn", "mlp", "cfconv", "localenv", "signalnet",
-          "templates")
+          "templates", "pairdist")
 EDGE_HEADS = ("dot", "distance")
 
 
@@ -263,6 +264,12 @@ def make_model(name: str, task: Task, hidden: int = 64, layers: int = 3, edge_he
         from nanosolve.models.chili_bench.local import LocalEnvNet  # local.py builds on this module
 
         return LocalEnvNet(task.out_dim, hidden=hidden, layers=layers)
+    if name == "pairdist":
+        if task.input_level != "node" or task.level != "graph" or "pos_abs" not in task.inputs:
+            raise InputError(f"pairdist maps a particle's positions to a graph-level value; not task {task.name}")
+        from nanosolve.models.chili_bench.pairdist import PairDistanceNet  # pairdist.py builds on this module
+
+        return PairDistanceNet(task.out_dim, hidden=hidden)
     if in_channels is None:
         if sample is None:
             raise InputError("give in_channels or a sample graph to infer the input width")

@@ -88,7 +88,8 @@ def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, 
     takes the lengths from the input positions and ends in the distance-aware edge head (an MLP on
     h_i * h_j, |h_i - h_j| and the expanded |r_i - r_j|) instead of the paper's dot product. On crystal-system
     and space-group classification it is ``localenv`` (:mod:`.local`), trained on particle crops;
-    on signal-input tasks ``signalnet`` (:mod:`.signal`), a 1-D CNN, which on structure generation
+    on signal regression from the particle ``pairdist`` (:mod:`.pairdist`), an MLP on the
+    weighted histogram of all pair distances; on signal-input tasks ``signalnet`` (:mod:`.signal`), a 1-D CNN, which on structure generation
     scores a library of training structures (``templates``, :mod:`.template`).
     """
     if model == "ours":
@@ -96,6 +97,8 @@ def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, 
             return "cfconv", "distance"
         if task.is_particle_classification:
             return "localenv", "dot"
+        if task.level == "graph" and task.input_level == "node":  # signals simulated from the particle
+            return "pairdist", "dot"
         if task.input_level == "graph":
             return ("templates" if task.loss == "masked_mse" else "signalnet"), "dot"
         return "cfconv", "dot"
