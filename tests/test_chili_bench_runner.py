@@ -185,7 +185,7 @@ def test_ours_trains_on_crops_and_scores_crop_averages(store_path, tmp_path):
     assert np.isfinite(edge["value"]) and edge["value"] > 0
     # crops apply to particle classification and bonds only: elsewhere the setting is ignored
     other, _ = run_one(_cfg(store_path, task="graph_saxs", model="ours", max_epochs=1, crop_atoms=20), tmp_path)
-    assert other["crop_atoms"] == 0 and other["arch"] == "cfconv"
+    assert other["crop_atoms"] == 0 and other["arch"] == "pairdist"
     with pytest.raises(InputError, match="crop_atoms"):
         _cfg(store_path, task="graph_crystal_system", model="ours", crop_atoms=2).validate()
 
