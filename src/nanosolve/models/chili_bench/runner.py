@@ -89,8 +89,9 @@ def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, 
     h_i * h_j, |h_i - h_j| and the expanded |r_i - r_j|) instead of the paper's dot product. On crystal-system
     and space-group classification it is ``localenv`` (:mod:`.local`), trained on particle crops;
     on signal regression from the particle ``pairdist`` (:mod:`.pairdist`), an MLP on the
-    weighted histogram of all pair distances; on signal-input tasks ``signalnet`` (:mod:`.signal`), a 1-D CNN, which on structure generation
-    scores a library of training structures (``templates``, :mod:`.template`).
+    weighted histogram of all pair distances; on signal-input tasks ``signalnet``
+    (:mod:`.signal`), a 1-D CNN, which on structure generation scores a library of training
+    structures (``templates``, :mod:`.template`).
     """
     if model == "ours":
         if task.target == "edge_attr":
