@@ -9,7 +9,7 @@ from torch_geometric.loader import DataLoader
 
 from nanosolve.datasets.chili.generate import dataset_attrs, generate
 from nanosolve.datasets.chili.recipe import chili3k_tasks
-from nanosolve.datasets.pyg import ChiliDataset
+from nanosolve.datasets.pyg import ChiliData, ChiliDataset
 from nanosolve.datasets.splits import random_split
 from nanosolve.datasets.storage import GraphStore
 from nanosolve.errors import InputError
@@ -296,39 +296,64 @@ def test_node_position_reaches_mean_baseline(store_path):
     assert mae(y, to_prediction(task, model(b))) > 0.5  # and, as expected, no better than that by far
 
 
-def test_pair_histogram_matches_brute_force():
-    from nanosolve.models.chili_bench.pairdist import pair_histogram
+def test_pair_fields_and_weighted_histogram_match_brute_force():
+    from nanosolve.models.chili_bench.pairdist import PairDistanceNet, pair_fields
 
     rng = np.random.default_rng(0)
     pos = rng.uniform(0, 4, (9, 3))
-    w = rng.uniform(0.5, 2, (9, 2))
-    expect = np.zeros((10, 2))
+    z = np.array([30, 79, 30, 8, 79, 30, 8, 8, 30])
+    bw, nb = 0.5, 10  # r_max 5 Å: farther pairs land in the last bin
+    expect = {}
     for i in range(9):
         for j in range(i + 1, 9):
-            b = min(int(np.linalg.norm(pos[i] - pos[j]) / 0.5), 9)  # beyond 5 Å: the last bin
-            expect[b] += w[i] * w[j]
-    got = pair_histogram(torch.tensor(pos, dtype=torch.float32), torch.tensor(w, dtype=torch.float32), 0.5, 10)
-    np.testing.assert_allclose(got.numpy(), expect, rtol=1e-5)
-    assert pair_histogram(torch.zeros(1, 3), torch.ones(1, 2), 0.5, 10).abs().sum() == 0
+            key = tuple(sorted((int(z[i]), int(z[j]))))
+            b = min(int(np.linalg.norm(pos[i] - pos[j]) / bw), nb - 1)
+            expect.setdefault(key, np.zeros(nb))[b] += 1
+    counts, index = pair_fields(torch.tensor(pos), torch.tensor(z), bw, bw * nb)
+    assert counts.shape == (6, nb) and index.shape == (2, 6)  # 3 elements: 6 element pairs
+    got = {tuple(sorted((int(z[a]), int(z[b])))): c.numpy() for (a, b), c in zip(index.T.tolist(), counts)}
+    assert set(got) == set(expect)
+    for key in expect:
+        np.testing.assert_array_equal(got[key], expect[key])
+    assert counts.sum() == 36
+    # the model's histogram = the per-atom-weighted histogram of all pairs, weights w(element)
+    torch.manual_seed(0)
+    net = PairDistanceNet(3, hidden=8, channels=2, bin_width=bw, r_max=bw * nb)
+    x = torch.tensor(np.c_[z, np.ones((9, 3))], dtype=torch.float32)
+    data = ChiliData(x=x, pos_abs=torch.tensor(pos, dtype=torch.float32))
+    with torch.no_grad():
+        w = torch.nn.functional.softplus(net.atom_weights(net.elements(x))).double().numpy()
+        feats = net.features(data)[0, :2 * nb].reshape(2, nb).double().numpy()
+    hist = np.zeros((nb, 2))
+    for i in range(9):
+        for j in range(i + 1, 9):
+            hist[min(int(np.linalg.norm(pos[i] - pos[j]) / bw), nb - 1)] += w[i] * w[j]
+    np.testing.assert_allclose(feats, (hist / hist.sum(0) * nb ** 0.5).T, rtol=1e-5)
+    one = pair_fields(torch.zeros(1, 3), torch.tensor([8]), bw, bw * nb)
+    assert one[0].shape == (0, nb) and one[1].shape == (2, 0)
 
 
-def test_pairdist_is_rotation_invariant_and_repeats_its_evaluation(store_path):
+def test_pairdist_is_rotation_invariant_and_reads_precomputed_pairs(store_path):
     from scipy.spatial.transform import Rotation
+    from torch_geometric.data import Batch
+
+    from nanosolve.models.chili_bench.pairdist import add_pair_fields
 
     task = TASKS["graph_saxs"]
     ds = ChiliDataset(store_path, fields=task.fields)
-    b = next(iter(DataLoader(ds[:4], batch_size=4)))
+    graphs = [ds[i] for i in range(4)]
+    b = Batch.from_data_list(graphs)
     torch.manual_seed(0)
     model = make_model("pairdist", task, hidden=16).eval()
-    model.eval_atoms = 20  # smaller than the particles: the evaluation subset must still repeat
-    assert int(b.n_atoms.max()) > 20
     rot = torch.tensor(Rotation.random(random_state=1).as_matrix(), dtype=torch.float32)
     turned = b.clone()
     turned.pos_abs = b.pos_abs.float() @ rot.T
+    # what the runner caches (pair_index offset per graph by PyG's batching) gives the same output
+    cached = Batch.from_data_list([add_pair_fields(g.clone()) for g in graphs])
     with torch.no_grad():
-        first, again, rotated = model(b), model(b), model(turned)
-    assert torch.equal(first, again)
+        first, rotated, from_cache = model(b), model(turned), model(cached)
     torch.testing.assert_close(rotated, first, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(from_cache, first)
     assert first.shape == (4, task.out_dim)
 
 

@@ -76,6 +76,29 @@ def test_field_cache_matches_store_and_survives_damage(store_path, tmp_path):
     assert info3["source"] == "store" and torch.equal(c3["x"]["data"], c1["x"]["data"])
 
 
+def test_pair_counts_are_derived_once_and_cached(store_path, tmp_path):
+    from nanosolve.models.chili_bench.pairdist import pair_fields
+
+    fields = ["pair_counts", "pair_index"]
+    c1, _, info1 = load_fields(store_path, fields, tmp_path)
+    assert info1["source"] == "store" and set(c1) == set(fields)  # the sources (pos_abs, x) are not returned
+    c2, _, info2 = load_fields(store_path, fields, tmp_path)
+    assert info2["source"] == "cache" and torch.equal(c1["pair_counts"]["data"], c2["pair_counts"]["data"])
+    data = load_task_data(store_path, get_task("graph_saxs"), ("pairdist",), tmp_path)
+    ds = ChiliDataset(store_path, fields=("x", "pos_abs"))
+    for i in (0, len(ds) - 1):
+        counts, index = pair_fields(ds[i].pos_abs, ds[i].x[:, 0])
+        assert torch.equal(data.items[i].pair_counts, counts) and torch.equal(data.items[i].pair_index, index)
+        assert counts.sum() == ds[i].num_nodes * (ds[i].num_nodes - 1) // 2
+    # counts cached on other bins are recomputed, not read with the wrong meaning
+    fp = next(tmp_path.rglob("pair_counts.pt"))
+    stale = load_checkpoint(fp)
+    stale["bin_width"] = 0.1
+    torch.save(stale, fp)
+    _, _, info3 = load_fields(store_path, fields, tmp_path)
+    assert info3["source"] == "mixed"
+
+
 def test_signal_task_data_is_stacked(store_path):
     task = get_task("gen_xrd_pos_abs")
     data = load_task_data(store_path, task)

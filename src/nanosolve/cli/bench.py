@@ -79,8 +79,9 @@ def chili(
                 c = ev["config"]
                 progress.update(overall, completed=ev["index"], info=f"{c.task} / {c.model} / seed {c.seed}")
                 progress.reset(current, total=1, description="run", info="")
-            elif kind == "load":
-                progress.update(current, description="loading graphs", total=ev["total"], completed=ev["done"])
+            elif kind in ("load", "pairs"):
+                what = "loading graphs" if kind == "load" else "pair-distance counts"
+                progress.update(current, description=what, total=ev["total"], completed=ev["done"])
             elif kind == "step":
                 progress.update(current, description="training (s)", total=ev["budget"], completed=ev["elapsed"],
                                 info=f"epoch {ev['epoch'] + 1} step {ev['step']} loss {ev['loss']:.4g}")

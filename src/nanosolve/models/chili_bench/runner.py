@@ -255,7 +255,37 @@ def _store_id(path: Path) -> str:
 
 
 def _cat_dim(name: str) -> int:
-    return 1 if name.endswith("edge_index") else 0  # [2, E] graphs; everything else row-stacked
+    return 1 if name.endswith("_index") else 0  # [2, E] edge / pair indices; everything else row-stacked
+
+
+# Fields computed from stored ones once and cached like them: name -> the stored fields they need.
+DERIVED_FIELDS = {"pair_counts": ("pos_abs", "x"), "pair_index": ("pos_abs", "x")}
+
+
+def _concat(ts: list[Tensor], name: str, kind: str) -> dict:
+    d = _cat_dim(name) if kind == "array" else 0
+    sizes = torch.tensor([t.shape[d] for t in ts], dtype=torch.int64)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes, 0)])
+    return {"format": CACHE_FORMAT, "data": torch.cat(ts, dim=d), "ptr": ptr, "dim": d, "kind": kind, "n": len(ts)}
+
+
+def _derive_pair_fields(loaded: dict[str, dict], progress: Progress | None) -> dict[str, dict]:
+    """``pair_counts`` / ``pair_index`` of every graph (:func:`~.pairdist.pair_fields`): the
+    O(N²) pass over each particle's pairs that ``pairdist`` would otherwise repeat every step."""
+    from nanosolve.models.chili_bench.pairdist import BIN_WIDTH, R_MAX, pair_fields
+
+    pos, x = loaded["pos_abs"], loaded["x"]
+    counts, index = [], []
+    for i in range(pos["n"]):
+        lo, hi = int(pos["ptr"][i]), int(pos["ptr"][i + 1])
+        c, ix = pair_fields(pos["data"][lo:hi], x["data"][int(x["ptr"][i]):int(x["ptr"][i + 1]), 0])
+        counts.append(c)
+        index.append(ix)
+        if progress is not None and (i % 200 == 0 or i == pos["n"] - 1):
+            progress({"kind": "pairs", "done": i + 1, "total": pos["n"]})
+    grid = {"bin_width": BIN_WIDTH, "r_max": R_MAX}
+    return {"pair_counts": {**_concat(counts, "pair_counts", "array"), **grid},
+            "pair_index": {**_concat(index, "pair_index", "array"), **grid}}
 
 
 def _read_fields_from_store(store, rows, fields: list[str], progress: Progress | None) -> dict[str, dict]:
@@ -281,14 +311,26 @@ def _read_fields_from_store(store, rows, fields: list[str], progress: Progress |
             parts[f].append(t)
         if progress is not None and (k % 200 == 0 or k == n - 1):
             progress({"kind": "load", "done": k + 1, "total": n})
-    out = {}
-    for f, ts in parts.items():
-        d = _cat_dim(f) if kinds[f] == "array" else 0
-        sizes = torch.tensor([t.shape[d] for t in ts], dtype=torch.int64)
-        ptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes, 0)])
-        out[f] = {"format": CACHE_FORMAT, "data": torch.cat(ts, dim=d), "ptr": ptr, "dim": d,
-                  "kind": kinds[f], "n": len(ts)}
-    return out
+    return {f: _concat(ts, f, kinds[f]) for f, ts in parts.items()}
+
+
+def _cached_field(fp: Path, n: int, derived: bool) -> dict | None:
+    """A cache file's field if it is intact, of this format and for ``n`` graphs (and, if derived,
+    on the current pair-distance bins); else None, and it is rebuilt."""
+    if not fp.is_file():
+        return None
+    try:
+        c = load_checkpoint(fp)
+    except InputError:
+        return None
+    if not (isinstance(c, dict) and c.get("format") == CACHE_FORMAT and c.get("n") == n):
+        return None
+    if derived:
+        from nanosolve.models.chili_bench.pairdist import BIN_WIDTH, R_MAX
+
+        if (c.get("bin_width"), c.get("r_max")) != (BIN_WIDTH, R_MAX):
+            return None
+    return c
 
 
 def load_fields(store_path: str | os.PathLike, fields: Iterable[str], cache_dir: str | os.PathLike | None = None,
@@ -312,24 +354,25 @@ def load_fields(store_path: str | os.PathLike, fields: Iterable[str], cache_dir:
         loaded: dict[str, dict] = {}
         if cdir is not None:
             for f in fields:
-                fp = cdir / f"{f}.pt"
-                if fp.is_file():
-                    try:
-                        c = load_checkpoint(fp)
-                    except InputError:
-                        continue  # a damaged cache file is rebuilt from the store
-                    if isinstance(c, dict) and c.get("format") == CACHE_FORMAT and c.get("n") == len(rows):
-                        loaded[f] = c
+                c = _cached_field(cdir / f"{f}.pt", len(rows), f in DERIVED_FIELDS)
+                if c is not None:
+                    loaded[f] = c
         missing = [f for f in fields if f not in loaded]
-        if missing:
-            fresh = _read_fields_from_store(store, rows, missing, progress)
-            if cdir is not None:
-                cdir.mkdir(parents=True, exist_ok=True)
-                for f, c in fresh.items():
-                    atomic_torch_save(c, cdir / f"{f}.pt")
-            loaded.update(fresh)
+        derive = [f for f in missing if f in DERIVED_FIELDS]
+        sources = [s for f in derive for s in DERIVED_FIELDS[f]]
+        read = list(dict.fromkeys([f for f in missing if f not in DERIVED_FIELDS]
+                                  + [s for s in sources if s not in loaded]))
+        fresh = _read_fields_from_store(store, rows, read, progress) if read else {}
+        if derive:
+            fresh.update(_derive_pair_fields({**loaded, **fresh}, progress))
+        if cdir is not None and fresh:
+            cdir.mkdir(parents=True, exist_ok=True)
+            for f, c in fresh.items():
+                atomic_torch_save(c, cdir / f"{f}.pt")
+        loaded.update(fresh)
         source = "store" if len(missing) == len(fields) else "cache" if not missing else "mixed"
-        return loaded, [r[2] for r in rows], {"seconds": time.perf_counter() - t0, "source": source, "store_id": sid}
+        return ({f: loaded[f] for f in fields}, [r[2] for r in rows],
+                {"seconds": time.perf_counter() - t0, "source": source, "store_id": sid})
     finally:
         store.close()
 
@@ -388,6 +431,8 @@ def task_fields(task: Task, arch: str | None) -> list[str]:
         fields.append("edge_attr")
     if task.level == "edge":
         fields.append("pos_abs")  # where crops are cut (and an input of the bond-length task)
+    if arch == "pairdist":
+        fields += ["pair_counts", "pair_index"]
     return list(dict.fromkeys(fields))
 
 
