@@ -410,6 +410,10 @@ def test_crop_keeps_nearest_atoms_and_their_bonds(store_path):
     assert int(c.crystal_system_number) == int(big.crystal_system_number)
     # a small particle is returned whole; the network is invariant to a rotation of the crop
     assert crop_graph(big, n + 1) is big
+    # the whole particle's cached pair counts do not describe a crop: dropped, pairdist recounts
+    from nanosolve.models.chili_bench.pairdist import add_pair_fields
+
+    assert "pair_counts" not in crop_graph(add_pair_fields(big.clone()), k, center=5)
     net = LocalEnvNet(7, hidden=16, layers=2).eval()
     q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
     rot = c.clone()

@@ -51,6 +51,8 @@ def crop_graph(item, n_keep: int, generator: torch.Generator | None = None, cent
             out[key] = ei
         elif key == "edge_attr":
             out[key] = ea
+        elif key in ("pair_counts", "pair_index"):
+            continue  # the whole particle's pairs (runner cache): pairdist recounts the crop's own
         else:
             out[key] = value
     out.n_atoms = torch.tensor(n_keep)

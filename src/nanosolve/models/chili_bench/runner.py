@@ -339,6 +339,7 @@ def load_fields(store_path: str | os.PathLike, fields: Iterable[str], cache_dir:
 
     Cached per field in ``cache_dir/<store-id>/<field>.pt`` when ``cache_dir`` is given; a field
     missing from the cache is read from the store (all missing fields in one pass) and saved.
+    :data:`DERIVED_FIELDS` are computed from the stored fields they need and cached the same way.
     ``info``: ``{"seconds", "source": "cache"|"store"|"mixed", "store_id"}``.
     """
     t0 = time.perf_counter()
