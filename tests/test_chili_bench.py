@@ -337,7 +337,7 @@ def test_pairdist_is_rotation_invariant_and_reads_precomputed_pairs(store_path):
     from scipy.spatial.transform import Rotation
     from torch_geometric.data import Batch
 
-    from nanosolve.models.chili_bench.pairdist import add_pair_fields
+    from nanosolve.models.chili_bench.pairdist import PairDistanceNet, add_pair_fields
 
     task = TASKS["graph_saxs"]
     ds = ChiliDataset(store_path, fields=task.fields)
@@ -355,6 +355,8 @@ def test_pairdist_is_rotation_invariant_and_reads_precomputed_pairs(store_path):
     torch.testing.assert_close(rotated, first, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(from_cache, first)
     assert first.shape == (4, task.out_dim)
+    with pytest.raises(InputError, match="bins"):  # counts cached on other bins are refused
+        PairDistanceNet(task.out_dim, hidden=16, bin_width=0.1)(cached)
 
 
 def test_every_model_listed_is_covered():

@@ -30,6 +30,7 @@ from ase.data import chemical_symbols
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from nanosolve.errors import InputError
 from nanosolve.models.chili_bench.gnns import ElementEmbedding
 
 __all__ = ["PairDistanceNet", "pair_fields", "add_pair_fields", "BIN_WIDTH", "R_MAX"]
@@ -55,15 +56,16 @@ def pair_fields(pos: Tensor, z: Tensor, bin_width: float = BIN_WIDTH, r_max: flo
     z = z.reshape(-1).round().long()
     if pos.shape[0] < 2:
         return torch.zeros(0, nb), torch.zeros(2, 0, dtype=torch.int64)
-    hist = PairHistogram.from_particle(pos.detach().double(), dr=bin_width, species=[chemical_symbols[int(v)] for v in z],
-                                       n_threads=1)
+    symbols = [chemical_symbols[int(v)] for v in z]
+    # a distance exactly on a bin edge may round into either bin: 0.05 Å is not a power of two
+    hist = PairHistogram.from_particle(pos.detach().double(), dr=bin_width, species=symbols, n_threads=1)
     counts = hist.moments[:, 0, :]  # Σ o_i o_j with occupancies 1: the number of pairs per bin
     if counts.shape[1] > nb:
         counts = torch.cat([counts[:, :nb - 1], counts[:, nb - 1:].sum(1, keepdim=True)], 1)
     counts = F.pad(counts, (0, nb - counts.shape[1])).float()
     first = {}
-    for i, v in enumerate(z.tolist()):
-        first.setdefault(chemical_symbols[v], i)
+    for i, sym in enumerate(symbols):
+        first.setdefault(sym, i)
     index = torch.tensor([[first[a], first[b]] for a, b in hist.element_pairs], dtype=torch.int64).T
     return counts, index.reshape(2, -1)
 
@@ -96,7 +98,7 @@ class PairDistanceNet(nn.Module):
         counts = getattr(data, "pair_counts", None)
         if counts is not None:
             if counts.shape[-1] != self.n_bins:
-                raise ValueError(f"pair_counts have {counts.shape[-1]} bins; this model reads {self.n_bins}")
+                raise InputError(f"pair_counts have {counts.shape[-1]} bins; this model reads {self.n_bins}")
             return counts.float(), data.pair_index
         parts = [pair_fields(data.pos_abs[lo:hi], data.x[lo:hi, 0], self.bin_width, self.r_max)
                  for lo, hi in zip(ptr[:-1], ptr[1:])]
