@@ -269,10 +269,17 @@ def _concat(ts: list[Tensor], name: str, kind: str) -> dict:
     return {"format": CACHE_FORMAT, "data": torch.cat(ts, dim=d), "ptr": ptr, "dim": d, "kind": kind, "n": len(ts)}
 
 
+def _pair_grid() -> dict:
+    """The bins derived pair fields are counted on; a cached field on other bins is rebuilt."""
+    from nanosolve.models.chili_bench.pairdist import BIN_WIDTH, R_MAX
+
+    return {"bin_width": BIN_WIDTH, "r_max": R_MAX}
+
+
 def _derive_pair_fields(loaded: dict[str, dict], progress: Progress | None) -> dict[str, dict]:
     """``pair_counts`` / ``pair_index`` of every graph (:func:`~.pairdist.pair_fields`): the
     O(N²) pass over each particle's pairs that ``pairdist`` would otherwise repeat every step."""
-    from nanosolve.models.chili_bench.pairdist import BIN_WIDTH, R_MAX, pair_fields
+    from nanosolve.models.chili_bench.pairdist import pair_fields
 
     pos, x = loaded["pos_abs"], loaded["x"]
     counts, index = [], []
@@ -283,7 +290,7 @@ def _derive_pair_fields(loaded: dict[str, dict], progress: Progress | None) -> d
         index.append(ix)
         if progress is not None and (i % 200 == 0 or i == pos["n"] - 1):
             progress({"kind": "pairs", "done": i + 1, "total": pos["n"]})
-    grid = {"bin_width": BIN_WIDTH, "r_max": R_MAX}
+    grid = _pair_grid()
     return {"pair_counts": {**_concat(counts, "pair_counts", "array"), **grid},
             "pair_index": {**_concat(index, "pair_index", "array"), **grid}}
 
@@ -325,11 +332,8 @@ def _cached_field(fp: Path, n: int, derived: bool) -> dict | None:
         return None
     if not (isinstance(c, dict) and c.get("format") == CACHE_FORMAT and c.get("n") == n):
         return None
-    if derived:
-        from nanosolve.models.chili_bench.pairdist import BIN_WIDTH, R_MAX
-
-        if (c.get("bin_width"), c.get("r_max")) != (BIN_WIDTH, R_MAX):
-            return None
+    if derived and any(c.get(k) != v for k, v in _pair_grid().items()):
+        return None
     return c
 
 
