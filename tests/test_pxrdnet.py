@@ -42,7 +42,8 @@ def tiny_run(tmp_path_factory):
     table = CrystalTable(protos.crystals + perovs, protos.ids + [f"p{i}" for i in range(len(perovs))])
     patterns = simulate_patterns(table, size=10.0, seed=0)
     items = to_pxrd_data(table, patterns)
-    cfg = preset("cpu", max_atoms=20, batch_size=16, latent_dim=32, enc_hidden=32, dec_hidden=32, head_hidden=32)
+    cfg = preset("cpu", max_atoms=20, batch_size=16, latent_dim=32, enc_hidden=32, dec_hidden=32, head_hidden=32,
+                 select_on=("lattice", "coord", "xrd"))
     cfg.extra["elements"] = sorted({s for c in table.crystals for s in c.species})
     out = tmp_path_factory.mktemp("pxrdnet_run")
     res = train(cfg, items[:-6], items[-6:], out, max_epochs=6, seed=0)
@@ -81,6 +82,29 @@ def test_joint_training_lowers_both_losses(tiny_run):
     assert h[-1]["train_loss"] < h[0]["train_loss"]
     assert h[-1]["train_xrd"] < h[0]["train_xrd"]  # the regressor learns the patterns
     assert all("val_xrd" in r for r in h)
+
+
+def test_best_weights_are_selected_on_the_terms_a_solve_uses(tiny_run):
+    out, res, _, _ = tiny_run
+    cfg = res.config
+    assert cfg.select_on == ("lattice", "coord", "xrd") and preset("cpu").select_on == ()
+    h = res.history
+    for r in h:
+        expected = cfg.cost_lattice * r["val_lattice"] + cfg.cost_coord * r["val_coord"] + cfg.cost_xrd * r["val_xrd"]
+        assert r["monitored"] == pytest.approx(expected)
+    best = min(range(len(h)), key=lambda i: h[i]["monitored"])
+    assert res.best_epoch == h[best]["epoch"] and res.best_val == pytest.approx(h[best]["monitored"])
+    state = torch.load(out / "best.pt", weights_only=True)  # best.pt holds the selected epoch's weights
+    assert len(h) == 6 and 0 <= res.best_epoch < 6 and "fc_xrd.head.weight" in state
+
+
+def test_selecting_on_an_unknown_term_is_refused(tmp_path):
+    table = CrystalTable([_perovskite("Sr", "Ti", 3.9), _perovskite("Ba", "Ti", 4.0)], ["a", "b"])
+    items = to_pxrd_data(table, simulate_patterns(table, size=10.0, seed=0))
+    cfg = preset("cpu", latent_dim=16, enc_hidden=16, dec_hidden=16, head_hidden=16, select_on=("lattice", "bogus"))
+    with pytest.raises(InputError, match="bogus"):
+        train(cfg, items, None, tmp_path / "run", max_epochs=1)
+    assert not (tmp_path / "run" / "best.pt").exists()
 
 
 def test_formula_types():

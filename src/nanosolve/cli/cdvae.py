@@ -121,6 +121,8 @@ def run_training(train_fn, config, train_items, val_items, out: Path, max_minute
             if "val_loss" in rec:
                 info += f"  val {rec['val_loss']:.3f}" + "".join(f" ({k} {rec.get('val_' + k, float('nan')):.4f})"
                                                                 for k in extra_keys)
+            if config.select_on:
+                info += f"  selected on {'+'.join(config.select_on)}: {rec['monitored']:.3f}"
             progress.update(bar, completed=rec["epoch"] + 1, info=info)
 
         def tick_batch(done: int, n: int):
@@ -128,7 +130,8 @@ def run_training(train_fn, config, train_items, val_items, out: Path, max_minute
 
         result = train_fn(config, train_items, val_items, out, max_minutes=max_minutes, max_epochs=max_epochs,
                           seed=seed, resume=True, progress=tick, batch_progress=tick_batch)
-    return finish_training(out, result, time.perf_counter() - t0, "val loss", digits=4, **summary)
+    label = f"val {'+'.join(config.select_on)}" if config.select_on else "val loss"
+    return finish_training(out, result, time.perf_counter() - t0, label, digits=4, **summary)
 
 
 def _langevin_progress(progress, label: str):

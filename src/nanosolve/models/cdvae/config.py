@@ -82,10 +82,16 @@ class CDVAEConfig(JsonConfig):
     max_epochs: int = 1000
     patience: int = 200  # early stopping: epochs without a lower validation loss
     grad_clip: float = 0.0  # 0 = off
+    # validation terms whose weighted sum picks best.pt and drives early stopping; () = the whole
+    # objective. Lets a model whose use forces some heads' outputs (a PXRDNet solve fixes the number
+    # of atoms, composition and types) select on the terms that still shape its output, e.g.
+    # ("lattice", "coord", "xrd").
+    select_on: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)  # provenance: data path, split, preset
 
     def __post_init__(self):
         self.props = tuple(str(p) for p in self.props)
+        self.select_on = tuple(str(t) for t in self.select_on)
         self.validate()
 
     def validate(self) -> None:

@@ -247,6 +247,15 @@ class CDVAE(nn.Module):
         pattern regressor); none here."""
         return {}
 
+    def term_weights(self) -> dict[str, float]:
+        """Weight of every term :meth:`loss` reports, by name (subclasses add their extra terms)."""
+        cfg = self.cfg
+        weights = {"natom": cfg.cost_natom, "lattice": cfg.cost_lattice, "composition": cfg.cost_composition,
+                   "coord": cfg.cost_coord, "type": cfg.cost_type, "kl": cfg.beta}
+        if self.fc_property is not None:
+            weights["property"] = cfg.cost_property
+        return weights
+
     # ---- training objective ---------------------------------------------------------------
     def loss(self, batch, generator: torch.Generator | None = None, sample_z: bool = True) -> dict:
         """Paper objective on a PyG batch; returns the weighted total ``loss`` and every term.

@@ -7,7 +7,7 @@ Files written to ``out_dir`` (each atomically, every epoch):
 * ``last.pt``      - ``{format, model, optimizer, scheduler, rng, epoch, best_val, best_epoch,
   since_best, history, stopped}``: everything needed to continue bit-for-bit;
 * ``best.pt``      - model state dict (incl. the lattice/property scalers) with the lowest
-  validation loss;
+  validation loss (or weighted sum of the ``select_on`` terms);
 * ``history.json`` - one record of losses per epoch.
 
 Batches are shuffled with a generator seeded by ``(seed, epoch)``; noise comes from torch's global
@@ -95,6 +95,13 @@ def evaluate_loss(model: CDVAE, items: Sequence[Data], batch_size: int = 256, se
     return {k: v / n for k, v in sums.items()}
 
 
+def _monitored(record: dict, part: str, select_on: Sequence[str], weights: dict[str, float]) -> float:
+    """The quantity that picks best.pt: ``{part}_loss``, or the weighted sum of the ``select_on`` terms."""
+    if not select_on:
+        return record[f"{part}_loss"]
+    return sum(weights[t] * record[f"{part}_{t}"] for t in select_on)
+
+
 def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
 
@@ -110,7 +117,8 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
     short is discarded: the run resumes from the last completed epoch);
     ``resume``: continue from ``out_dir/last.pt`` when present; ``progress(record)`` after each
     epoch; ``batch_progress(done, total)`` after each batch.
-    Early stopping: ``config.patience`` epochs without a lower validation loss.
+    Early stopping: ``config.patience`` epochs without a lower validation loss (the weighted sum of
+    the ``config.select_on`` terms when given; each epoch's record holds it as ``monitored``).
     ``model_cls``: the network to build from ``config`` (a CDVAE subclass such as PXRDNet, whose
     extra loss terms are logged under their own names).
     """
@@ -127,6 +135,10 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
     torch.manual_seed(seed)
     model = model_cls(config)
     model.fit_scalers(train_items)
+    weights = model.term_weights()
+    unknown = sorted(set(config.select_on) - set(weights))
+    if unknown:
+        raise InputError(f"select_on names unknown loss terms {unknown}; {model_cls.__name__} has {sorted(weights)}")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if config.scheduler == "cosine_restarts":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
@@ -173,9 +185,8 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
         record.update({f"train_{k}": v / n_seen for k, v in sums.items()})
         if val_items is not None:
             record.update({f"val_{k}": v for k, v in evaluate_loss(model, val_items, config.batch_size).items()})
-            monitored = record["val_loss"]
-        else:
-            monitored = record["train_loss"]
+        monitored = record["monitored"] = _monitored(record, "val" if val_items is not None else "train",
+                                                     config.select_on, weights)
         if not math.isfinite(monitored):
             raise InputError(f"training diverged: monitored loss is {monitored} in epoch {epoch}; lower the lr")
         if config.scheduler == "cosine_restarts":

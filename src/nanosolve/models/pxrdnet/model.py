@@ -63,5 +63,8 @@ class PXRDNet(CDVAE):
             raise ValueError("PXRDNet training data needs an `xrd` pattern per crystal")
         return {"xrd": (self.cfg.cost_xrd, F.l1_loss(self.fc_xrd(z), target.view(len(z), -1)))}
 
+    def term_weights(self) -> dict[str, float]:
+        return {**super().term_weights(), "xrd": self.cfg.cost_xrd}
+
 
 __all__ = ["PXRDNet", "PatternRegressor"]
