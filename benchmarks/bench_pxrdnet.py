@@ -64,6 +64,10 @@ def bench_simulated(run: Path, args) -> dict:
 
     model, cfg = load_model(run)
     crystals, patterns, systems, pick = load_test(run, args.n, args.seed)
+    if args.every > 1:  # a reproducible subset of the same draw, for ablations
+        keep = list(range(0, len(crystals), args.every))
+        crystals, patterns, systems, pick = ([crystals[i] for i in keep], patterns[keep], [systems[i] for i in keep],
+                                             pick[keep])
     t0 = time.perf_counter()
     last = {}
 
@@ -101,7 +105,8 @@ def merge_simulated(parts: list[dict]) -> dict:
 
 
 def bench_timing(run: Path, args) -> dict:
-    """Wall time of ``solve_pxrd`` with the default settings (K 100, the model's steps, top-3 refined)."""
+    """Wall time of ``solve_pxrd`` with the default settings (K 100, the model's steps, the best
+    ``REFINE_TOP`` refined)."""
     from nanosolve.scattering.nano_pxrd import model_grid
     from nanosolve.scattering.pattern import Pattern
     from nanosolve.solve.pxrd import solve_pxrd
@@ -114,7 +119,7 @@ def bench_timing(run: Path, args) -> dict:
         times.append(time.perf_counter() - t0)
     s = res.summary
     return {"seconds": times, "mean": float(np.mean(times)), "threads": torch.get_num_threads(), "k": s["k"],
-            "steps": s["steps"], "n_step_each": s["n_step_each"]}
+            "steps": s["steps"], "n_step_each": s["n_step_each"], "refined": s["refined"]}
 
 
 def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
@@ -137,7 +142,7 @@ def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
             row.update(formula=formula, n_atoms=len(truth), wavelength=pattern.wavelength,
                        tth=[float(pattern.x.min()), float(pattern.x.max())])
             res = solve_pxrd(pattern, formula, run, k=args.k, steps=args.steps, n_step_each=args.n_step_each,
-                             top=3, seed=args.seed)
+                             top=args.refine, seed=args.seed)
             best = res.ranked[0]
             fit = refine_crystal(best.crystal, pattern=pattern, n_restarts=4, seed=args.seed)
             plot_pxrd_fit(fit, out_dir / f"{f.name.split('.')[0]}.png", title=f"{f.name}: top-1 candidate refined")
@@ -188,7 +193,7 @@ def table_md(r: dict) -> str:
     if r.get("timing"):
         t = r["timing"]
         lines += ["", f"Default solve (K = {t.get('k', 100)}, {t.get('steps', 1000)} steps, {t.get('n_step_each', 10)} "
-                      f"Langevin steps per level, top-3 refined): {t['mean']:.1f} s per pattern "
+                      f"Langevin steps per level, top-{t.get('refined', 3)} refined): {t['mean']:.1f} s per pattern "
                       f"({', '.join(f'{x:.1f}' for x in t['seconds'])} s; {t['threads']} torch threads)."]
     if r.get("experimental"):
         lines += ["", "| experimental file | formula (cell) | λ (Å) | R (model grid) | R_wp before | R_wp after | "
@@ -207,6 +212,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--every", type=int, default=1, help="score every N-th of the --n drawn crystals (ablations)")
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--n-step-each", type=int, default=None)

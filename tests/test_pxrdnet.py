@@ -205,6 +205,26 @@ def test_cli_solve_powder(tiny_run, tmp_path):
                             "-o", str(tmp_path / "sol")])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "sol").glob("*.cif"))) == 6 and (tmp_path / "sol" / "summary.json").is_file()
+    assert json.loads((tmp_path / "sol" / "summary.json").read_text())["refined"] == 1
+
+
+def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypatch):
+    from nanosolve.scattering.bragg import simulate_xrd
+    from nanosolve.solve import pxrd
+
+    seen = {}
+
+    def fake_solve(*args, **kwargs):
+        seen.update(kwargs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(pxrd, "solve_pxrd", fake_solve)
+    out, _, _, _ = tiny_run
+    pat = simulate_xrd(_perovskite("Ba", "Ti", 4.0), "CuKa", fwhm=0.1)
+    f = _write_xy(tmp_path / "BaTiO3.xy", pat.x, pat.y, "# wavelength 1.5406\n# 2theta intensity\n")
+    r = runner.invoke(app, ["solve", str(f), "--formula", "BaTiO3", "--model-dir", str(out), "--wavelength", "1.5406"])
+    assert r.exit_code == 2 and "stop here" in r.output
+    assert seen["top"] == pxrd.REFINE_TOP == 10  # the paper keeps (and we refine) the 10 best
 
 
 def _one_error(result) -> str:

@@ -22,7 +22,8 @@ def solve(
                                                                     "file does not give it"),
     steps: int = typer.Option(None, help="powder: latent-optimisation steps (default: the model's)"),
     langevin_steps: int = typer.Option(None, help="powder: Langevin steps per noise level (default: the model's)"),
-    top: int = typer.Option(3, help="powder: best candidates refined against the input (lattice ±20 %, scale; ~1-2 s each)"),
+    top: int = typer.Option(None, help="powder: best candidates refined against the input (lattice ±20 %, scale; "
+                                       "~1-2 s each) [default: nanosolve.solve.pxrd.REFINE_TOP, 10]"),
     method: str = typer.Option("pxrdnet", help="powder: pxrdnet (latent optimisation), cdvae-search (prior "
                                                "samples) or random (random coordinates) — the baselines"),
     broaden: bool = typer.Option(True, "--broaden/--no-broaden", help="powder: broaden sharp measured peaks to the "

@@ -7,8 +7,8 @@ range); K latent codes are optimised against it and the formula
 (:func:`nanosolve.models.pxrdnet.sample.optimize_latents`) — or drawn from the prior for the
 CDVAE-Search baseline, or replaced by random coordinates —, decoded with the formula forced,
 re-simulated with the same broadening and ranked by their fit to the input (R on the mask,
-optimal scale). The best ``refine_top`` are refined (lattice within ±20 %, scale, optionally
-positions) against the input and re-ranked by the refined fit. Nothing here reads a reference
+optimal scale). The best ``top`` (default :data:`REFINE_TOP`) are refined (lattice within ±20 %,
+scale, optionally positions) against the input and re-ranked by the refined fit. Nothing here reads a reference
 structure: the ranking sees the candidates and the data only.
 """
 
@@ -22,6 +22,11 @@ import numpy as np
 
 from nanosolve.errors import InputError
 from nanosolve.structures.crystal import Crystal
+
+#: candidates a solve refines against the input: the paper keeps the 10 that fit best. On 50 held-out
+#: crystals (K = 10) refining all 10 instead of the best 3 lowered best-of-10 R_wp² 0.460 -> 0.407 and
+#: blind top-1 0.710 -> 0.615 for ~1.3 s per extra candidate (README, PXRDNet benchmark).
+REFINE_TOP = 10
 
 METHODS = ("pxrdnet", "cdvae-search", "random")
 
@@ -163,7 +168,7 @@ def prepare_input(pattern, size: float, broaden: bool = True):
 
 
 def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, steps: int | None = None,
-               n_step_each: int | None = None, top: int = 3, seed: int = 0, method: str = "pxrdnet",
+               n_step_each: int | None = None, top: int = REFINE_TOP, seed: int = 0, method: str = "pxrdnet",
                refine_positions: bool = False, broaden: bool = True, out_dir: str | os.PathLike | None = None,
                wavelength=None) -> PXRDSolveResult:
     """Solve a crystal from a powder pattern (file path or Pattern; 2θ needs its wavelength) and the
@@ -190,6 +195,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
                "steps": cfg.opt_steps if steps is None else int(steps), "n_step_each": n_step_each,
                "size": cfg.size, "size_model": cfg.size_model, "broadened": bool(broaden),
                "measured_fraction_of_grid": float(mask.mean()), "seed": int(seed),
+               "refined": int(min(top, len(ranked))),
                "ranking": "R against the input pattern only (model grid, optimal scale; refined R for the top)",
                "seconds": round(time.perf_counter() - t0, 2)}
     result = PXRDSolveResult(ranked, y, mask, q, summary)
@@ -201,5 +207,5 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
 
 
 
-__all__ = ["solve_pxrd", "generate_candidates", "rank_candidates", "refine_candidates", "profile_r", "Candidate",
+__all__ = ["REFINE_TOP", "solve_pxrd", "generate_candidates", "rank_candidates", "refine_candidates", "profile_r", "Candidate",
            "PXRDSolveResult", "METHODS", "prepare_input"]
