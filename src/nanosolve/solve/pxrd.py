@@ -8,8 +8,8 @@ range); K latent codes are optimised against it and the formula
 CDVAE-Search baseline, or replaced by random coordinates —, decoded with the formula forced,
 re-simulated with the same broadening and ranked by their fit to the input (R on the mask,
 optimal scale). The best ``top`` (default :data:`REFINE_TOP`) are refined (lattice within ±20 %,
-scale, optionally positions) against the input and re-ranked by the refined fit. Nothing here reads a reference
-structure: the ranking sees the candidates and the data only.
+scale, optionally positions) against the input and re-ranked by the refined fit. Nothing here
+reads a reference structure: the ranking sees the candidates and the data only.
 """
 
 from __future__ import annotations
@@ -129,8 +129,9 @@ def rank_candidates(crystals, y, mask, size: float, size_model: str = "pxrdnet",
     return out
 
 
-def refine_candidates(ranked: list[Candidate], y, mask, size: float, top: int = 3, refine_positions: bool = False,
-                      seed: int = 0, n_restarts: int = 2, steps: int = 30) -> list[Candidate]:
+def refine_candidates(ranked: list[Candidate], y, mask, size: float, top: int = REFINE_TOP,
+                      refine_positions: bool = False, seed: int = 0, n_restarts: int = 2,
+                      steps: int = 30) -> list[Candidate]:
     """Refine the best ``top`` candidates against the input (model grid; lattice ±20 %, scale,
     optionally positions) and re-rank everything by :attr:`Candidate.score`.
 
@@ -208,5 +209,5 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
 
 
 
-__all__ = ["REFINE_TOP", "solve_pxrd", "generate_candidates", "rank_candidates", "refine_candidates", "profile_r", "Candidate",
-           "PXRDSolveResult", "METHODS", "prepare_input"]
+__all__ = ["REFINE_TOP", "solve_pxrd", "generate_candidates", "rank_candidates", "refine_candidates", "profile_r",
+           "Candidate", "PXRDSolveResult", "METHODS", "prepare_input"]
