@@ -243,8 +243,8 @@ class CDVAE(nn.Module):
         return self.decoder(z, frac, atom_types, lattice, num_atoms, batch, sigma)
 
     def extra_losses(self, batch, z) -> dict:
-        """``{name: (weight, loss)}`` added to the objective by models built on CDVAE (PXRDNet's
-        pattern regressor); none here."""
+        """``{name: loss}`` added to the objective by models built on CDVAE (PXRDNet's pattern
+        regressor), each weighted by :meth:`term_weights`; none here."""
         return {}
 
     def term_weights(self) -> dict[str, float]:
@@ -314,21 +314,16 @@ class CDVAE(nn.Module):
         type_loss = scatter_mean(F.cross_entropy(type_logits, tgt_type, reduction="none") * type_weight,
                                  batch.batch, B).mean()
 
-        total = (cfg.cost_natom * natom_loss + cfg.cost_lattice * lattice_loss + cfg.cost_composition * comp_loss
-                 + cfg.cost_coord * coord_loss + cfg.cost_type * type_loss + cfg.beta * kl)
         out = {"natom": natom_loss, "lattice": lattice_loss, "composition": comp_loss, "coord": coord_loss,
                "type": type_loss, "kl": kl}
-        for name, (weight, value) in self.extra_losses(batch, z).items():  # heads of subclasses (PXRDNet)
-            total = total + weight * value
-            out[name] = value
+        out.update(self.extra_losses(batch, z))  # heads of subclasses (PXRDNet)
         if self.fc_property is not None and getattr(batch, "y", None) is not None:
             y = (batch.y.float() - self.prop_mean) / self.prop_std
             ok = torch.isfinite(y)
             pred = self.fc_property(z)
-            prop_loss = ((pred - torch.nan_to_num(y)) ** 2)[ok].mean() if ok.any() else pred.sum() * 0
-            total = total + cfg.cost_property * prop_loss
-            out["property"] = prop_loss
-        out["loss"] = total
+            out["property"] = ((pred - torch.nan_to_num(y)) ** 2)[ok].mean() if ok.any() else pred.sum() * 0
+        weights = self.term_weights()  # one place for the weights: the objective and best.pt selection
+        out["loss"] = sum(weights[name] * value for name, value in out.items())
         return out
 
 

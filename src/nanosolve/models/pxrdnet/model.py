@@ -61,7 +61,7 @@ class PXRDNet(CDVAE):
         target = getattr(batch, "xrd", None)
         if target is None:
             raise ValueError("PXRDNet training data needs an `xrd` pattern per crystal")
-        return {"xrd": (self.cfg.cost_xrd, F.l1_loss(self.fc_xrd(z), target.view(len(z), -1)))}
+        return {"xrd": F.l1_loss(self.fc_xrd(z), target.view(len(z), -1))}
 
     def term_weights(self) -> dict[str, float]:
         return {**super().term_weights(), "xrd": self.cfg.cost_xrd}
