@@ -41,7 +41,30 @@ EXP = HERE.parents[0].parent / "shared" / "data" / "pxrdnet_experimental"
 PAPER = {"pxrdnet": {"rwp2_best10": 0.325}, "cdvae-search": {"rwp2_best10": 0.647}}
 
 
-def load_test(run: Path, n: int, seed: int):
+def unseen_by(run: Path, test: np.ndarray, others: list[Path]) -> np.ndarray:
+    """The rows of ``test`` (indices into RUN's crystals) that none of the ``others`` (run directories
+    of other models) trained or validated on: reduced formula outside their train and val parts,
+    every element in their vocabulary. Two models trained on different tables can then be compared
+    on crystals that are new to both."""
+    from pymatgen.core import Composition
+
+    listed = json.loads((run / "crystals.json").read_text())
+    seen, known = set(), None
+    for d in others:
+        split = json.loads((d / "split.json").read_text())
+        formulas = [r["formula"] for r in json.loads((d / "crystals.json").read_text())]
+        seen |= {Composition(formulas[i]).reduced_formula for part in ("train", "val") for i in split[part]}
+        vocab = set(json.loads((d / "config.json").read_text())["extra"]["elements"])
+        known = vocab if known is None else known & vocab
+    keep = []
+    for i in test:
+        comp = Composition(listed[i]["formula"])
+        if comp.reduced_formula not in seen and {str(e) for e in comp.elements} <= known:
+            keep.append(i)
+    return np.asarray(keep, dtype=test.dtype)
+
+
+def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None):
     from nanosolve.models.pxrdnet.data import training_table
 
     cfg = json.loads((run / "config.json").read_text())
@@ -54,6 +77,9 @@ def load_test(run: Path, n: int, seed: int):
         raise SystemExit(f"{run}: the rebuilt crystal table does not match crystals.json")
     patterns = np.load(run / "patterns.npy")
     test = np.asarray(json.loads((run / "split.json").read_text())["test"])
+    if unseen:
+        test = unseen_by(run, test, unseen)
+        print(f"  {len(test)} test crystals unseen by {', '.join(map(str, unseen))}", flush=True)
     pick = np.sort(np.random.default_rng(seed).choice(test, min(n, len(test)), replace=False))
     return [table.crystals[i] for i in pick], patterns[pick], [listed[i]["crystal_system"] for i in pick], pick
 
@@ -62,8 +88,11 @@ def bench_simulated(run: Path, args) -> dict:
     from nanosolve.models.pxrdnet.train import load_model
     from nanosolve.solve.pxrd_eval import evaluate
 
-    model, cfg = load_model(run)
-    crystals, patterns, systems, pick = load_test(run, args.n, args.seed)
+    model, cfg = load_model(args.model or run)
+    overrides = solve_overrides(args.set)
+    for key, value in overrides.items():
+        setattr(model.cfg, key, value)
+    crystals, patterns, systems, pick = load_test(run, args.n, args.seed, args.unseen_by)
     if args.every > 1:  # a reproducible subset of the same draw, for ablations
         keep = list(range(0, len(crystals), args.every))
         crystals, patterns, systems, pick = ([crystals[i] for i in keep], patterns[keep], [systems[i] for i in keep],
@@ -79,21 +108,49 @@ def bench_simulated(run: Path, args) -> dict:
     res = evaluate(model, crystals, patterns, methods=args.methods, k=args.k, steps=args.steps,
                    n_step_each=args.n_step_each, seed=args.seed, systems=systems, progress=progress,
                    refine=args.refine, n_restarts=args.n_restarts)
-    return with_aggregates({"n": len(crystals), "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
+    return with_aggregates({"model": str(args.model or run), "overrides": overrides, "unseen_by": [str(d) for d in args.unseen_by or []],
+                            "n": len(crystals), "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
                             "n_step_each": res["n_step_each"], "refine": res["refine"],
-                            "n_restarts": res["n_restarts"], "seconds": res["seconds"], "records": res["records"]})
+                            "n_restarts": res["n_restarts"], "seconds": res["seconds"], "records": res["records"]},
+                           run)
 
 
-def with_aggregates(sim: dict) -> dict:
+def solve_overrides(items: list[str] | None) -> dict:
+    """``--set key=value`` for the solve settings of the model's config (``opt_*``, ``solve_*``)."""
+    from nanosolve.cli.common import parse_overrides
+
+    out = parse_overrides(items)
+    bad = [k for k in out if not k.startswith(("opt_", "solve_"))]
+    if bad:
+        raise SystemExit(f"--set only changes solve settings (opt_*, solve_*), not {', '.join(bad)}")
+    return out
+
+
+def crystal_sources(run: Path, indices) -> list[str]:
+    """Where each of RUN's crystals ``indices`` came from: the data folder of a CSV row (perov_5,
+    carbon_24, ...) or 'AFLOW' for a prototype substitution."""
+    ids = [r["id"] for r in json.loads((run / "crystals.json").read_text())]
+    return [ids[i].split("/")[0] if "/" in ids[i] else "AFLOW" for i in indices]
+
+
+def with_aggregates(sim: dict, run: Path) -> dict:
+    """``sim`` with its means overall, per crystal system and per source (records of results
+    written before sources were recorded get them from RUN's crystal list)."""
     from nanosolve.solve.pxrd_eval import aggregate
 
-    return {**sim, "overall": aggregate(sim["records"]), "by_system": aggregate(sim["records"], by="system")}
+    records = sim["records"]
+    if records and "source" not in records[0]:
+        sources = crystal_sources(run, sim["test_indices"])
+        for r in records:
+            r["source"] = sources[r["index"]]
+    return {**sim, "overall": aggregate(records), "by_system": aggregate(records, by="system"),
+            "by_source": aggregate(records, by="source")}
 
 
-def merge_simulated(parts: list[dict]) -> dict:
+def merge_simulated(parts: list[dict], run: Path) -> dict:
     """One simulated result from runs of the same crystals and settings that each ran some methods
     (e.g. in parallel processes)."""
-    same = ("n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts")
+    same = ("model", "overrides", "unseen_by", "n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts")
     for p in parts[1:]:
         diff = [key for key in same if p.get(key) != parts[0].get(key)]
         if diff:
@@ -101,7 +158,7 @@ def merge_simulated(parts: list[dict]) -> dict:
     merged = {key: parts[0].get(key) for key in same}
     merged["seconds"] = {m: t for p in parts for m, t in p["seconds"].items()}
     merged["records"] = [r for p in parts for r in p["records"]]
-    return with_aggregates(merged)
+    return with_aggregates(merged, run)
 
 
 def bench_timing(run: Path, args) -> dict:
@@ -115,7 +172,8 @@ def bench_timing(run: Path, args) -> dict:
     times = []
     for c, y in zip(crystals, patterns):
         t0 = time.perf_counter()
-        res = solve_pxrd(Pattern(model_grid(), y, kind="xrd", x_unit="q"), cell_formula(c), run, broaden=False)
+        res = solve_pxrd(Pattern(model_grid(), y, kind="xrd", x_unit="q"), cell_formula(c), args.model or run,
+                         broaden=False)
         times.append(time.perf_counter() - t0)
     s = res.summary
     return {"seconds": times, "mean": float(np.mean(times)), "threads": torch.get_num_threads(), "k": s["k"],
@@ -141,8 +199,8 @@ def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
             formula = cell_formula(truth)
             row.update(formula=formula, n_atoms=len(truth), wavelength=pattern.wavelength,
                        tth=[float(pattern.x.min()), float(pattern.x.max())])
-            res = solve_pxrd(pattern, formula, run, k=args.k, steps=args.steps, n_step_each=args.n_step_each,
-                             top=args.refine, seed=args.seed)
+            res = solve_pxrd(pattern, formula, args.model or run, k=args.k, steps=args.steps,
+                             n_step_each=args.n_step_each, top=args.refine, seed=args.seed)
             best = res.ranked[0]
             fit = refine_crystal(best.crystal, pattern=pattern, n_restarts=4, seed=args.seed)
             plot_pxrd_fit(fit, out_dir / f"{f.name.split('.')[0]}.png", title=f"{f.name}: top-1 candidate refined")
@@ -182,14 +240,15 @@ def table_md(r: dict) -> str:
             lines.append(f"| {m} | {f('rwp2_best10')} | {a['rwp2_best10_median']:.3f} | {f('rwp2_top1')} | "
                          f"{f('match_top1')} | {f('match_top10')} | {f('rwp_input_top1')} | {raw}"
                          f"{PAPER.get(m, {}).get('rwp2_best10', '–')} |")
-        lines += ["", "| crystal system | n | PXRDNet best-of-10 R_wp² | CDVAE-Search | random | PXRDNet shuffled |",
-                  "|---|---|---|---|---|---|"]
-        systems = sorted({k.split("/")[2] for k in sim["by_system"]})
-        for s in systems:
-            g = lambda m, i="input": sim["by_system"].get(f"{m}/{i}/{s}", {}).get("rwp2_best10", float("nan"))  # noqa
-            n = sim["by_system"].get(f"pxrdnet/input/{s}", {}).get("n", 0)
-            lines.append(f"| {s} | {n} | {g('pxrdnet'):.3f} | {g('cdvae-search'):.3f} | {g('random'):.3f} | "
-                         f"{g('pxrdnet', 'shuffled'):.3f} |")
+        for title, part in (("crystal system", "by_system"), ("source", "by_source")):
+            groups = sim.get(part, {})
+            lines += ["", f"| {title} | n | PXRDNet best-of-10 R_wp² | CDVAE-Search | random | PXRDNet shuffled |",
+                      "|---|---|---|---|---|---|"]
+            for s in sorted({k.split("/")[2] for k in groups}):
+                g = lambda m, i="input": groups.get(f"{m}/{i}/{s}", {}).get("rwp2_best10", float("nan"))  # noqa
+                n = max(v.get("n", 0) for k, v in groups.items() if k.endswith(f"/input/{s}"))
+                lines.append(f"| {s} | {n} | {g('pxrdnet'):.3f} | {g('cdvae-search'):.3f} | {g('random'):.3f} | "
+                             f"{g('pxrdnet', 'shuffled'):.3f} |")
     if r.get("timing"):
         t = r["timing"]
         lines += ["", f"Default solve (K = {t.get('k', 100)}, {t.get('steps', 1000)} steps, {t.get('n_step_each', 10)} "
@@ -211,6 +270,15 @@ def table_md(r: dict) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model directory (best.pt + config.json) to evaluate instead of RUN's own; RUN still "
+                         "gives the test crystals")
+    ap.add_argument("--unseen-by", type=Path, nargs="+", default=None,
+                    help="only test crystals whose composition these other run directories never trained or "
+                         "validated on (compare models trained on different tables)")
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="override a solve setting of the model's config for the simulated benchmark, e.g. "
+                         "opt_beta=0.002 (repeatable)")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--every", type=int, default=1, help="score every N-th of the --n drawn crystals (ablations)")
     ap.add_argument("--k", type=int, default=32)
@@ -235,7 +303,7 @@ def main(argv=None):
     fig_dir = args.out.with_suffix("")
     fig_dir.mkdir(parents=True, exist_ok=True)
     if args.merge:
-        results["simulated"] = merge_simulated([json.loads(p.read_text())["simulated"] for p in args.merge])
+        results["simulated"] = merge_simulated([json.loads(p.read_text())["simulated"] for p in args.merge], args.run)
         _save(args.out, results)
     elif "sim" not in args.skip:
         results["simulated"] = bench_simulated(args.run, args)

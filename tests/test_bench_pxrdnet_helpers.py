@@ -1,0 +1,47 @@
+"""The benchmark's helpers for comparing PXRDNet models trained on different tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pxrdnet.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_pxrdnet", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(root: Path, formulas, split, elements) -> Path:
+    root.mkdir()
+    (root / "crystals.json").write_text(json.dumps([{"id": i, "formula": f} for i, f in enumerate(formulas)]))
+    (root / "split.json").write_text(json.dumps(split))
+    (root / "config.json").write_text(json.dumps({"extra": {"elements": elements}}))
+    return root
+
+
+def test_unseen_by_drops_compositions_the_other_run_trained_or_validated_on(bench, tmp_path):
+    run = _run(tmp_path / "run", ["Sr1Ti1O3", "Ba2Ti2O6", "Na1Cl1", "Mg2Si1", "Cs1Cl1", "Ca1Ti1O3"],
+               {"train": [], "val": [], "test": [0, 1, 2, 3, 4, 5]}, ["Ba", "Ca", "Cl", "Cs", "Mg", "Na", "O", "Si",
+                                                                    "Sr", "Ti"])
+    other = _run(tmp_path / "other", ["Ti2Sr2O6", "Na2Cl2", "Mg4Si2", "Ca1Ti1O3"],
+                 {"train": [0], "val": [1], "test": [2, 3]}, ["Ca", "Cl", "Mg", "Na", "O", "Si", "Sr", "Ti", "Ba"])
+    keep = bench.unseen_by(run, np.arange(6), [other])
+    # SrTiO3 (trained, another cell) and NaCl (validated) go; Mg2Si and CaTiO3 were only in the
+    # other run's test part, so they stay; CsCl has an element the other model does not know
+    assert keep.tolist() == [1, 3, 5]
+
+
+def test_solve_overrides_accept_only_solve_settings(bench):
+    assert bench.solve_overrides(["opt_beta=0.002", "solve_n_step_each=3"]) == {"opt_beta": 0.002,
+                                                                                 "solve_n_step_each": 3}
+    with pytest.raises(SystemExit, match="lr"):
+        bench.solve_overrides(["lr=0.1"])
