@@ -18,6 +18,8 @@ Usage:
     python benchmarks/bench_pxrdnet.py --run RUN --methods pxrdnet --skip exp timing --out A.json
     python benchmarks/bench_pxrdnet.py --run RUN --methods cdvae-search random --skip exp timing --out B.json
     python benchmarks/bench_pxrdnet.py --run RUN --merge A.json B.json --skip exp timing
+    # another model on RUN's test crystals that neither model's run (OTHER) trained or validated on:
+    python benchmarks/bench_pxrdnet.py --run RUN --model MODEL_DIR --unseen-by OTHER --skip exp timing
 Prints markdown tables and writes benchmarks/results/pxrdnet.json (+ PNG fits in benchmarks/results/pxrdnet/).
 """
 
@@ -79,6 +81,8 @@ def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None):
     test = np.asarray(json.loads((run / "split.json").read_text())["test"])
     if unseen:
         test = unseen_by(run, test, unseen)
+        if not len(test):
+            raise SystemExit(f"{run}: every test crystal was trained or validated on by {', '.join(map(str, unseen))}")
         print(f"  {len(test)} test crystals unseen by {', '.join(map(str, unseen))}", flush=True)
     pick = np.sort(np.random.default_rng(seed).choice(test, min(n, len(test)), replace=False))
     return [table.crystals[i] for i in pick], patterns[pick], [listed[i]["crystal_system"] for i in pick], pick
@@ -108,8 +112,9 @@ def bench_simulated(run: Path, args) -> dict:
     res = evaluate(model, crystals, patterns, methods=args.methods, k=args.k, steps=args.steps,
                    n_step_each=args.n_step_each, seed=args.seed, systems=systems, progress=progress,
                    refine=args.refine, n_restarts=args.n_restarts)
-    return with_aggregates({"model": str(args.model or run), "overrides": overrides, "unseen_by": [str(d) for d in args.unseen_by or []],
-                            "n": len(crystals), "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
+    return with_aggregates({"model": str(args.model or run), "overrides": overrides,
+                            "unseen_by": [str(d) for d in args.unseen_by or []], "n": len(crystals),
+                            "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
                             "n_step_each": res["n_step_each"], "refine": res["refine"],
                             "n_restarts": res["n_restarts"], "seconds": res["seconds"], "records": res["records"]},
                            run)

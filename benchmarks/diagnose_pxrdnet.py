@@ -62,7 +62,8 @@ def diagnose(model_dir: Path, crystals, patterns, k: int, steps: int, n_step_eac
                                   truth.frac_coords, list(truth.species), name="truth_in_head_lattice")
         records.append({"formula": truth.formula, "l1_mu": float(l1_mu[i]), "l1_search": float(l1_search[i].min()),
                         "dist_search_mu": float(dist[i].min()), "norm_mu": float(mu[i].norm()),
-                        "rwp2_decode_mu": paper_rwp2(truth, dec), "match_decode_mu": bool(match_and_rmse(dec, truth)[0]),
+                        "rwp2_decode_mu": paper_rwp2(truth, dec),
+                        "match_decode_mu": bool(match_and_rmse(dec, truth)[0]),
                         "rwp2_lattice_head": paper_rwp2(truth, in_head_lattice)})
     return records
 
