@@ -24,7 +24,6 @@ Prints a markdown table and writes benchmarks/results/pxrdnet_diagnosis.json.
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from pathlib import Path
 
