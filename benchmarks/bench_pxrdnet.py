@@ -66,7 +66,10 @@ def unseen_by(run: Path, test: np.ndarray, others: list[Path]) -> np.ndarray:
     return np.asarray(keep, dtype=test.dtype)
 
 
-def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None):
+def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None, every: int = 1):
+    """(crystals, patterns, crystal systems, indices) of ``n`` test crystals of RUN drawn with
+    ``seed`` (only those ``unseen`` by other runs, see :func:`unseen_by`), then every ``every``-th of
+    the draw: a reproducible subset of the same draw, for ablations."""
     from nanosolve.models.pxrdnet.data import training_table
 
     cfg = json.loads((run / "config.json").read_text())
@@ -84,7 +87,7 @@ def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None):
         if not len(test):
             raise SystemExit(f"{run}: every test crystal was trained or validated on by {', '.join(map(str, unseen))}")
         print(f"  {len(test)} test crystals unseen by {', '.join(map(str, unseen))}", flush=True)
-    pick = np.sort(np.random.default_rng(seed).choice(test, min(n, len(test)), replace=False))
+    pick = np.sort(np.random.default_rng(seed).choice(test, min(n, len(test)), replace=False))[::every]
     return [table.crystals[i] for i in pick], patterns[pick], [listed[i]["crystal_system"] for i in pick], pick
 
 
@@ -96,11 +99,7 @@ def bench_simulated(run: Path, args) -> dict:
     overrides = solve_overrides(args.set)
     for key, value in overrides.items():
         setattr(model.cfg, key, value)
-    crystals, patterns, systems, pick = load_test(run, args.n, args.seed, args.unseen_by)
-    if args.every > 1:  # a reproducible subset of the same draw, for ablations
-        keep = list(range(0, len(crystals), args.every))
-        crystals, patterns, systems, pick = ([crystals[i] for i in keep], patterns[keep], [systems[i] for i in keep],
-                                             pick[keep])
+    crystals, patterns, systems, pick = load_test(run, args.n, args.seed, args.unseen_by, args.every)
     t0 = time.perf_counter()
     last = {}
 

@@ -84,8 +84,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        crystals, patterns, _, pick = load_test(args.run, args.n, args.seed, args.unseen_by)
-    crystals, patterns, pick = crystals[::args.every], patterns[::args.every], pick[::args.every]
+        crystals, patterns, _, pick = load_test(args.run, args.n, args.seed, args.unseen_by, args.every)
     results = {"run": str(args.run), "unseen_by": [str(d) for d in args.unseen_by or []], "n": len(crystals),
                "test_indices": pick.tolist(), "k": args.k, "steps": args.steps, "n_step_each": args.n_step_each,
                "models": {}}
