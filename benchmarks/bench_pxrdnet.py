@@ -110,12 +110,14 @@ def bench_simulated(run: Path, args) -> dict:
 
     res = evaluate(model, crystals, patterns, methods=args.methods, k=args.k, steps=args.steps,
                    n_step_each=args.n_step_each, seed=args.seed, systems=systems, progress=progress,
-                   refine=args.refine, n_restarts=args.n_restarts)
+                   refine=args.refine, n_restarts=args.n_restarts, refine_positions=args.positions)
     return with_aggregates({"model": str(args.model or run), "overrides": overrides,
                             "unseen_by": [str(d) for d in args.unseen_by or []], "n": len(crystals),
                             "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
                             "n_step_each": res["n_step_each"], "refine": res["refine"],
-                            "n_restarts": res["n_restarts"], "seconds": res["seconds"], "records": res["records"]},
+                            "n_restarts": res["n_restarts"],
+                            "refine_positions": res["refine_positions"], "seconds": res["seconds"],
+                            "records": res["records"]},
                            run)
 
 
@@ -154,7 +156,8 @@ def with_aggregates(sim: dict, run: Path) -> dict:
 def merge_simulated(parts: list[dict], run: Path) -> dict:
     """One simulated result from runs of the same crystals and settings that each ran some methods
     (e.g. in parallel processes)."""
-    same = ("model", "overrides", "unseen_by", "n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts")
+    same = ("model", "overrides", "unseen_by", "n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts",
+            "refine_positions")
     for p in parts[1:]:
         diff = [key for key in same if p.get(key) != parts[0].get(key)]
         if diff:
@@ -181,7 +184,8 @@ def bench_timing(run: Path, args) -> dict:
         times.append(time.perf_counter() - t0)
     s = res.summary
     return {"seconds": times, "mean": float(np.mean(times)), "threads": torch.get_num_threads(), "k": s["k"],
-            "steps": s["steps"], "n_step_each": s["n_step_each"], "refined": s["refined"]}
+            "steps": s["steps"], "n_step_each": s["n_step_each"], "refined": s["refined"],
+            "refine_positions": s["refine_positions"]}
 
 
 def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
@@ -229,7 +233,8 @@ def table_md(r: dict) -> str:
         refined = bool(sim.get("refine"))
         lines += [f"Simulated test crystals: n = {sim['n']}, K = {sim['k']}, {sim['steps']} optimisation steps, "
                   f"{sim['n_step_each']} Langevin steps per level"
-                  + (f", the best {sim['refine']} of each ranking refined against the input" if refined else "")
+                  + (f", the best {sim['refine']} of each ranking refined against the input"
+                     + (" (positions too)" if sim.get("refine_positions") else "") if refined else "")
                   + "; shuffled-pattern control in brackets.", "",
                   "| method | best-of-10 R_wp² ↓ | median | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
                   "R_wp vs input (top-1) | " + ("best-of-10 / top-1 R_wp² unrefined | " if refined else "")
@@ -291,6 +296,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refine", type=int, default=3, help="candidates of each ranking refined against the input "
                                                            "(0: score the decoded candidates only)")
+    ap.add_argument("--positions", action="store_true",
+                    help="refinement also moves fractional coordinates (as solve --positions)")
     ap.add_argument("--n-restarts", type=int, default=2, help="refinement starts per candidate")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--merge", type=Path, nargs="+", default=None,

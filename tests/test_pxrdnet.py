@@ -205,7 +205,8 @@ def test_cli_solve_powder(tiny_run, tmp_path):
                             "-o", str(tmp_path / "sol")])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "sol").glob("*.cif"))) == 6 and (tmp_path / "sol" / "summary.json").is_file()
-    assert json.loads((tmp_path / "sol" / "summary.json").read_text())["refined"] == 1
+    summary = json.loads((tmp_path / "sol" / "summary.json").read_text())
+    assert summary["refined"] == 1 and summary["refine_positions"] is True
 
 
 def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypatch):
@@ -222,9 +223,13 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     out, _, _, _ = tiny_run
     pat = simulate_xrd(_perovskite("Ba", "Ti", 4.0), "CuKa", fwhm=0.1)
     f = _write_xy(tmp_path / "BaTiO3.xy", pat.x, pat.y, "# wavelength 1.5406\n# 2theta intensity\n")
-    r = runner.invoke(app, ["solve", str(f), "--formula", "BaTiO3", "--model-dir", str(out), "--wavelength", "1.5406"])
+    base = ["solve", str(f), "--formula", "BaTiO3", "--model-dir", str(out), "--wavelength", "1.5406"]
+    r = runner.invoke(app, base)
     assert r.exit_code == 2 and "stop here" in r.output
     assert seen["top"] == pxrd.REFINE_TOP == 10  # the paper keeps (and we refine) the 10 best
+    assert seen["refine_positions"] is pxrd.REFINE_POSITIONS is True  # measured: README, PXRDNet benchmark
+    runner.invoke(app, [*base, "--no-positions"])
+    assert seen["refine_positions"] is False
 
 
 def _one_error(result) -> str:
@@ -306,6 +311,13 @@ def test_benchmark_refines_the_blind_ranking(tiny_run):
     assert sum(c.r_refined is not None for c in ranked) == 2
     assert all(c.score <= raw[id(c)] + 1e-12 for c in ranked)
     assert [c.score for c in ranked] == sorted(c.score for c in ranked)
+    # --positions: coordinates move too, within the ±0.05 (fractional) bound
+    ranked = rank_candidates(random_candidates(model, sorted(crystals[0].species), 2, seed=2), y, m, cfg.size)
+    ranked = refine_candidates(ranked, y, m, cfg.size, top=1, refine_positions=True)
+    shift = [c.refine["params"]["max_position_shift"] for c in ranked if c.refine]
+    assert len(shift) == 1 and 0 < shift[0] <= 0.05 + 1e-9
+    assert evaluate(model, crystals[:1], pats[:1], methods=("random",), k=2, refine=1, control=False,
+                    refine_positions=True)["refine_positions"] is True
 
 
 def test_shipped_model_solves_a_simulated_pattern():

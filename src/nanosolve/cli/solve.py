@@ -29,7 +29,7 @@ def solve(
     broaden: bool = typer.Option(True, "--broaden/--no-broaden", help="powder: broaden sharp measured peaks to the "
                                                                      "model's crystallite size first"),
     positions: bool = typer.Option(None, "--positions/--no-positions", help="also refine atomic positions "
-                                                                           "(PDF default: on; powder default: off)"),
+                                                                           "(default: on)"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
     k: int = typer.Option(None, "-k", help="number of candidate structures (default: 20 for a PDF, 100 for a "
@@ -66,7 +66,7 @@ def solve(
         from nanosolve.cli.pxrdnet import solve_powder
 
         solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
-                     bool(positions), broaden, method, seed, out, show)
+                     True if positions is None else positions, broaden, method, seed, out, show)
         return
     k = 20 if k is None else k
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,

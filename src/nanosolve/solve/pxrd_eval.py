@@ -62,12 +62,13 @@ def _score(ranked, truth, y, mask, top: int = 10) -> dict:
 
 def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[str] = METHODS, k: int = 32,
              steps: int | None = None, n_step_each: int | None = None, seed: int = 0, control: bool = True,
-             systems: Sequence[str] | None = None, progress=None, refine: int = 0, n_restarts: int = 2) -> dict:
+             systems: Sequence[str] | None = None, progress=None, refine: int = 0, n_restarts: int = 2,
+             refine_positions: bool = False) -> dict:
     """Records (one per crystal × method × input kind) and seconds per method; see module docstring.
 
     ``crystals``: the test truths; ``patterns`` [C, 512] their simulated inputs; ``systems``: crystal
     system per crystal for the breakdown; ``refine``: candidates refined per list (``n_restarts``
-    starts each)."""
+    starts each; ``refine_positions``: also fractional coordinates, as ``solve --positions``)."""
     cfg = model.cfg
     n_step_each = cfg.solve_n_step_each if n_step_each is None else n_step_each
     types_list = [sorted(c.species, key=lambda s: s) for c in crystals]
@@ -92,14 +93,15 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
                 if refine:
                     rec.update({f"{key}_raw": rec[key] for key in SCORES})
                     ranked = refine_candidates(ranked, inp[i], masks[i], cfg.size, top=refine, seed=seed,
-                                               n_restarts=n_restarts)
+                                               n_restarts=n_restarts, refine_positions=refine_positions)
                     rec.update(_score(ranked, truth, inp[i], masks[i]))
                 records.append(rec)
                 if progress is not None:
                     progress(method, kind, i + 1, len(crystals))
         seconds[method] = time.perf_counter() - t0
     return {"records": records, "seconds": seconds, "k": k, "steps": cfg.opt_steps if steps is None else steps,
-            "n_step_each": n_step_each, "refine": int(refine), "n_restarts": int(n_restarts)}
+            "n_step_each": n_step_each, "refine": int(refine), "n_restarts": int(n_restarts),
+            "refine_positions": bool(refine_positions)}
 
 
 def aggregate(records: Sequence[dict], by: str | None = None) -> dict:
