@@ -297,7 +297,8 @@ def main(argv=None):
     ap.add_argument("--refine", type=int, default=3, help="candidates of each ranking refined against the input "
                                                            "(0: score the decoded candidates only)")
     ap.add_argument("--positions", action="store_true",
-                    help="refinement also moves fractional coordinates (as solve --positions)")
+                    help="refinement also moves fractional coordinates, as a solve does by default (off here so "
+                         "that the earlier tables keep their protocol)")
     ap.add_argument("--n-restarts", type=int, default=2, help="refinement starts per candidate")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--merge", type=Path, nargs="+", default=None,

@@ -228,7 +228,7 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     assert r.exit_code == 2 and "stop here" in r.output
     assert seen["top"] == pxrd.REFINE_TOP == 10  # the paper keeps (and we refine) the 10 best
     assert seen["refine_positions"] is pxrd.REFINE_POSITIONS is True  # measured: README, PXRDNet benchmark
-    runner.invoke(app, [*base, "--no-positions"])
+    assert runner.invoke(app, [*base, "--no-positions"]).exit_code == 2
     assert seen["refine_positions"] is False
 
 
