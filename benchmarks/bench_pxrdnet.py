@@ -110,13 +110,15 @@ def bench_simulated(run: Path, args) -> dict:
 
     res = evaluate(model, crystals, patterns, methods=args.methods, k=args.k, steps=args.steps,
                    n_step_each=args.n_step_each, seed=args.seed, systems=systems, progress=progress,
-                   refine=args.refine, n_restarts=args.n_restarts, refine_positions=args.positions)
+                   refine=args.refine, n_restarts=args.n_restarts, refine_positions=args.positions,
+                   distinct=args.distinct)
     return with_aggregates({"model": str(args.model or run), "overrides": overrides,
                             "unseen_by": [str(d) for d in args.unseen_by or []], "n": len(crystals),
                             "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
                             "n_step_each": res["n_step_each"], "refine": res["refine"],
                             "n_restarts": res["n_restarts"],
-                            "refine_positions": res["refine_positions"], "seconds": res["seconds"],
+                            "refine_positions": res["refine_positions"], "distinct": res["distinct"],
+                            "seconds": res["seconds"],
                             "records": res["records"]},
                            run)
 
@@ -157,7 +159,7 @@ def merge_simulated(parts: list[dict], run: Path) -> dict:
     """One simulated result from runs of the same crystals and settings that each ran some methods
     (e.g. in parallel processes)."""
     same = ("model", "overrides", "unseen_by", "n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts",
-            "refine_positions")
+            "refine_positions", "distinct")
     for p in parts[1:]:
         diff = [key for key in same if p.get(key) != parts[0].get(key)]
         if diff:
@@ -208,7 +210,7 @@ def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
             row.update(formula=formula, n_atoms=len(truth), wavelength=pattern.wavelength,
                        tth=[float(pattern.x.min()), float(pattern.x.max())])
             res = solve_pxrd(pattern, formula, args.model or run, k=args.k, steps=args.steps,
-                             n_step_each=args.n_step_each, top=args.refine, seed=args.seed)
+                             n_step_each=args.n_step_each, top=args.refine, seed=args.seed, distinct=args.distinct)
             best = res.ranked[0]
             fit = refine_crystal(best.crystal, pattern=pattern, n_restarts=4, seed=args.seed)
             plot_pxrd_fit(fit, out_dir / f"{f.name.split('.')[0]}.png", title=f"{f.name}: top-1 candidate refined")
@@ -235,6 +237,7 @@ def table_md(r: dict) -> str:
                   f"{sim['n_step_each']} Langevin steps per level"
                   + (f", the best {sim['refine']} of each ranking refined against the input"
                      + (" (positions too)" if sim.get("refine_positions") else "") if refined else "")
+                  + (", structurally distinct" if sim.get("distinct") else "")
                   + "; shuffled-pattern control in brackets.", "",
                   "| method | best-of-10 R_wp² ↓ | median | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
                   "R_wp vs input (top-1) | " + ("best-of-10 / top-1 R_wp² unrefined | " if refined else "")
@@ -299,6 +302,9 @@ def main(argv=None):
     ap.add_argument("--positions", action="store_true",
                     help="refinement also moves fractional coordinates, as a solve does by default (off here so "
                          "that the earlier tables keep their protocol)")
+    ap.add_argument("--distinct", action="store_true",
+                    help="the top 10 of each ranking are structurally distinct, as 'solve --distinct' does "
+                         "(nanosolve.solve.pxrd.distinct_first)")
     ap.add_argument("--n-restarts", type=int, default=2, help="refinement starts per candidate")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--merge", type=Path, nargs="+", default=None,

@@ -167,15 +167,49 @@ def test_solve_ranks_blind(tiny_run, monkeypatch, tmp_path):
     out, _, table, _ = tiny_run
     truth = _perovskite("Sr", "Ti", 3.905)
     pat = Pattern(model_grid(), pxrdnet_pattern(truth, size=10.0), kind="xrd", x_unit="q")
-    res = solve_pxrd(pat, "SrTiO3", out, k=8, steps=30, n_step_each=2, top=2, broaden=False, out_dir=tmp_path / "o")
-    scores = [c.score for c in res.ranked]
-    assert scores == sorted(scores)
+    res = solve_pxrd(pat, "SrTiO3", out, k=8, steps=30, n_step_each=2, top=2, broaden=False, distinct=True,
+                     out_dir=tmp_path / "o")
+    refined, rest = [c.score for c in res.ranked[:2]], [c.score for c in res.ranked[2:]]
+    assert all(c.r_refined is not None for c in res.ranked[:2]) and refined == sorted(refined)
+    assert rest == sorted(rest)  # copies of the refined two come first, then the rest, each by R
+    assert res.ranked[1].duplicate_of is None and res.summary["distinct"] is True
     for c in res.ranked[2:]:  # unrefined candidates: score is the fit R of their own pattern
         assert c.score == pytest.approx(profile_r(res.y, c.y_calc, res.mask)[0], rel=1e-9)
     files = sorted(p.name for p in (tmp_path / "o").glob("*.cif"))
     assert len(files) == 8 and files[0].startswith("01_")
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["candidates"][0]["file"] == files[0] and (tmp_path / "o" / "fit.png").is_file()
+
+
+def test_distinct_first_moves_copies_behind_the_kept(tmp_path):
+    """The candidates refined are structurally distinct: a copy (here the same perovskite with a 3 %
+    longer cell, which the refinement could stretch back) goes behind, marked with whom it copies;
+    the inverse perovskite (Sr and Ti swapped, same formula) and a layered cell are different structures."""
+    from nanosolve.solve.pxrd import Candidate, distinct_first
+
+    sto = _perovskite("Sr", "Ti", 3.9)
+    inverse = _perovskite("Ti", "Sr", 3.9)
+    layered = Crystal(np.diag([3.9, 3.9, 7.8]), [[0, 0, 0], [0, 0, 0.5], [0.5, 0.5, 0], [0.5, 0.5, 0.5],
+                                                   [0.5, 0, 0.25]], ["Sr", "Ti", "O", "O", "O"])
+    crystals = [sto, _perovskite("Sr", "Ti", 4.02), inverse, _perovskite("Sr", "Ti", 3.8), layered]
+    ranked = [Candidate(c, np.zeros(512), 0.1 * (i + 1), 1.0, "pxrdnet", i) for i, c in enumerate(crystals)]
+    out = distinct_first(list(ranked), top=2)
+    assert [c.index for c in out] == [0, 2, 1, 3, 4]  # walk stops once two are kept
+    assert out[2].duplicate_of == 0 and out[3].duplicate_of is None
+    out = distinct_first(list(ranked), top=10)  # fewer distinct than asked: all kept, copies last
+    assert [c.index for c in out] == [0, 2, 4, 1, 3]
+    assert [c.duplicate_of for c in out] == [None, None, None, 0, 0]
+    assert out[2].summary()["duplicate_of"] is None and out[3].summary()["duplicate_of"] == 0
+    # the report names the file a copy copies
+    from nanosolve.scattering.nano_pxrd import model_grid
+    from nanosolve.solve.pxrd import PXRDSolveResult
+    from nanosolve.solve.report import write_pxrd_report
+
+    y = pxrdnet_pattern(sto, size=10.0)
+    summary = write_pxrd_report(tmp_path, PXRDSolveResult(out, y, np.ones(512, bool), model_grid(), {}))
+    entries = summary["candidates"]
+    assert [e.get("duplicate_of_file") for e in entries] == [None, None, None, entries[0]["file"], entries[0]["file"]]
+    assert entries[0]["file"].startswith("01_") and (tmp_path / entries[3]["file"]).is_file()
 
 
 def test_profile_r_values():
@@ -228,8 +262,9 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     assert r.exit_code == 2 and "stop here" in r.output
     assert seen["top"] == pxrd.REFINE_TOP == 10  # the paper keeps (and we refine) the 10 best
     assert seen["refine_positions"] is pxrd.REFINE_POSITIONS is True  # measured: README, PXRDNet benchmark
-    assert runner.invoke(app, [*base, "--no-positions"]).exit_code == 2
-    assert seen["refine_positions"] is False
+    assert seen["distinct"] is pxrd.DISTINCT is False  # measured: the constant's comment
+    assert runner.invoke(app, [*base, "--no-positions", "--distinct"]).exit_code == 2
+    assert seen["refine_positions"] is False and seen["distinct"] is True
 
 
 def _one_error(result) -> str:
@@ -316,8 +351,9 @@ def test_benchmark_refines_the_blind_ranking(tiny_run):
     ranked = refine_candidates(ranked, y, m, cfg.size, top=1, refine_positions=True)
     shift = [c.refine["params"]["max_position_shift"] for c in ranked if c.refine]
     assert len(shift) == 1 and 0 < shift[0] <= 0.05 + 1e-9
-    assert evaluate(model, crystals[:1], pats[:1], methods=("random",), k=2, refine=1, control=False,
-                    refine_positions=True)["refine_positions"] is True
+    res = evaluate(model, crystals[:1], pats[:1], methods=("random",), k=3, refine=1, control=False,
+                   refine_positions=True, distinct=True)
+    assert res["refine_positions"] is True and res["distinct"] is True and len(res["records"]) == 1
 
 
 def test_shipped_model_solves_a_simulated_pattern():

@@ -98,11 +98,11 @@ def shipped_model_dir(size: float):
 
 def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | None, size: float, k: int,
                  steps: int | None, langevin_steps: int | None, top: int | None, positions: bool | None,
-                 broaden: bool, method: str, seed: int, out: Path, show: int) -> dict:
+                 distinct: bool | None, broaden: bool, method: str, seed: int, out: Path, show: int) -> dict:
     """``nanosolve solve`` for a powder pattern (see cli/solve.py): PXRDNet candidates, ranked blind."""
     from rich.table import Table
 
-    from nanosolve.solve.pxrd import REFINE_POSITIONS, REFINE_TOP, solve_pxrd
+    from nanosolve.solve.pxrd import DISTINCT, REFINE_POSITIONS, REFINE_TOP, solve_pxrd
 
     if not formula:
         raise InputError("a powder pattern needs the cell formula: give --formula (e.g. --formula Sr1Ti1O3)", file)
@@ -111,7 +111,7 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
         result = solve_pxrd(pattern, formula, mdir, k=k, steps=steps, n_step_each=langevin_steps,
                             top=REFINE_TOP if top is None else top, seed=seed, method=method,
                             refine_positions=REFINE_POSITIONS if positions is None else positions,
-                            broaden=broaden, out_dir=out)
+                            distinct=DISTINCT if distinct is None else distinct, broaden=broaden, out_dir=out)
     s = result.summary
     t = Table("rank", "file", "a b c (Å)", "α β γ (°)", "R", "R refined",
               title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")

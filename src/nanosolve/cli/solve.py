@@ -30,6 +30,9 @@ def solve(
                                                                      "model's crystallite size first"),
     positions: bool = typer.Option(None, "--positions/--no-positions", help="also refine atomic positions "
                                                                            "(default: on)"),
+    distinct: bool = typer.Option(None, "--distinct/--no-distinct",
+                                  help="powder: refine the best structurally distinct candidates, copies after "
+                                       "them [default: off, nanosolve.solve.pxrd.DISTINCT]"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
     k: int = typer.Option(None, "-k", help="number of candidate structures (default: 20 for a PDF, 100 for a "
@@ -66,7 +69,7 @@ def solve(
         from nanosolve.cli.pxrdnet import solve_powder
 
         solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
-                     positions, broaden, method, seed, out, show)
+                     positions, distinct, broaden, method, seed, out, show)
         return
     k = 20 if k is None else k
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,

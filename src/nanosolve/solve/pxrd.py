@@ -35,6 +35,13 @@ REFINE_TOP = 10
 #: control did not improve (0.889 -> 0.913): the coordinates follow the input, not the model's prior.
 REFINE_POSITIONS = True
 
+#: refine (and write first) only structurally distinct candidates (:func:`distinct_first`). Off: on the
+#: 50 crystals of REFINE_POSITIONS' table (K = 100, the best 10 refined with positions, same candidates)
+#: it raised PXRDNet's best-of-10 R_wp² 0.308 -> 0.331 (paired +0.023 ± 0.015) and blind top-1
+#: 0.551 -> 0.605 (CDVAE-Search best-of-10 +0.042 ± 0.024); match rates moved by ≤ 0.02. Copies of the
+#: right structure, refined from their slightly different decodings, act as extra refinement starts.
+DISTINCT = False
+
 METHODS = ("pxrdnet", "cdvae-search", "random")
 
 
@@ -64,6 +71,8 @@ class Candidate:
     latent_loss: float | None = None
     r_refined: float | None = None
     refine: dict = field(default_factory=dict)
+    #: latent index of the better-fitting candidate this one matches (see :func:`distinct_first`)
+    duplicate_of: int | None = None
 
     @property
     def score(self) -> float:
@@ -76,7 +85,7 @@ class Candidate:
                 "r_model_grid": round(self.r, 5), "r_refined": None if self.r_refined is None else round(self.r_refined, 5),
                 "score": round(self.score, 5), "method": self.method, "latent_index": self.index,
                 "latent_loss": None if self.latent_loss is None else round(float(self.latent_loss), 5),
-                "refinement": self.refine}
+                "duplicate_of": self.duplicate_of, "refinement": self.refine}
 
 
 def generate_candidates(model, y, mask, types, method: str = "pxrdnet", k: int = 100, steps: int | None = None,
@@ -135,12 +144,49 @@ def rank_candidates(crystals, y, mask, size: float, size_model: str = "pxrdnet",
     return out
 
 
+def distinct_first(ranked: list[Candidate], top: int = REFINE_TOP) -> list[Candidate]:
+    """``ranked`` reordered so that its first ``top`` are structurally distinct: walking best first,
+    a candidate that pymatgen's StructureMatcher (the benchmark's tolerances, volume-scaled, so a
+    lattice the refinement can still stretch counts as the same) matches to one already kept is
+    moved behind the kept ones with :attr:`Candidate.duplicate_of` set. For a user who wants ``top``
+    different hypotheses: prior draws alone hold 4.4 distinct structures on average in the top 10 of
+    100 for 22 perov_5 crystals (7.9 for 19 AFLOW substitutions). Blind: compares candidates with each other
+    only. Not the default, see :data:`DISTINCT`."""
+    from nanosolve.models.cdvae.evaluate import structure_matcher
+
+    sm, kept, dups = structure_matcher(), [], []
+    structs: dict[int, object] = {}
+
+    def struct(c):
+        if id(c) not in structs:
+            structs[id(c)] = c.crystal.to_pymatgen()
+        return structs[id(c)]
+
+    def same(a, b):
+        try:
+            return bool(sm.fit(struct(a), struct(b)))
+        except Exception:  # noqa: BLE001 - a degenerate decoded cell matches nothing
+            return False
+
+    for i, cand in enumerate(ranked):
+        if len(kept) == top:
+            return kept + dups + ranked[i:]
+        rep = next((k for k in kept if same(k, cand)), None)
+        if rep is None:
+            kept.append(cand)
+        else:
+            cand.duplicate_of = rep.index
+            dups.append(cand)
+    return kept + dups
+
+
 def refine_candidates(ranked: list[Candidate], y, mask, size: float, top: int = REFINE_TOP,
                       refine_positions: bool = REFINE_POSITIONS, seed: int = 0, n_restarts: int = 2,
                       steps: int = 30) -> list[Candidate]:
     """Refine the best ``top`` candidates against the input (model grid; lattice ±20 %, scale,
     σ_Q and, with ``refine_positions``, fractional coordinates within ±0.05) and re-rank everything
-    by :attr:`Candidate.score`.
+    by :attr:`Candidate.score`, refined ones first (an unrefined candidate stays behind them even
+    when its decoded fit beats a refined one: after :func:`distinct_first` it is a copy of a refined one).
 
     ``n_restarts`` starts and ``steps`` L-BFGS iterations per candidate: on decoded candidates 2 / 30
     took 1.3 s against 4.7 s for 4 / 80 with the same fit (mean R 0.254 vs 0.240, 12 candidates)."""
@@ -155,7 +201,7 @@ def refine_candidates(ranked: list[Candidate], y, mask, size: float, top: int = 
             cand.crystal, cand.y_calc, cand.scale = fit.crystal, np.asarray(fit.y_calc, float), s_new
         cand.r_refined = min(r_new, cand.r)
         cand.refine = fit.summary()
-    return sorted(ranked, key=lambda c: c.score)
+    return sorted(ranked[:top], key=lambda c: c.score) + ranked[top:]
 
 
 @dataclass
@@ -178,7 +224,7 @@ def prepare_input(pattern, size: float, broaden: bool = True):
 
 def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, steps: int | None = None,
                n_step_each: int | None = None, top: int = REFINE_TOP, seed: int = 0, method: str = "pxrdnet",
-               refine_positions: bool = REFINE_POSITIONS, broaden: bool = True,
+               refine_positions: bool = REFINE_POSITIONS, distinct: bool = DISTINCT, broaden: bool = True,
                out_dir: str | os.PathLike | None = None, wavelength=None) -> PXRDSolveResult:
     """Solve a crystal from a powder pattern (file path or Pattern; 2θ needs its wavelength) and the
     cell formula. Returns candidates best first (by fit to the input only) + a summary; with
@@ -197,6 +243,8 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
     n_step_each = cfg.solve_n_step_each if n_step_each is None else int(n_step_each)
     crystals, latent_loss = generate_candidates(model, y, mask, types, method, k, steps, n_step_each, seed)
     ranked = rank_candidates(crystals, y, mask, cfg.size, cfg.size_model, method, latent_loss)
+    if distinct:
+        ranked = distinct_first(ranked, top)
     ranked = refine_candidates(ranked, y, mask, cfg.size, top=top, refine_positions=refine_positions, seed=seed)
     src = pattern.metadata.get("source")
     summary = {"input": None if src is None else str(src), "formula": formula, "cell_atoms": len(types),
@@ -205,6 +253,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
                "size": cfg.size, "size_model": cfg.size_model, "broadened": bool(broaden),
                "measured_fraction_of_grid": float(mask.mean()), "seed": int(seed),
                "refined": int(min(top, len(ranked))), "refine_positions": bool(refine_positions),
+               "distinct": bool(distinct),
                "ranking": "R against the input pattern only (model grid, optimal scale; refined R for the top)",
                "seconds": round(time.perf_counter() - t0, 2)}
     result = PXRDSolveResult(ranked, y, mask, q, summary)
@@ -216,6 +265,6 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
 
 
 
-__all__ = ["REFINE_TOP", "REFINE_POSITIONS",
-           "solve_pxrd", "generate_candidates", "rank_candidates", "refine_candidates", "profile_r",
+__all__ = ["REFINE_TOP", "REFINE_POSITIONS", "DISTINCT",
+           "solve_pxrd", "generate_candidates", "rank_candidates", "distinct_first", "refine_candidates", "profile_r",
            "Candidate", "PXRDSolveResult", "METHODS", "prepare_input"]

@@ -29,7 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-from nanosolve.solve.pxrd import METHODS, generate_candidate_lists, profile_r, rank_candidates, refine_candidates
+from nanosolve.solve.pxrd import (METHODS, distinct_first, generate_candidate_lists, profile_r, rank_candidates,
+                                  refine_candidates)
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
 
@@ -63,12 +64,13 @@ def _score(ranked, truth, y, mask, top: int = 10) -> dict:
 def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[str] = METHODS, k: int = 32,
              steps: int | None = None, n_step_each: int | None = None, seed: int = 0, control: bool = True,
              systems: Sequence[str] | None = None, progress=None, refine: int = 0, n_restarts: int = 2,
-             refine_positions: bool = False) -> dict:
+             refine_positions: bool = False, distinct: bool = False) -> dict:
     """Records (one per crystal × method × input kind) and seconds per method; see module docstring.
 
     ``crystals``: the test truths; ``patterns`` [C, 512] their simulated inputs; ``systems``: crystal
     system per crystal for the breakdown; ``refine``: candidates refined per list (``n_restarts``
-    starts each; ``refine_positions``: also fractional coordinates, as ``solve --positions``)."""
+    starts each; ``refine_positions``: also fractional coordinates, as ``solve --positions``;
+    ``distinct``: the top 10 are structurally distinct, :func:`nanosolve.solve.pxrd.distinct_first`)."""
     cfg = model.cfg
     n_step_each = cfg.solve_n_step_each if n_step_each is None else n_step_each
     types_list = [sorted(c.species, key=lambda s: s) for c in crystals]
@@ -88,6 +90,8 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
                                                                n_step_each, seed)[0]
             for i, truth in enumerate(crystals):
                 ranked = rank_candidates(cands_by_kind[kind][i], inp[i], masks[i], cfg.size, cfg.size_model, method)
+                if distinct:
+                    ranked = distinct_first(ranked, max(refine, 10))
                 rec = {"index": i, "formula": truth.formula, "method": method, "input": kind,
                        "system": None if systems is None else systems[i], **_score(ranked, truth, inp[i], masks[i])}
                 if refine:
@@ -101,7 +105,7 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
         seconds[method] = time.perf_counter() - t0
     return {"records": records, "seconds": seconds, "k": k, "steps": cfg.opt_steps if steps is None else steps,
             "n_step_each": n_step_each, "refine": int(refine), "n_restarts": int(n_restarts),
-            "refine_positions": bool(refine_positions)}
+            "refine_positions": bool(refine_positions), "distinct": bool(distinct)}
 
 
 def aggregate(records: Sequence[dict], by: str | None = None) -> dict:

@@ -42,7 +42,7 @@ import numpy as np
 from nanosolve.errors import InputError
 from nanosolve.structures.crystal import Crystal
 
-__all__ = ["match_and_rmse", "reconstruction_metrics", "structure_valid", "composition_valid",
+__all__ = ["match_and_rmse", "structure_matcher", "reconstruction_metrics", "structure_valid", "composition_valid",
            "structure_fingerprint", "composition_fingerprint", "composition_feature_names", "fingerprints", "coverage",
            "generation_metrics", "success_rates", "COV_CUTOFFS", "dataset_key"]
 
@@ -62,7 +62,8 @@ def dataset_key(name: str) -> str:
 
 # ----- reconstruction ------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _matcher():
+def structure_matcher():
+    """The CDVAE benchmark's StructureMatcher (stol 0.5, angle_tol 10°, ltol 0.3; shared, cached)."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     return StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
@@ -75,7 +76,7 @@ def match_and_rmse(pred: Crystal, truth: Crystal) -> tuple[bool, float | None]:
     A prediction pymatgen cannot even compare (e.g. a degenerate cell) is unmatched.
     """
     try:
-        res = _matcher().get_rms_dist(pred.to_pymatgen(), truth.to_pymatgen())
+        res = structure_matcher().get_rms_dist(pred.to_pymatgen(), truth.to_pymatgen())
     except Exception:  # pymatgen raises on degenerate lattices; CDVAE counts them unmatched too
         return False, None
     return (False, None) if res is None else (True, float(res[0]))
