@@ -168,15 +168,14 @@ def distinct_first(ranked: list[Candidate], top: int = REFINE_TOP) -> list[Candi
         except Exception:  # noqa: BLE001 - a degenerate decoded cell matches nothing
             return False
 
+    for cand in ranked:
+        cand.duplicate_of = None
     for i, cand in enumerate(ranked):
         if len(kept) == top:
             return kept + dups + ranked[i:]
         rep = next((k for k in kept if same(k, cand)), None)
-        if rep is None:
-            kept.append(cand)
-        else:
-            cand.duplicate_of = rep.index
-            dups.append(cand)
+        cand.duplicate_of = None if rep is None else rep.index
+        (kept if rep is None else dups).append(cand)
     return kept + dups
 
 
