@@ -111,14 +111,14 @@ def bench_simulated(run: Path, args) -> dict:
     res = evaluate(model, crystals, patterns, methods=args.methods, k=args.k, steps=args.steps,
                    n_step_each=args.n_step_each, seed=args.seed, systems=systems, progress=progress,
                    refine=args.refine, n_restarts=args.n_restarts, refine_positions=args.positions,
-                   distinct=args.distinct)
+                   distinct=args.distinct, prototypes=args.prototypes)
     return with_aggregates({"model": str(args.model or run), "overrides": overrides,
                             "unseen_by": [str(d) for d in args.unseen_by or []], "n": len(crystals),
                             "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
                             "n_step_each": res["n_step_each"], "refine": res["refine"],
                             "n_restarts": res["n_restarts"],
                             "refine_positions": res["refine_positions"], "distinct": res["distinct"],
-                            "seconds": res["seconds"],
+                            "prototypes": res["prototypes"], "seconds": res["seconds"],
                             "records": res["records"]},
                            run)
 
@@ -159,7 +159,7 @@ def merge_simulated(parts: list[dict], run: Path) -> dict:
     """One simulated result from runs of the same crystals and settings that each ran some methods
     (e.g. in parallel processes)."""
     same = ("model", "overrides", "unseen_by", "n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts",
-            "refine_positions", "distinct")
+            "refine_positions", "distinct", "prototypes")
     for p in parts[1:]:
         diff = [key for key in same if p.get(key) != parts[0].get(key)]
         if diff:
@@ -210,7 +210,8 @@ def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
             row.update(formula=formula, n_atoms=len(truth), wavelength=pattern.wavelength,
                        tth=[float(pattern.x.min()), float(pattern.x.max())])
             res = solve_pxrd(pattern, formula, args.model or run, k=args.k, steps=args.steps,
-                             n_step_each=args.n_step_each, top=args.refine, seed=args.seed, distinct=args.distinct)
+                             n_step_each=args.n_step_each, top=args.refine, seed=args.seed, distinct=args.distinct,
+                             prototypes=bool(args.prototypes))
             best = res.ranked[0]
             fit = refine_crystal(best.crystal, pattern=pattern, n_restarts=4, seed=args.seed)
             plot_pxrd_fit(fit, out_dir / f"{f.name.split('.')[0]}.png", title=f"{f.name}: top-1 candidate refined")
@@ -218,7 +219,8 @@ def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
 
             row.update(r_model_grid=best.score, rwp_before=fit.rwp_before, rwp_after=fit.rwp_after,
                        match_refined=match_and_rmse(fit.crystal, truth)[0], cell_pred=best.crystal.cell_params.tolist(),
-                       cell_true=truth.cell_params.tolist(), status="ok")
+                       cell_true=truth.cell_params.tolist(), source=best.summary()["prototype"] or best.method,
+                       match_top10=any(match_and_rmse(c.crystal, truth)[0] for c in res.ranked[:10]), status="ok")
         except Exception as err:  # noqa: BLE001 - one bad file must not end the table; the reason is reported
             row.update(status=f"error: {type(err).__name__}: {err}")
         row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -238,6 +240,7 @@ def table_md(r: dict) -> str:
                   + (f", the best {sim['refine']} of each ranking refined against the input"
                      + (" (positions too)" if sim.get("refine_positions") else "") if refined else "")
                   + (", structurally distinct" if sim.get("distinct") else "")
+                  + (f", isotypic prototypes ({sim['prototypes']}) ranked too" if sim.get("prototypes") else "")
                   + "; shuffled-pattern control in brackets.", "",
                   "| method | best-of-10 R_wp² ↓ | median | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
                   "R_wp vs input (top-1) | " + ("best-of-10 / top-1 R_wp² unrefined | " if refined else "")
@@ -305,6 +308,10 @@ def main(argv=None):
     ap.add_argument("--distinct", action="store_true",
                     help="the top 10 of each ranking are structurally distinct, as 'solve --distinct' does "
                          "(nanosolve.solve.pxrd.distinct_first)")
+    ap.add_argument("--prototypes", choices=["all", "unseen"], default=None,
+                    help="the formula's isotypic AFLOW prototypes join every ranking, as 'solve --prototypes' does; "
+                         "'unseen' first removes any that match the truth (simulated crystals only: with either value "
+                         "the experimental patterns get all of them; without the flag none, unlike solve's default)")
     ap.add_argument("--n-restarts", type=int, default=2, help="refinement starts per candidate")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--merge", type=Path, nargs="+", default=None,

@@ -193,6 +193,41 @@ def test_prototype_substitution_forms():
         build_prototype("AB_cF8_225_a_b", {"K": "Mg"})
 
 
+
+def test_isotypic_substitutions_keep_the_stoichiometry():
+    """Every prototype of the formula's stoichiometry, in every count-keeping element assignment: a
+    conventional Mg8Si4 cell gets the primitive antifluorite (CaF2 with Mg on F), and only it of the
+    two CaF2 assignments; an AB formula gets both assignments of each AB prototype."""
+    from collections import Counter
+
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from nanosolve.structures.builders import isotypic_substitutions
+
+    mg2si = isotypic_substitutions({"Mg": 8, "Si": 4})
+    ab2 = [p for p in list_prototypes() if p.stoichiometry in ("AB2", "A2B") and p.n_sites <= 200]
+    assert len(mg2si) == len(ab2) == 59  # exactly one assignment keeps 2:1
+    for c in mg2si:
+        n = Counter(c.species)
+        assert set(n) == {"Mg", "Si"} and n["Mg"] == 2 * n["Si"]
+    fluorite = [c for c in mg2si if c.properties["prototype"] == "AB2_cF12_225_a_c"]
+    assert len(fluorite) == 1 and len(fluorite[0]) == 3
+    a = 6.35  # antifluorite Mg2Si, conventional cell: Si on 4a, Mg on 8c
+    fcc = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]
+    conv = Crystal(np.eye(3) * a, fcc + [[x + .25, y + .25, z + .25] for x, y, z in fcc]
+                   + [[x + .75, y + .75, z + .75] for x, y, z in fcc], ["Si"] * 4 + ["Mg"] * 8)
+    sm = StructureMatcher(scale=True)
+    hits = [c.properties["prototype"] for c in mg2si if sm.fit(c.to_pymatgen(), conv.to_pymatgen())]
+    assert "AB2_cF12_225_a_c" in hits and len(hits) <= 3  # (a tetragonal cell of the same lattice may match too)
+    ab = isotypic_substitutions({"Er": 1, "Ge": 1}, max_atoms=20)
+    n_ab = sum(p.stoichiometry == "AB" and p.n_sites <= 20 for p in list_prototypes())
+    assert len(ab) == 2 * n_ab and all(len(c) <= 20 for c in ab)
+    assert isotypic_substitutions({"Ba": 1, "Ti": 1, "O": 3, "Sr": 7}) == []  # no such stoichiometry
+    with pytest.raises(InputError, match="empty"):
+        isotypic_substitutions({})
+    with pytest.raises(InputError):
+        isotypic_substitutions({"Xx": 1, "O": 1})
+
 # ----------------------------------------------------------------------------------------------
 # Clusters
 # ----------------------------------------------------------------------------------------------

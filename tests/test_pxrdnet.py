@@ -168,6 +168,7 @@ def test_solve_ranks_blind(tiny_run, monkeypatch, tmp_path):
     truth = _perovskite("Sr", "Ti", 3.905)
     pat = Pattern(model_grid(), pxrdnet_pattern(truth, size=10.0), kind="xrd", x_unit="q")
     res = solve_pxrd(pat, "SrTiO3", out, k=8, steps=30, n_step_each=2, top=2, broaden=False, distinct=True,
+                     prototypes=False,
                      out_dir=tmp_path / "o")
     refined, rest = [c.score for c in res.ranked[:2]], [c.score for c in res.ranked[2:]]
     assert all(c.r_refined is not None for c in res.ranked[:2]) and refined == sorted(refined)
@@ -179,6 +180,81 @@ def test_solve_ranks_blind(tiny_run, monkeypatch, tmp_path):
     assert len(files) == 8 and files[0].startswith("01_")
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["candidates"][0]["file"] == files[0] and (tmp_path / "o" / "fit.png").is_file()
+
+
+def test_solve_with_prototypes_ranks_the_right_structure_type_first_blind(tiny_run, monkeypatch, tmp_path):
+    """``prototypes=True``: the formula's isotypic AFLOW substitutions join the blind ranking. For a
+    cubic SrTiO3 pattern the best fit is a perovskite-type substitution with Sr and Ti on the right
+    sites (each ABC3 prototype is offered with both assignments of Sr and Ti), found without reading
+    the truth, which is compared only after the solve."""
+    import nanosolve.models.cdvae.evaluate as ev
+    import nanosolve.solve.pxrd_refine as pr
+    from nanosolve.scattering.nano_pxrd import model_grid
+    from nanosolve.scattering.pattern import Pattern
+    from nanosolve.solve.pxrd import solve_pxrd
+    from nanosolve.structures.builders import isotypic_substitutions
+
+    def trap(*a, **k):
+        raise AssertionError("ranking read a reference structure")
+
+    out, _, _, _ = tiny_run
+    truth = _perovskite("Sr", "Ti", 3.905)
+    pat = Pattern(model_grid(), pxrdnet_pattern(truth, size=10.0), kind="xrd", x_unit="q")
+    with monkeypatch.context() as m:
+        m.setattr(ev, "match_and_rmse", trap)
+        m.setattr(pr, "paper_rwp2", trap)
+        res = solve_pxrd(pat, "SrTiO3", out, k=4, steps=10, n_step_each=2, top=3, broaden=False, prototypes=True,
+                         out_dir=tmp_path / "o")
+    n_proto = len(isotypic_substitutions({"Sr": 1, "Ti": 1, "O": 3}, max_atoms=20))
+    assert n_proto >= 10 and res.summary["prototype_candidates"] == n_proto and len(res.ranked) == 4 + n_proto
+    assert len({c.index for c in res.ranked}) == len(res.ranked)  # indices stay unique across sources
+    best = res.ranked[0]
+    assert best.method == "prototype" and ev.match_and_rmse(best.crystal, truth)[0] and best.score < 0.05
+    assert best.crystal.cell_params[:3] == pytest.approx([3.905] * 3, abs=0.02)  # refined from 4.07 Å
+    assert best.score < min(c.score for c in res.ranked if c.method == "pxrdnet")
+    inverse = [c for c in res.ranked if c.method == "prototype" and c.crystal.properties["prototype"] ==
+               "AB3C_cP5_221_a_c_b" and not ev.match_and_rmse(c.crystal, truth)[0]]
+    assert len(inverse) == 1  # Ti on the A site was offered too, and ranked below
+    entry = json.loads((tmp_path / "o" / "summary.json").read_text())["candidates"][0]
+    assert entry["prototype"] == best.crystal.properties["prototype"] and entry["latent_index"] is None
+    assert entry["file"].startswith("01_") and entry["file"].endswith("_prototype.cif")
+
+
+def test_benchmark_unseen_prototypes_never_offer_the_truth(tiny_run):
+    """evaluate(prototypes=…): 'all' offers the truth's own structure type and finds it; 'unseen'
+    removes every substitution that matches the truth before the blind ranking."""
+    from nanosolve.solve.pxrd import with_prototypes
+    from nanosolve.solve.pxrd_eval import evaluate
+    from nanosolve.models.cdvae.evaluate import match_and_rmse
+
+    out, _, _, _ = tiny_run
+    model, cfg = load_model(out)
+    truth = _perovskite("Sr", "Ti", 3.905)
+    y = pxrdnet_pattern(truth, size=10.0)[None]
+    seen = evaluate(model, [truth], y, methods=("random",), k=2, control=False, refine=1, prototypes="all")
+    unseen = evaluate(model, [truth], y, methods=("random",), k=2, control=False, refine=1, prototypes="unseen")
+    assert seen["prototypes"] == "all" and seen["records"][0]["match_top1"] is True
+    assert seen["records"][0]["rwp2_top1"] < 0.05 < unseen["records"][0]["rwp2_best10"]
+    ranked = with_prototypes([], sorted(truth.species), y[0], np.ones(512, bool), cfg.size,
+                             exclude=lambda c: bool(match_and_rmse(c, truth)[0]))
+    assert ranked and not any(match_and_rmse(c.crystal, truth)[0] for c in ranked)
+    with pytest.raises(ValueError, match="prototypes"):
+        evaluate(model, [truth], y, methods=("random",), k=2, control=False, prototypes="yes")
+
+
+def test_prepare_input_keeps_nano_broadened_data_whole():
+    """Without --broaden the input is taken as already nano-broadened and no background is subtracted:
+    at τ = 10 Å the rolling background would eat the peaks themselves."""
+    from nanosolve.scattering.nano_pxrd import model_grid
+    from nanosolve.scattering.pattern import Pattern
+    from nanosolve.solve.pxrd import prepare_input, profile_r
+
+    y0 = pxrdnet_pattern(_perovskite("Sr", "Ti", 3.905), size=10.0)
+    pat = Pattern(model_grid(), y0, kind="xrd", x_unit="q")
+    _, y, m = prepare_input(pat, 10.0, broaden=False)
+    assert profile_r(y0, y, m)[0] < 0.01
+    _, y, m = prepare_input(pat, 10.0, broaden=False, background=True)
+    assert profile_r(y0, y, m)[0] > 0.2
 
 
 def test_distinct_first_moves_copies_behind_the_kept(tmp_path):
@@ -238,9 +314,13 @@ def test_cli_solve_powder(tiny_run, tmp_path):
                             "20", "--langevin-steps", "2", "--top", "1", "--wavelength", "1.5406",
                             "-o", str(tmp_path / "sol")])
     assert r.exit_code == 0, r.output
-    assert len(list((tmp_path / "sol").glob("*.cif"))) == 6 and (tmp_path / "sol" / "summary.json").is_file()
     summary = json.loads((tmp_path / "sol" / "summary.json").read_text())
     assert summary["refined"] == 1 and summary["refine_positions"] is True
+    n_proto = summary["prototype_candidates"]  # isotypic substitutions join the 6 decoded candidates
+    assert summary["prototypes"] is True and n_proto > 0 and summary["background_subtracted"] is True
+    assert len(list((tmp_path / "sol").glob("*.cif"))) == 6 + n_proto
+    assert sum(c["prototype"] is not None for c in summary["candidates"]) == n_proto
+    assert "source" in r.output and "AB3C_cP5_221_a_c_b" in [c["prototype"] for c in summary["candidates"]]
 
 
 def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypatch):
@@ -263,8 +343,12 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     assert seen["top"] == pxrd.REFINE_TOP == 10  # the paper keeps (and we refine) the 10 best
     assert seen["refine_positions"] is pxrd.REFINE_POSITIONS is True  # measured: README, PXRDNet benchmark
     assert seen["distinct"] is pxrd.DISTINCT is False  # measured: the constant's comment
-    assert runner.invoke(app, [*base, "--no-positions", "--distinct"]).exit_code == 2
-    assert seen["refine_positions"] is False and seen["distinct"] is True
+    assert seen["prototypes"] is pxrd.PROTOTYPES is True  # measured: the constant's comment
+    assert runner.invoke(app, [*base, "--no-positions", "--distinct", "--no-prototypes"]).exit_code == 2
+    assert seen["refine_positions"] is False and seen["distinct"] is True and seen["prototypes"] is False
+    assert seen["background"] is None  # solve_pxrd: subtract only when broadening
+    assert runner.invoke(app, [*base, "--prototypes", "--no-broaden", "--background"]).exit_code == 2
+    assert seen["prototypes"] is True and seen["broaden"] is False and seen["background"] is True
 
 
 def _one_error(result) -> str:
@@ -368,7 +452,7 @@ def test_shipped_model_solves_a_simulated_pattern():
     model, cfg = load_model(mdir)
     assert cfg.size == 10.0 and "Sr" in cfg.extra["elements"]
     pat = Pattern(model_grid(), pxrdnet_pattern(_perovskite("Sr", "Ti", 3.905), size=10.0), kind="xrd", x_unit="q")
-    res = solve_pxrd(pat, "SrTiO3", mdir, k=4, steps=20, n_step_each=1, top=1, broaden=False)
+    res = solve_pxrd(pat, "SrTiO3", mdir, k=4, steps=20, n_step_each=1, top=1, broaden=False, prototypes=False)
     assert len(res.ranked) == 4 and all(sorted(c.crystal.species) == sorted("O O O Sr Ti".split()) for c in res.ranked)
     with pytest.raises(InputError, match="--size 100"):
         shipped_model_dir(100.0)

@@ -98,11 +98,12 @@ def shipped_model_dir(size: float):
 
 def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | None, size: float, k: int,
                  steps: int | None, langevin_steps: int | None, top: int | None, positions: bool | None,
-                 distinct: bool | None, broaden: bool, method: str, seed: int, out: Path, show: int) -> dict:
+                 distinct: bool | None, prototypes: bool | None, broaden: bool,
+                 background: bool | None, method: str, seed: int, out: Path, show: int) -> dict:
     """``nanosolve solve`` for a powder pattern (see cli/solve.py): PXRDNet candidates, ranked blind."""
     from rich.table import Table
 
-    from nanosolve.solve.pxrd import DISTINCT, REFINE_POSITIONS, REFINE_TOP, solve_pxrd
+    from nanosolve.solve.pxrd import DISTINCT, PROTOTYPES, REFINE_POSITIONS, REFINE_TOP, solve_pxrd
 
     if not formula:
         raise InputError("a powder pattern needs the cell formula: give --formula (e.g. --formula Sr1Ti1O3)", file)
@@ -111,16 +112,22 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
         result = solve_pxrd(pattern, formula, mdir, k=k, steps=steps, n_step_each=langevin_steps,
                             top=REFINE_TOP if top is None else top, seed=seed, method=method,
                             refine_positions=REFINE_POSITIONS if positions is None else positions,
-                            distinct=DISTINCT if distinct is None else distinct, broaden=broaden, out_dir=out)
+                            distinct=DISTINCT if distinct is None else distinct,
+                            prototypes=PROTOTYPES if prototypes is None else prototypes, broaden=broaden,
+                            background=background, out_dir=out)
     s = result.summary
-    t = Table("rank", "file", "a b c (Å)", "α β γ (°)", "R", "R refined",
-              title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")
+    t = Table(title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")
+    t.add_column("#", no_wrap=True)
+    t.add_column("source", no_wrap=True, max_width=20, overflow="ellipsis")  # full label in summary.json
+    for name in ("a b c (Å)", "α β γ (°)", "R"):
+        t.add_column(name, no_wrap=True)
     for c in s["candidates"][:show]:
         cell = c["cell"]
-        t.add_row(str(c["rank"]), c["file"], " ".join(f"{v:.3f}" for v in cell[:3]),
-                  " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['r_model_grid']:.4f}",
-                  "–" if c["r_refined"] is None else f"{c['r_refined']:.4f}")
+        t.add_row(str(c["rank"]), c["prototype"] or c["method"], " ".join(f"{v:.3f}" for v in cell[:3]),
+                  " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}")
     console.print(t)
-    console.print(f"wrote {len(s['candidates'])} CIF files, {s['fit_plot']} and summary.json into {out}/ "
-                  f"({s['seconds']:.1f} s); ranked by fit to the input only", highlight=False)
+    console.print(f"wrote {len(s['candidates'])} CIF files named by rank ({s['candidates'][0]['file']} is rank 1), "
+                  f"{s['fit_plot']} and summary.json into {out}/ "
+                  f"({s['seconds']:.1f} s); R = fit to the input (refined for the best {s['refined']}), the only "
+                  f"ranking key", highlight=False)
     return s

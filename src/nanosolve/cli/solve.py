@@ -28,11 +28,18 @@ def solve(
                                                "samples) or random (random coordinates) — the baselines"),
     broaden: bool = typer.Option(True, "--broaden/--no-broaden", help="powder: broaden sharp measured peaks to the "
                                                                      "model's crystallite size first"),
+    background: bool = typer.Option(None, "--background/--no-background",
+                                    help="powder: subtract a rolling background first [default: with --broaden "
+                                         "only; it would remove the signal of nano-broadened data]"),
     positions: bool = typer.Option(None, "--positions/--no-positions", help="also refine atomic positions "
                                                                            "(default: on)"),
     distinct: bool = typer.Option(None, "--distinct/--no-distinct",
                                   help="powder: refine the best structurally distinct candidates, copies after "
                                        "them [default: off, nanosolve.solve.pxrd.DISTINCT]"),
+    prototypes: bool = typer.Option(None, "--prototypes/--no-prototypes",
+                                    help="powder: also rank the AFLOW prototypes of the formula's stoichiometry "
+                                         "(isotypic substitutions) beside the model's candidates "
+                                         "[default: on, nanosolve.solve.pxrd.PROTOTYPES]"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
     k: int = typer.Option(None, "-k", help="number of candidate structures (default: 20 for a PDF, 100 for a "
@@ -52,8 +59,9 @@ def solve(
     against the data (scale, lattice expansion, Biso, then every atom position unless --no-positions),
     ranked by Rw; writes best-first xyz files.
     A powder pattern + --formula: PXRDNet optimises K latent codes against the pattern, decodes them
-    with the formula forced, ranks them by fit to the input and refines the best; writes best-first
-    CIFs. Both write fit.png (data / model / difference) and summary.json; 01_... is the best."""
+    with the formula forced, ranks them together with the known structure types of the formula's
+    stoichiometry (AFLOW prototypes, --no-prototypes to leave them out) by fit to the input and
+    refines the best; writes best-first CIFs. Both write fit.png (data / model / difference) and summary.json; 01_... is the best."""
     from rich.table import Table
 
     from nanosolve.errors import InputError
@@ -69,7 +77,7 @@ def solve(
         from nanosolve.cli.pxrdnet import solve_powder
 
         solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
-                     positions, distinct, broaden, method, seed, out, show)
+                     positions, distinct, prototypes, broaden, background, method, seed, out, show)
         return
     k = 20 if k is None else k
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from nanosolve.solve.pxrd import (METHODS, distinct_first, generate_candidate_lists, profile_r, rank_candidates,
-                                  refine_candidates)
+                                  refine_candidates, with_prototypes)
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
 
@@ -64,13 +64,21 @@ def _score(ranked, truth, y, mask, top: int = 10) -> dict:
 def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[str] = METHODS, k: int = 32,
              steps: int | None = None, n_step_each: int | None = None, seed: int = 0, control: bool = True,
              systems: Sequence[str] | None = None, progress=None, refine: int = 0, n_restarts: int = 2,
-             refine_positions: bool = False, distinct: bool = False) -> dict:
+             refine_positions: bool = False, distinct: bool = False, prototypes: str | None = None) -> dict:
     """Records (one per crystal × method × input kind) and seconds per method; see module docstring.
 
     ``crystals``: the test truths; ``patterns`` [C, 512] their simulated inputs; ``systems``: crystal
     system per crystal for the breakdown; ``refine``: candidates refined per list (``n_restarts``
     starts each; ``refine_positions``: also fractional coordinates, as ``solve --positions``;
-    ``distinct``: the top 10 are structurally distinct, :func:`nanosolve.solve.pxrd.distinct_first`)."""
+    ``distinct``: the top 10 are structurally distinct, :func:`nanosolve.solve.pxrd.distinct_first`;
+    ``prototypes``: None, ``"all"`` — the formula's isotypic AFLOW-prototype substitutions join every
+    ranking, as ``solve --prototypes`` — or ``"unseen"`` — the same without any that StructureMatcher
+    matches to the truth, so the truth's own structure type is never offered: the truth is read only
+    to remove candidates, before the blind ranking)."""
+    from nanosolve.models.cdvae.evaluate import match_and_rmse
+
+    if prototypes not in (None, "all", "unseen"):
+        raise ValueError(f"prototypes must be None, 'all' or 'unseen', got {prototypes!r}")
     cfg = model.cfg
     n_step_each = cfg.solve_n_step_each if n_step_each is None else n_step_each
     types_list = [sorted(c.species, key=lambda s: s) for c in crystals]
@@ -90,6 +98,10 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
                                                                n_step_each, seed)[0]
             for i, truth in enumerate(crystals):
                 ranked = rank_candidates(cands_by_kind[kind][i], inp[i], masks[i], cfg.size, cfg.size_model, method)
+                if prototypes:
+                    unseen = (lambda c, t=truth: bool(match_and_rmse(c, t)[0])) if prototypes == "unseen" else None
+                    ranked = with_prototypes(ranked, types_list[i], inp[i], masks[i], cfg.size, cfg.size_model,
+                                             cfg.max_atoms, exclude=unseen)
                 if distinct:
                     ranked = distinct_first(ranked, max(refine, 10))
                 rec = {"index": i, "formula": truth.formula, "method": method, "input": kind,
@@ -105,7 +117,7 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
         seconds[method] = time.perf_counter() - t0
     return {"records": records, "seconds": seconds, "k": k, "steps": cfg.opt_steps if steps is None else steps,
             "n_step_each": n_step_each, "refine": int(refine), "n_restarts": int(n_restarts),
-            "refine_positions": bool(refine_positions), "distinct": bool(distinct)}
+            "refine_positions": bool(refine_positions), "distinct": bool(distinct), "prototypes": prototypes}
 
 
 def aggregate(records: Sequence[dict], by: str | None = None) -> dict:

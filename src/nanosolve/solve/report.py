@@ -89,7 +89,7 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
         name = f"{rank_i:0{width}d}_{_slug(cand.crystal.formula)}_{_slug(cand.method)}.cif"
         write_cif(cand.crystal, out / name)
         entries.append({"rank": rank_i, "file": name, **_jsonable(cand.summary())})
-    file_of = {e["latent_index"]: e["file"] for e in entries}
+    file_of = {e["index"]: e["file"] for e in entries}
     for e in entries:  # a copy (solve --distinct) names the file of the structure it copies
         if e.get("duplicate_of") is not None:
             e["duplicate_of_file"] = file_of.get(e["duplicate_of"])

@@ -6,10 +6,11 @@ from nanosolve.structures.builders.clusters import (
     sc_cluster,
 )
 from nanosolve.structures.builders.cut import cut_nanoparticle, cut_sphere
-from nanosolve.structures.builders.prototypes import PrototypeInfo, build_prototype, list_prototypes
+from nanosolve.structures.builders.prototypes import (PrototypeInfo, build_prototype, isotypic_substitutions,
+                                                      list_prototypes)
 
 __all__ = [
     "CHILI_CRYSTAL_TYPES", "build_chili_crystal", "CLUSTER_SHAPES", "build_cluster", "fcc_cluster", "bcc_cluster",
     "sc_cluster", "hcp_cluster", "icosahedron", "decahedron", "octahedron", "cut_nanoparticle", "cut_sphere",
-    "PrototypeInfo", "build_prototype", "list_prototypes",
+    "PrototypeInfo", "build_prototype", "isotypic_substitutions", "list_prototypes",
 ]

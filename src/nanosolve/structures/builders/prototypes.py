@@ -28,8 +28,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from fractions import Fraction
 import importlib.util
+from itertools import permutations
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -165,6 +168,50 @@ def build_prototype(label: str, elements=None, keep_packing: bool = True) -> Cry
         properties={"prototype": info.label, "aflow_label": info.aflow_label,
                     "space_group_number": info.space_group, "volume_scale": scale},
     )
+
+
+def _proportions(counts) -> tuple:
+    total = sum(counts)
+    return tuple(sorted(Fraction(int(c), total) for c in counts))
+
+
+def isotypic_substitutions(composition: Mapping[str, int], max_atoms: int | None = None) -> list[Crystal]:
+    """Every prototype with the stoichiometry of ``composition``, substituted in every way that
+    keeps it: the structure types a crystallographer tries first for a new compound.
+
+    Args:
+        composition: element -> atoms in the cell, e.g. ``{"Mg": 8, "Si": 4}``. Only the ratios
+            matter: a prototype stored in a smaller or larger cell of the same reduced formula
+            (primitive Mg2Si for a conventional Mg8Si4 cell) is included in its own cell.
+        max_atoms: skip prototypes whose cell has more atoms.
+
+    Returns:
+        Crystals from :func:`build_prototype` (volume from the packing of the substituted radii),
+        one per prototype and element assignment, in library order; ``properties['prototype']``
+        names the prototype. Empty when no prototype has this stoichiometry or an element has no
+        radius.
+    """
+    comp = {normalize_symbol(e): int(n) for e, n in composition.items() if int(n) > 0}
+    if not comp:
+        raise InputError("the composition is empty")
+    target = _proportions(comp.values())
+    out = []
+    for info, proto in zip(*_library()):
+        if len(info.species) != len(comp) or (max_atoms is not None and len(proto) > max_atoms):
+            continue
+        have = Counter(proto.species)
+        if _proportions(have.values()) != target:
+            continue
+        ratio = Fraction(len(proto), sum(comp.values()))
+        for new in permutations(sorted(comp)):
+            mapping = dict(zip(info.species, new))
+            if any(Fraction(have[old], comp[mapping[old]]) != ratio for old in info.species):
+                continue
+            try:
+                out.append(build_prototype(info.label, mapping))
+            except InputError:  # an element without a radius: no volume estimate, no candidate
+                continue
+    return out
 
 
 def _radius(sym: str) -> float:
