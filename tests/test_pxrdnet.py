@@ -223,7 +223,7 @@ def test_solve_with_prototypes_ranks_the_right_structure_type_first_blind(tiny_r
 def test_benchmark_unseen_prototypes_never_offer_the_truth(tiny_run):
     """evaluate(prototypes=…): 'all' offers the truth's own structure type and finds it; 'unseen'
     removes every substitution that matches the truth before the blind ranking."""
-    from nanosolve.solve.pxrd import with_prototypes
+    from nanosolve.solve.pxrd import prototype_crystals, with_prototypes
     from nanosolve.solve.pxrd_eval import evaluate
     from nanosolve.models.cdvae.evaluate import match_and_rmse
 
@@ -235,8 +235,8 @@ def test_benchmark_unseen_prototypes_never_offer_the_truth(tiny_run):
     unseen = evaluate(model, [truth], y, methods=("random",), k=2, control=False, refine=1, prototypes="unseen")
     assert seen["prototypes"] == "all" and seen["records"][0]["match_top1"] is True
     assert seen["records"][0]["rwp2_top1"] < 0.05 < unseen["records"][0]["rwp2_best10"]
-    ranked = with_prototypes([], sorted(truth.species), y[0], np.ones(512, bool), cfg.size,
-                             exclude=lambda c: bool(match_and_rmse(c, truth)[0]))
+    offered = prototype_crystals(sorted(truth.species), exclude=lambda c: bool(match_and_rmse(c, truth)[0]))
+    ranked = with_prototypes([], offered, y[0], np.ones(512, bool), cfg.size)
     assert ranked and not any(match_and_rmse(c.crystal, truth)[0] for c in ranked)
     with pytest.raises(ValueError, match="prototypes"):
         evaluate(model, [truth], y, methods=("random",), k=2, control=False, prototypes="yes")

@@ -43,7 +43,7 @@ REFINE_POSITIONS = True
 #: right structure, refined from their slightly different decodings, act as extra refinement starts.
 DISTINCT = False
 
-#: also rank the formula's isotypic AFLOW-prototype substitutions (:func:`prototype_candidates`) beside
+#: also rank the formula's isotypic AFLOW-prototype substitutions (:func:`prototype_crystals`) beside
 #: the model's candidates. On the 15 measured patterns (K = 100, the best 10 refined) the top-1 matched
 #: the refined structure for 4 instead of 1 (mean R_wp after refinement 0.564 -> 0.499). On 50 simulated
 #: held-out crystals with every substitution that matches the truth removed (a structure type the
@@ -156,33 +156,27 @@ def rank_candidates(crystals, y, mask, size: float, size_model: str = "pxrdnet",
     return out
 
 
-def prototype_candidates(types, y, mask, size: float, size_model: str = "pxrdnet", start: int = 0,
-                         max_atoms: int = 20, exclude=None) -> list[Candidate]:
+def prototype_crystals(types, max_atoms: int = 20, exclude=None) -> list[Crystal]:
     """The formula's isotypic AFLOW-prototype substitutions
     (:func:`nanosolve.structures.builders.prototypes.isotypic_substitutions`, cells of at most
-    ``max(max_atoms, len(types))`` atoms) as candidates of method ``prototype``, ranked by fit to the
-    input like :func:`rank_candidates`; indices start at ``start`` so that they follow the model's.
-    ``exclude(crystal) -> bool`` drops substitutions before ranking (the benchmark's
+    ``max(max_atoms, len(types))`` atoms). ``exclude(crystal) -> bool`` drops some (the benchmark's
     unseen-structure-type protocol); a solve passes none."""
     from collections import Counter
 
     from nanosolve.structures.builders.prototypes import isotypic_substitutions
 
     crystals = isotypic_substitutions(Counter(types), max(int(max_atoms), len(types)))
-    if exclude is not None:
-        crystals = [c for c in crystals if not exclude(c)]
-    ranked = rank_candidates(crystals, y, mask, size, size_model, "prototype")
-    for cand in ranked:
-        cand.index += int(start)
-    return ranked
+    return crystals if exclude is None else [c for c in crystals if not exclude(c)]
 
 
-def with_prototypes(ranked: list[Candidate], types, y, mask, size: float, size_model: str = "pxrdnet",
-                    max_atoms: int = 20, exclude=None) -> list[Candidate]:
-    """``ranked`` merged with :func:`prototype_candidates` (indices after the largest of ``ranked``), best
-    fit first."""
+def with_prototypes(ranked: list[Candidate], crystals, y, mask, size: float,
+                    size_model: str = "pxrdnet") -> list[Candidate]:
+    """``ranked`` merged with ``crystals`` (:func:`prototype_crystals`) ranked as candidates of method
+    ``prototype`` (:func:`rank_candidates`; indices after the largest of ``ranked``), best fit first."""
     start = 1 + max((c.index for c in ranked), default=-1)
-    extra = prototype_candidates(types, y, mask, size, size_model, start, max_atoms, exclude)
+    extra = rank_candidates(crystals, y, mask, size, size_model, "prototype")
+    for cand in extra:
+        cand.index += start
     return sorted(ranked + extra, key=lambda c: c.r)
 
 
@@ -297,7 +291,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
     crystals, latent_loss = generate_candidates(model, y, mask, types, method, k, steps, n_step_each, seed)
     ranked = rank_candidates(crystals, y, mask, cfg.size, cfg.size_model, method, latent_loss)
     if prototypes:
-        ranked = with_prototypes(ranked, types, y, mask, cfg.size, cfg.size_model, cfg.max_atoms)
+        ranked = with_prototypes(ranked, prototype_crystals(types, cfg.max_atoms), y, mask, cfg.size, cfg.size_model)
     if distinct:
         ranked = distinct_first(ranked, top)
     ranked = refine_candidates(ranked, y, mask, cfg.size, top=top, refine_positions=refine_positions, seed=seed)
@@ -323,6 +317,6 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
 
 
 __all__ = ["REFINE_TOP", "REFINE_POSITIONS", "DISTINCT", "PROTOTYPES",
-           "solve_pxrd", "generate_candidates", "rank_candidates", "prototype_candidates", "with_prototypes",
+           "solve_pxrd", "generate_candidates", "rank_candidates", "prototype_crystals", "with_prototypes",
            "distinct_first", "refine_candidates", "profile_r",
            "Candidate", "PXRDSolveResult", "METHODS", "prepare_input"]

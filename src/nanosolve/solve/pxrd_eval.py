@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from nanosolve.solve.pxrd import (METHODS, distinct_first, generate_candidate_lists, profile_r, rank_candidates,
-                                  refine_candidates, with_prototypes)
+                                  prototype_crystals, refine_candidates, with_prototypes)
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
 
@@ -85,6 +85,10 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
     ys = np.asarray(patterns, dtype=np.float32)
     masks = np.ones_like(ys, dtype=bool)
     shuf = derangement(len(crystals), seed) if control else None
+    # built (and, for 'unseen', matched against the truth) once per crystal; refinement never edits them
+    offered = [prototype_crystals(types, cfg.max_atoms, (lambda c, ref=truth: bool(match_and_rmse(c, ref)[0]))
+                                  if prototypes == "unseen" else None)
+               for types, truth in zip(types_list, crystals)] if prototypes else None
     records, seconds = [], {}
     for method in methods:
         t0 = time.perf_counter()
@@ -98,10 +102,8 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
                                                                n_step_each, seed)[0]
             for i, truth in enumerate(crystals):
                 ranked = rank_candidates(cands_by_kind[kind][i], inp[i], masks[i], cfg.size, cfg.size_model, method)
-                if prototypes:
-                    unseen = (lambda c, t=truth: bool(match_and_rmse(c, t)[0])) if prototypes == "unseen" else None
-                    ranked = with_prototypes(ranked, types_list[i], inp[i], masks[i], cfg.size, cfg.size_model,
-                                             cfg.max_atoms, exclude=unseen)
+                if offered:
+                    ranked = with_prototypes(ranked, offered[i], inp[i], masks[i], cfg.size, cfg.size_model)
                 if distinct:
                     ranked = distinct_first(ranked, max(refine, 10))
                 rec = {"index": i, "formula": truth.formula, "method": method, "input": kind,
