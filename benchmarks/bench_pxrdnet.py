@@ -111,14 +111,15 @@ def bench_simulated(run: Path, args) -> dict:
     res = evaluate(model, crystals, patterns, methods=args.methods, k=args.k, steps=args.steps,
                    n_step_each=args.n_step_each, seed=args.seed, systems=systems, progress=progress,
                    refine=args.refine, n_restarts=args.n_restarts, refine_positions=args.positions,
-                   distinct=args.distinct, prototypes=args.prototypes)
+                   distinct=args.distinct, prototypes=args.prototypes, symmetrize=args.symmetrize)
     return with_aggregates({"model": str(args.model or run), "overrides": overrides,
                             "unseen_by": [str(d) for d in args.unseen_by or []], "n": len(crystals),
                             "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
                             "n_step_each": res["n_step_each"], "refine": res["refine"],
                             "n_restarts": res["n_restarts"],
                             "refine_positions": res["refine_positions"], "distinct": res["distinct"],
-                            "prototypes": res["prototypes"], "seconds": res["seconds"],
+                            "prototypes": res["prototypes"], "symmetrize": res["symmetrize"],
+                            "seconds": res["seconds"],
                             "records": res["records"]},
                            run)
 
@@ -159,7 +160,7 @@ def merge_simulated(parts: list[dict], run: Path) -> dict:
     """One simulated result from runs of the same crystals and settings that each ran some methods
     (e.g. in parallel processes)."""
     same = ("model", "overrides", "unseen_by", "n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts",
-            "refine_positions", "distinct", "prototypes")
+            "refine_positions", "distinct", "prototypes", "symmetrize")
     for p in parts[1:]:
         diff = [key for key in same if p.get(key) != parts[0].get(key)]
         if diff:
@@ -187,7 +188,7 @@ def bench_timing(run: Path, args) -> dict:
     s = res.summary
     return {"seconds": times, "mean": float(np.mean(times)), "threads": torch.get_num_threads(), "k": s["k"],
             "steps": s["steps"], "n_step_each": s["n_step_each"], "refined": s["refined"],
-            "refine_positions": s["refine_positions"]}
+            "refine_positions": s["refine_positions"], "prototypes": s["prototypes"], "symmetrize": s["symmetrize"]}
 
 
 def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
@@ -211,7 +212,7 @@ def bench_experimental(run: Path, args, out_dir: Path) -> list[dict]:
                        tth=[float(pattern.x.min()), float(pattern.x.max())])
             res = solve_pxrd(pattern, formula, args.model or run, k=args.k, steps=args.steps,
                              n_step_each=args.n_step_each, top=args.refine, seed=args.seed, distinct=args.distinct,
-                             prototypes=bool(args.prototypes))
+                             prototypes=bool(args.prototypes), symmetrize=args.symmetrize)
             best = res.ranked[0]
             fit = refine_crystal(best.crystal, pattern=pattern, n_restarts=4, seed=args.seed)
             plot_pxrd_fit(fit, out_dir / f"{f.name.split('.')[0]}.png", title=f"{f.name}: top-1 candidate refined")
@@ -312,6 +313,10 @@ def main(argv=None):
                     help="the formula's isotypic AFLOW prototypes join every ranking, as 'solve --prototypes' does; "
                          "'unseen' first removes any that match the truth (simulated crystals only: with either value "
                          "the experimental patterns get all of them; without the flag none, unlike solve's default)")
+    ap.add_argument("--symmetrize", action="store_true",
+                    help="symmetrised variants of the best model candidates join every ranking, as 'solve "
+                         "--symmetrize' does (nanosolve.solve.pxrd.with_symmetrized; off here so that the earlier "
+                         "tables keep their protocol)")
     ap.add_argument("--n-restarts", type=int, default=2, help="refinement starts per candidate")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--merge", type=Path, nargs="+", default=None,

@@ -28,6 +28,26 @@ def test_fcc_symmetry_and_cell():
     assert c.density == pytest.approx(19.26, abs=0.02)
 
 
+def test_symmetrized_snaps_a_distorted_rock_salt_back():
+    rng = np.random.default_rng(0)
+    frac = [[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5], [.5, .5, .5], [0, 0, .5], [0, .5, 0], [.5, 0, 0]]
+    ideal = Crystal.from_parameters(4.21, 4.21, 4.21, 90, 90, 90, ["Mg"] * 4 + ["O"] * 4, frac)
+    noisy = Crystal(ideal.lattice + rng.normal(0, 0.02, (3, 3)), ideal.frac_coords + rng.normal(0, 0.01, (8, 3)),
+                    ideal.species, properties={"source": "test"})
+    assert noisy.symmetry(symprec=1e-3).number == 1
+    assert noisy.symmetrized(symprec=0.1).properties["space_group"] == 8  # Cm: 0.1 Å is too tight for this noise
+    snapped = noisy.symmetrized(symprec=0.25)
+    assert snapped.properties == {"source": "test", "space_group": 225, "symprec": 0.25}
+    assert snapped.symmetry(symprec=1e-5).number == 225  # exact, not merely within 0.25 Å
+    assert len(snapped) == 2 and sorted(snapped.species) == ["Mg", "O"]  # the primitive cell
+    # the cubic cell of the primitive fcc cell (a/√2 edges, 60° angles) keeps the noisy volume
+    assert snapped.cell_params[:3] == pytest.approx([snapped.cell_params[0]] * 3)
+    assert snapped.cell_params[3:] == pytest.approx([60, 60, 60])
+    assert 4 * snapped.volume == pytest.approx(noisy.volume, rel=0.02)
+    # too tight a tolerance finds nothing and changes nothing but the cell choice
+    assert noisy.symmetrized(symprec=1e-4).properties["space_group"] == 1
+
+
 def test_triclinic_parameters_roundtrip():
     c = Crystal.from_parameters(5.1, 6.2, 7.3, 81.0, 97.0, 103.0, ["Si"], [[0.1, 0.2, 0.3]])
     assert c.cell_params == pytest.approx([5.1, 6.2, 7.3, 81.0, 97.0, 103.0])

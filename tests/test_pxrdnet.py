@@ -177,7 +177,7 @@ def test_solve_ranks_blind(tiny_run, monkeypatch, tmp_path):
     for c in res.ranked[2:]:  # unrefined candidates: score is the fit R of their own pattern
         assert c.score == pytest.approx(profile_r(res.y, c.y_calc, res.mask)[0], rel=1e-9)
     files = sorted(p.name for p in (tmp_path / "o").glob("*.cif"))
-    assert len(files) == 8 and files[0].startswith("01_")
+    assert len(files) == 8 + res.summary["symmetrized_candidates"] and files[0].startswith("01_")
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["candidates"][0]["file"] == files[0] and (tmp_path / "o" / "fit.png").is_file()
 
@@ -218,6 +218,36 @@ def test_solve_with_prototypes_ranks_the_right_structure_type_first_blind(tiny_r
     entry = json.loads((tmp_path / "o" / "summary.json").read_text())["candidates"][0]
     assert entry["prototype"] == best.crystal.properties["prototype"] and entry["latent_index"] is None
     assert entry["file"].startswith("01_") and entry["file"].endswith("_prototype.cif")
+
+
+def test_symmetrized_variants_join_the_ranking_and_fit_better_than_their_noisy_parent():
+    """A decoded-like candidate (the perovskite with every atom ~0.1 Å off its site and a strained cell)
+    gets a Pm-3m variant that fits the pattern better than it does; an exact structure gets none, and
+    prototypes are never parents. Built from the candidates alone: the truth only makes the pattern."""
+    from nanosolve.solve.pxrd import rank_candidates, symmetrized_variants, with_symmetrized
+
+    truth = _perovskite("Sr", "Ti", 3.905)
+    rng = np.random.default_rng(1)
+    noisy = Crystal(truth.lattice + rng.normal(0, 0.03, (3, 3)), truth.frac_coords + rng.normal(0, 0.015, (5, 3)),
+                    truth.species, name="noisy")
+    assert symmetrized_variants(truth) == []  # Pm-3m already: nothing to gain
+    variants = symmetrized_variants(noisy)
+    groups = [v.properties["space_group"] for v in variants]
+    assert 221 in groups and len(set(groups)) == len(groups) and min(groups) > 2
+    y, mask = pxrdnet_pattern(truth, size=10.0), np.ones(512, bool)
+    ranked = rank_candidates([noisy, truth.copy()], y, mask, 10.0, method="pxrdnet")
+    proto = next(c for c in ranked if c.crystal.name != "noisy")
+    proto.method = "prototype"
+    merged = with_symmetrized(ranked, y, mask, 10.0)
+    extra = [c for c in merged if c.symmetrized_from is not None]
+    parent = next(c for c in ranked if c.crystal.name == "noisy")
+    assert len(extra) == len(variants) and all(c.symmetrized_from == parent.index for c in extra)
+    assert sorted(c.index for c in merged) == list(range(len(merged)))  # indices stay unique
+    cubic = next(c for c in extra if c.crystal.properties["space_group"] == 221)
+    assert cubic.method == "pxrdnet" and cubic.r < 0.5 * parent.r
+    assert [c.r for c in merged] == sorted(c.r for c in merged)
+    entry = cubic.summary()
+    assert entry["space_group"] == 221 and entry["symmetrized_from"] == parent.index and entry["latent_index"] is None
 
 
 def test_benchmark_unseen_prototypes_never_offer_the_truth(tiny_run):
@@ -318,7 +348,9 @@ def test_cli_solve_powder(tiny_run, tmp_path):
     assert summary["refined"] == 1 and summary["refine_positions"] is True
     n_proto = summary["prototype_candidates"]  # isotypic substitutions join the 6 decoded candidates
     assert summary["prototypes"] is True and n_proto > 0 and summary["background_subtracted"] is True
-    assert len(list((tmp_path / "sol").glob("*.cif"))) == 6 + n_proto
+    n_sym = summary["symmetrized_candidates"]
+    assert summary["symmetrize"] is True
+    assert len(list((tmp_path / "sol").glob("*.cif"))) == 6 + n_proto + n_sym
     assert sum(c["prototype"] is not None for c in summary["candidates"]) == n_proto
     assert "source" in r.output and "AB3C_cP5_221_a_c_b" in [c["prototype"] for c in summary["candidates"]]
 
@@ -344,8 +376,11 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     assert seen["refine_positions"] is pxrd.REFINE_POSITIONS is True  # measured: README, PXRDNet benchmark
     assert seen["distinct"] is pxrd.DISTINCT is False  # measured: the constant's comment
     assert seen["prototypes"] is pxrd.PROTOTYPES is True  # measured: the constant's comment
-    assert runner.invoke(app, [*base, "--no-positions", "--distinct", "--no-prototypes"]).exit_code == 2
+    assert seen["symmetrize"] is pxrd.SYMMETRIZE is True  # measured: the constant's comment
+    assert runner.invoke(app, [*base, "--no-positions", "--distinct", "--no-prototypes",
+                               "--no-symmetrize"]).exit_code == 2
     assert seen["refine_positions"] is False and seen["distinct"] is True and seen["prototypes"] is False
+    assert seen["symmetrize"] is False
     assert seen["background"] is None  # solve_pxrd: subtract only when broadening
     assert runner.invoke(app, [*base, "--prototypes", "--no-broaden", "--background"]).exit_code == 2
     assert seen["prototypes"] is True and seen["broaden"] is False and seen["background"] is True
@@ -446,6 +481,8 @@ def test_shipped_model_solves_a_simulated_pattern():
     from nanosolve.cli.pxrdnet import shipped_model_dir
     from nanosolve.scattering.nano_pxrd import model_grid
     from nanosolve.scattering.pattern import Pattern
+    from pymatgen.core import Composition
+
     from nanosolve.solve.pxrd import solve_pxrd
 
     mdir = shipped_model_dir(10.0)
@@ -453,6 +490,9 @@ def test_shipped_model_solves_a_simulated_pattern():
     assert cfg.size == 10.0 and "Sr" in cfg.extra["elements"]
     pat = Pattern(model_grid(), pxrdnet_pattern(_perovskite("Sr", "Ti", 3.905), size=10.0), kind="xrd", x_unit="q")
     res = solve_pxrd(pat, "SrTiO3", mdir, k=4, steps=20, n_step_each=1, top=1, broaden=False, prototypes=False)
-    assert len(res.ranked) == 4 and all(sorted(c.crystal.species) == sorted("O O O Sr Ti".split()) for c in res.ranked)
+    decoded = [c for c in res.ranked if c.symmetrized_from is None]
+    assert len(decoded) == 4 and all(sorted(c.crystal.species) == sorted("O O O Sr Ti".split()) for c in decoded)
+    assert len(res.ranked) == 4 + res.summary["symmetrized_candidates"]  # snapped variants keep the ratios
+    assert {Composition(c.crystal.formula).reduced_formula for c in res.ranked} == {"SrTiO3"}
     with pytest.raises(InputError, match="--size 100"):
         shipped_model_dir(100.0)

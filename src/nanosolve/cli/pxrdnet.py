@@ -98,12 +98,12 @@ def shipped_model_dir(size: float):
 
 def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | None, size: float, k: int,
                  steps: int | None, langevin_steps: int | None, top: int | None, positions: bool | None,
-                 distinct: bool | None, prototypes: bool | None, broaden: bool,
+                 distinct: bool | None, prototypes: bool | None, symmetrize: bool | None, broaden: bool,
                  background: bool | None, method: str, seed: int, out: Path, show: int) -> dict:
     """``nanosolve solve`` for a powder pattern (see cli/solve.py): PXRDNet candidates, ranked blind."""
     from rich.table import Table
 
-    from nanosolve.solve.pxrd import DISTINCT, PROTOTYPES, REFINE_POSITIONS, REFINE_TOP, solve_pxrd
+    from nanosolve.solve.pxrd import DISTINCT, PROTOTYPES, REFINE_POSITIONS, REFINE_TOP, SYMMETRIZE, solve_pxrd
 
     if not formula:
         raise InputError("a powder pattern needs the cell formula: give --formula (e.g. --formula Sr1Ti1O3)", file)
@@ -113,7 +113,8 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
                             top=REFINE_TOP if top is None else top, seed=seed, method=method,
                             refine_positions=REFINE_POSITIONS if positions is None else positions,
                             distinct=DISTINCT if distinct is None else distinct,
-                            prototypes=PROTOTYPES if prototypes is None else prototypes, broaden=broaden,
+                            prototypes=PROTOTYPES if prototypes is None else prototypes,
+                            symmetrize=SYMMETRIZE if symmetrize is None else symmetrize, broaden=broaden,
                             background=background, out_dir=out)
     s = result.summary
     t = Table(title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")
@@ -123,7 +124,9 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
         t.add_column(name, no_wrap=True)
     for c in s["candidates"][:show]:
         cell = c["cell"]
-        t.add_row(str(c["rank"]), c["prototype"] or c["method"], " ".join(f"{v:.3f}" for v in cell[:3]),
+        source = c["prototype"] or (f"{c['method']} sym {c['space_group']}" if c["symmetrized_from"] is not None
+                                    else c["method"])
+        t.add_row(str(c["rank"]), source, " ".join(f"{v:.3f}" for v in cell[:3]),
                   " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}")
     console.print(t)
     console.print(f"wrote {len(s['candidates'])} CIF files named by rank ({s['candidates'][0]['file']} is rank 1), "

@@ -40,6 +40,9 @@ def solve(
                                     help="powder: also rank the AFLOW prototypes of the formula's stoichiometry "
                                          "(isotypic substitutions) beside the model's candidates "
                                          "[default: on, nanosolve.solve.pxrd.PROTOTYPES]"),
+    symmetrize: bool = typer.Option(None, "--symmetrize/--no-symmetrize",
+                                    help="powder: also rank the best model candidates snapped onto the space group "
+                                         "spglib finds (0.05-0.5 Å) [default: on, nanosolve.solve.pxrd.SYMMETRIZE]"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
     k: int = typer.Option(None, "-k", help="number of candidate structures (default: 20 for a PDF, 100 for a "
@@ -60,8 +63,10 @@ def solve(
     ranked by Rw; writes best-first xyz files.
     A powder pattern + --formula: PXRDNet optimises K latent codes against the pattern, decodes them
     with the formula forced, ranks them together with the known structure types of the formula's
-    stoichiometry (AFLOW prototypes, --no-prototypes to leave them out) by fit to the input and
-    refines the best; writes best-first CIFs. Both write fit.png (data / model / difference) and summary.json; 01_... is the best."""
+    stoichiometry (AFLOW prototypes, --no-prototypes to leave them out) and with symmetrised
+    variants of the best ones (--no-symmetrize to leave them out) by fit to the input and refines the
+    best; writes best-first CIFs. Both write fit.png (data / model / difference) and summary.json;
+    01_... is the best."""
     from rich.table import Table
 
     from nanosolve.errors import InputError
@@ -77,7 +82,7 @@ def solve(
         from nanosolve.cli.pxrdnet import solve_powder
 
         solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
-                     positions, distinct, prototypes, broaden, background, method, seed, out, show)
+                     positions, distinct, prototypes, symmetrize, broaden, background, method, seed, out, show)
         return
     k = 20 if k is None else k
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,

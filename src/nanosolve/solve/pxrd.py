@@ -8,7 +8,8 @@ range); K latent codes are optimised against it and the formula
 CDVAE-Search baseline, or replaced by random coordinates —, decoded with the formula forced,
 re-simulated with the same broadening and ranked by their fit to the input (R on the mask,
 optimal scale), together with the formula's isotypic AFLOW-prototype substitutions unless
-``prototypes`` is off (:data:`PROTOTYPES`). The best ``top`` (default :data:`REFINE_TOP`) are refined (lattice within ±20 %,
+``prototypes`` is off (:data:`PROTOTYPES`) and with symmetrised variants of the best model
+candidates unless ``symmetrize`` is off (:data:`SYMMETRIZE`). The best ``top`` (default :data:`REFINE_TOP`) are refined (lattice within ±20 %,
 scale, σ_Q, positions within ±0.05 unless turned off) against the input and re-ranked by the
 refined fit. Nothing here reads a reference structure: the ranking sees the candidates and the data only.
 """
@@ -52,6 +53,19 @@ DISTINCT = False
 #: PXRDNet benchmark, "Known structure types".
 PROTOTYPES = True
 
+#: the best SYMMETRIZE_TOP candidates of the model also compete as symmetrised variants
+#: (:func:`with_symmetrized`): decoded crystals come out as P1 with every atom a little off its site, and
+#: snapping them onto the space group spglib finds within 0.05–0.5 Å gives the refinement exact special
+#: positions to start from. On 50 held-out crystals (solve defaults but no prototypes: K = 100, the best 10
+#: refined with positions; the same decoded candidates with and without) PXRDNet's best-of-10 R_wp² went
+#: 0.302 -> 0.269 (paired -0.033 ± 0.020) and blind top-1 0.462 -> 0.375 (-0.087 ± 0.062);
+#: CDVAE-Search's 0.423 -> 0.369 (-0.054 ± 0.022) and 0.680 -> 0.584 (-0.096 ± 0.048). Top-1 match rates
+#: held (0.50 -> 0.50, 0.38 -> 0.36); top-10 fell by 0.04 ± 0.03 and 0.02 ± 0.02 (variants take slots of
+#: other structures). README, PXRDNet benchmark, "Symmetrised candidates".
+SYMMETRIZE = True
+SYMMETRIZE_TOP = 20
+SYMMETRIZE_TOLERANCES = (0.05, 0.1, 0.2, 0.3, 0.5)  # Å (spglib symprec), tightest first
+
 METHODS = ("pxrdnet", "cdvae-search", "random")
 
 
@@ -83,6 +97,8 @@ class Candidate:
     refine: dict = field(default_factory=dict)
     #: index of the better-fitting candidate this one matches (see :func:`distinct_first`)
     duplicate_of: int | None = None
+    #: index of the candidate this one is the symmetrised variant of (see :func:`with_symmetrized`)
+    symmetrized_from: int | None = None
 
     @property
     def score(self) -> float:
@@ -94,7 +110,9 @@ class Candidate:
         return {"formula": c.formula, "n_atoms": len(c), "cell": [round(float(v), 5) for v in c.cell_params],
                 "r_model_grid": round(self.r, 5), "r_refined": None if self.r_refined is None else round(self.r_refined, 5),
                 "score": round(self.score, 5), "method": self.method, "index": self.index,
-                "latent_index": None if self.method == "prototype" else self.index,
+                "latent_index": (None if self.method == "prototype" or self.symmetrized_from is not None
+                                 else self.index),
+                "symmetrized_from": self.symmetrized_from, "space_group": c.properties.get("space_group"),
                 "prototype": c.properties.get("prototype") if self.method == "prototype" else None,
                 "latent_loss": None if self.latent_loss is None else round(float(self.latent_loss), 5),
                 "duplicate_of": self.duplicate_of, "refinement": self.refine}
@@ -177,6 +195,44 @@ def with_prototypes(ranked: list[Candidate], crystals, y, mask, size: float,
     extra = rank_candidates(crystals, y, mask, size, size_model, "prototype")
     for cand in extra:
         cand.index += start
+    return sorted(ranked + extra, key=lambda c: c.r)
+
+
+def symmetrized_variants(crystal: Crystal, tolerances=SYMMETRIZE_TOLERANCES) -> list[Crystal]:
+    """``crystal`` snapped onto each space group that spglib finds at ``tolerances`` (Å, tightest
+    first; :meth:`Crystal.symmetrized`), one variant per space group, only where it raises the
+    symmetry above P-1 and above what the crystal has within 0.01 Å."""
+    try:
+        own = crystal.symmetry(symprec=0.01).number
+    except Exception:  # noqa: BLE001 - spglib gives up on a degenerate decoded cell: nothing to snap
+        return []
+    out, seen = [], {1, 2, own}
+    for tol in tolerances:
+        try:
+            variant = crystal.symmetrized(symprec=tol)
+        except Exception:  # noqa: BLE001 - as above, at this tolerance
+            continue
+        number = variant.properties["space_group"]
+        if number not in seen and number > own:
+            seen.add(number)
+            out.append(variant)
+    return out
+
+
+def with_symmetrized(ranked: list[Candidate], y, mask, size: float, size_model: str = "pxrdnet",
+                     top: int = SYMMETRIZE_TOP, tolerances=SYMMETRIZE_TOLERANCES) -> list[Candidate]:
+    """``ranked`` merged with the symmetrised variants (:func:`symmetrized_variants`) of its best ``top``
+    model candidates (prototypes are symmetric already), each ranked by its own fit like any candidate,
+    of the parent's method and with :attr:`Candidate.symmetrized_from` set; best fit first. Blind: the
+    variants are made from the candidates alone (:data:`SYMMETRIZE`)."""
+    start = 1 + max((c.index for c in ranked), default=-1)
+    parents = [c for c in ranked if c.method != "prototype"][:top]
+    extra = []
+    for parent in parents:
+        for cand in rank_candidates(symmetrized_variants(parent.crystal, tolerances), y, mask, size, size_model,
+                                    parent.method):
+            cand.index, cand.symmetrized_from = start + len(extra), parent.index
+            extra.append(cand)
     return sorted(ranked + extra, key=lambda c: c.r)
 
 
@@ -268,11 +324,12 @@ def prepare_input(pattern, size: float, broaden: bool = True, background: bool |
 def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, steps: int | None = None,
                n_step_each: int | None = None, top: int = REFINE_TOP, seed: int = 0, method: str = "pxrdnet",
                refine_positions: bool = REFINE_POSITIONS, distinct: bool = DISTINCT, prototypes: bool = PROTOTYPES,
-               broaden: bool = True, background: bool | None = None, out_dir: str | os.PathLike | None = None,
+               symmetrize: bool = SYMMETRIZE, broaden: bool = True, background: bool | None = None, out_dir: str | os.PathLike | None = None,
                wavelength=None) -> PXRDSolveResult:
     """Solve a crystal from a powder pattern (file path or Pattern; 2θ needs its wavelength) and the
     cell formula. With ``prototypes`` the formula's isotypic AFLOW-prototype substitutions compete
-    in the same ranking (:func:`with_prototypes`; their cells keep the prototype's own Z).
+    in the same ranking (:func:`with_prototypes`; their cells keep the prototype's own Z); with
+    ``symmetrize`` the best model candidates' symmetrised variants do too (:func:`with_symmetrized`).
     ``background``: None subtracts a rolling background only when ``broaden`` (see
     :func:`prepare_input`). Returns candidates best first (by fit to the input only) + a summary; with
     ``out_dir`` writes CIFs ``01_….cif`` (best first), ``fit.png`` and ``summary.json``."""
@@ -292,6 +349,8 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
     ranked = rank_candidates(crystals, y, mask, cfg.size, cfg.size_model, method, latent_loss)
     if prototypes:
         ranked = with_prototypes(ranked, prototype_crystals(types, cfg.max_atoms), y, mask, cfg.size, cfg.size_model)
+    if symmetrize:
+        ranked = with_symmetrized(ranked, y, mask, cfg.size, cfg.size_model)
     if distinct:
         ranked = distinct_first(ranked, top)
     ranked = refine_candidates(ranked, y, mask, cfg.size, top=top, refine_positions=refine_positions, seed=seed)
@@ -305,6 +364,8 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
                "refined": int(min(top, len(ranked))), "refine_positions": bool(refine_positions),
                "distinct": bool(distinct), "prototypes": bool(prototypes),
                "prototype_candidates": sum(c.method == "prototype" for c in ranked),
+               "symmetrize": bool(symmetrize),
+               "symmetrized_candidates": sum(c.symmetrized_from is not None for c in ranked),
                "ranking": "R against the input pattern only (model grid, optimal scale; refined R for the top)",
                "seconds": round(time.perf_counter() - t0, 2)}
     result = PXRDSolveResult(ranked, y, mask, q, summary)
@@ -316,7 +377,8 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
 
 
 
-__all__ = ["REFINE_TOP", "REFINE_POSITIONS", "DISTINCT", "PROTOTYPES",
-           "solve_pxrd", "generate_candidates", "rank_candidates", "prototype_crystals", "with_prototypes",
+__all__ = ["REFINE_TOP", "REFINE_POSITIONS", "DISTINCT", "PROTOTYPES", "SYMMETRIZE", "SYMMETRIZE_TOP",
+           "SYMMETRIZE_TOLERANCES", "solve_pxrd", "generate_candidates", "rank_candidates", "prototype_crystals",
+           "with_prototypes", "symmetrized_variants", "with_symmetrized",
            "distinct_first", "refine_candidates", "profile_r",
            "Candidate", "PXRDSolveResult", "METHODS", "prepare_input"]

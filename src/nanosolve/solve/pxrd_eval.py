@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from nanosolve.solve.pxrd import (METHODS, distinct_first, generate_candidate_lists, profile_r, rank_candidates,
-                                  prototype_crystals, refine_candidates, with_prototypes)
+                                  prototype_crystals, refine_candidates, with_prototypes, with_symmetrized)
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
 
@@ -64,7 +64,8 @@ def _score(ranked, truth, y, mask, top: int = 10) -> dict:
 def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[str] = METHODS, k: int = 32,
              steps: int | None = None, n_step_each: int | None = None, seed: int = 0, control: bool = True,
              systems: Sequence[str] | None = None, progress=None, refine: int = 0, n_restarts: int = 2,
-             refine_positions: bool = False, distinct: bool = False, prototypes: str | None = None) -> dict:
+             refine_positions: bool = False, distinct: bool = False, prototypes: str | None = None,
+             symmetrize: bool = False) -> dict:
     """Records (one per crystal × method × input kind) and seconds per method; see module docstring.
 
     ``crystals``: the test truths; ``patterns`` [C, 512] their simulated inputs; ``systems``: crystal
@@ -74,7 +75,8 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
     ``prototypes``: None, ``"all"`` — the formula's isotypic AFLOW-prototype substitutions join every
     ranking, as ``solve --prototypes`` — or ``"unseen"`` — the same without any that StructureMatcher
     matches to the truth, so the truth's own structure type is never offered: the truth is read only
-    to remove candidates, before the blind ranking)."""
+    to remove candidates, before the blind ranking); ``symmetrize``: the symmetrised variants of the best
+    model candidates join every ranking, as ``solve --symmetrize``)."""
     from nanosolve.models.cdvae.evaluate import match_and_rmse
 
     if prototypes not in (None, "all", "unseen"):
@@ -104,6 +106,8 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
                 ranked = rank_candidates(cands_by_kind[kind][i], inp[i], masks[i], cfg.size, cfg.size_model, method)
                 if offered:
                     ranked = with_prototypes(ranked, offered[i], inp[i], masks[i], cfg.size, cfg.size_model)
+                if symmetrize:
+                    ranked = with_symmetrized(ranked, inp[i], masks[i], cfg.size, cfg.size_model)
                 if distinct:
                     ranked = distinct_first(ranked, max(refine, 10))
                 rec = {"index": i, "formula": truth.formula, "method": method, "input": kind,
@@ -119,7 +123,8 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
         seconds[method] = time.perf_counter() - t0
     return {"records": records, "seconds": seconds, "k": k, "steps": cfg.opt_steps if steps is None else steps,
             "n_step_each": n_step_each, "refine": int(refine), "n_restarts": int(n_restarts),
-            "refine_positions": bool(refine_positions), "distinct": bool(distinct), "prototypes": prototypes}
+            "refine_positions": bool(refine_positions), "distinct": bool(distinct), "prototypes": prototypes,
+            "symmetrize": bool(symmetrize)}
 
 
 def aggregate(records: Sequence[dict], by: str | None = None) -> dict:

@@ -76,7 +76,7 @@ def plot_pxrd_candidate(q, y, mask, cand, path, title: str = "") -> Path:
 
 
 def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = None) -> dict:
-    """Write ``NN_<formula>_<method>.cif`` best-first (01 = best fit to the input), ``fit.png`` (best
+    """Write ``NN_<formula>_<method>.cif`` (``<method>-sym`` for a symmetrised variant) best-first (01 = best fit to the input), ``fit.png`` (best
     candidate vs input) and ``summary.json`` (``result.summary`` + one entry per candidate)."""
     from nanosolve.structures.io import write_cif
 
@@ -86,7 +86,8 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
     width = max(2, len(str(len(ranked))))
     entries = []
     for rank_i, cand in enumerate(ranked, start=1):
-        name = f"{rank_i:0{width}d}_{_slug(cand.crystal.formula)}_{_slug(cand.method)}.cif"
+        source = cand.method if cand.symmetrized_from is None else f"{cand.method}-sym"
+        name = f"{rank_i:0{width}d}_{_slug(cand.crystal.formula)}_{_slug(source)}.cif"
         write_cif(cand.crystal, out / name)
         entries.append({"rank": rank_i, "file": name, **_jsonable(cand.summary())})
     file_of = {e["index"]: e["file"] for e in entries}

@@ -185,6 +185,19 @@ class Crystal:
             symprec=symprec,
         )
 
+    def symmetrized(self, symprec: float = 0.1, angle_tolerance: float = 5.0) -> "Crystal":
+        """The crystal snapped onto the space group spglib finds within ``symprec`` (Å) and
+        ``angle_tolerance`` (degrees): pymatgen's primitive standard cell, with positions and lattice
+        made exactly symmetric. ``properties['space_group']`` holds the number. Composition ratios
+        are kept; the number of sites may change (primitive vs. the input cell)."""
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+        sga = SpacegroupAnalyzer(self.to_pymatgen(), symprec=symprec, angle_tolerance=angle_tolerance)
+        out = Crystal.from_pymatgen(sga.get_primitive_standard_structure(), name=self.name)
+        out.properties = {**self.properties, "space_group": int(sga.get_space_group_number()),
+                          "symprec": float(symprec)}
+        return out
+
     # ----- interoperability ----------------------------------------------------------------
     def to_pymatgen(self) -> "Structure":
         """pymatgen Structure; rows sharing a position become one disordered site (occupancies kept)."""
