@@ -9,7 +9,8 @@ CDVAE-Search baseline, or replaced by random coordinates —, decoded with the f
 re-simulated with the same broadening and ranked by their fit to the input (R on the mask,
 optimal scale), together with the formula's isotypic AFLOW-prototype substitutions unless
 ``prototypes`` is off (:data:`PROTOTYPES`) and with symmetrised variants of the best model
-candidates unless ``symmetrize`` is off (:data:`SYMMETRIZE`). The best ``top`` (default :data:`REFINE_TOP`) are refined (lattice within ±20 %,
+candidates unless ``symmetrize`` is off (:data:`SYMMETRIZE`). The best ``top`` (default
+:data:`REFINE_TOP`) are refined (lattice within ±20 %,
 scale, σ_Q, positions within ±0.05 unless turned off) against the input and re-ranked by the
 refined fit. Nothing here reads a reference structure: the ranking sees the candidates and the data only.
 """
@@ -200,8 +201,9 @@ def with_prototypes(ranked: list[Candidate], crystals, y, mask, size: float,
 
 def symmetrized_variants(crystal: Crystal, tolerances=SYMMETRIZE_TOLERANCES) -> list[Crystal]:
     """``crystal`` snapped onto each space group that spglib finds at ``tolerances`` (Å, tightest
-    first; :meth:`Crystal.symmetrized`), one variant per space group, only where it raises the
-    symmetry above P-1 and above what the crystal has within 0.01 Å."""
+    first; :meth:`Crystal.symmetrized`), one variant per space group, kept only when its space-group
+    number is above P-1's and above the one the crystal has within 0.01 Å (the numbers grow with the
+    crystal system, so this keeps variants that gained symmetry; decoded candidates are P1)."""
     try:
         own = crystal.symmetry(symprec=0.01).number
     except Exception:  # noqa: BLE001 - spglib gives up on a degenerate decoded cell: nothing to snap
@@ -324,8 +326,8 @@ def prepare_input(pattern, size: float, broaden: bool = True, background: bool |
 def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, steps: int | None = None,
                n_step_each: int | None = None, top: int = REFINE_TOP, seed: int = 0, method: str = "pxrdnet",
                refine_positions: bool = REFINE_POSITIONS, distinct: bool = DISTINCT, prototypes: bool = PROTOTYPES,
-               symmetrize: bool = SYMMETRIZE, broaden: bool = True, background: bool | None = None, out_dir: str | os.PathLike | None = None,
-               wavelength=None) -> PXRDSolveResult:
+               symmetrize: bool = SYMMETRIZE, broaden: bool = True, background: bool | None = None,
+               out_dir: str | os.PathLike | None = None, wavelength=None) -> PXRDSolveResult:
     """Solve a crystal from a powder pattern (file path or Pattern; 2θ needs its wavelength) and the
     cell formula. With ``prototypes`` the formula's isotypic AFLOW-prototype substitutions compete
     in the same ranking (:func:`with_prototypes`; their cells keep the prototype's own Z); with
