@@ -124,9 +124,7 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
         t.add_column(name, no_wrap=True)
     for c in s["candidates"][:show]:
         cell = c["cell"]
-        source = c["prototype"] or (f"{c['method']} sym {c['space_group']}" if c["symmetrized_from"] is not None
-                                    else c["method"])
-        t.add_row(str(c["rank"]), source, " ".join(f"{v:.3f}" for v in cell[:3]),
+        t.add_row(str(c["rank"]), c["source"], " ".join(f"{v:.3f}" for v in cell[:3]),
                   " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}")
     console.print(t)
     console.print(f"wrote {len(s['candidates'])} CIF files named by rank ({s['candidates'][0]['file']} is rank 1), "

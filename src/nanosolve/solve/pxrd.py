@@ -102,6 +102,16 @@ class Candidate:
     symmetrized_from: int | None = None
 
     @property
+    def source(self) -> str:
+        """Where the candidate came from, for tables: the AFLOW label of a prototype, ``<method> sym
+        <space group>`` for a symmetrised variant, else the method."""
+        if self.method == "prototype":
+            return str(self.crystal.properties.get("prototype", "prototype"))
+        if self.symmetrized_from is not None:
+            return f"{self.method} sym {self.crystal.properties.get('space_group')}"
+        return self.method
+
+    @property
     def score(self) -> float:
         """The blind ranking key: the refined R when refined, else R."""
         return self.r if self.r_refined is None else self.r_refined
@@ -110,7 +120,7 @@ class Candidate:
         c = self.crystal
         return {"formula": c.formula, "n_atoms": len(c), "cell": [round(float(v), 5) for v in c.cell_params],
                 "r_model_grid": round(self.r, 5), "r_refined": None if self.r_refined is None else round(self.r_refined, 5),
-                "score": round(self.score, 5), "method": self.method, "index": self.index,
+                "score": round(self.score, 5), "method": self.method, "source": self.source, "index": self.index,
                 "latent_index": (None if self.method == "prototype" or self.symmetrized_from is not None
                                  else self.index),
                 "symmetrized_from": self.symmetrized_from, "space_group": c.properties.get("space_group"),

@@ -76,8 +76,8 @@ def plot_pxrd_candidate(q, y, mask, cand, path, title: str = "") -> Path:
 
 
 def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = None) -> dict:
-    """Write ``NN_<formula>_<method>.cif`` (``<method>-sym`` for a symmetrised variant) best-first (01 = best fit to the input), ``fit.png`` (best
-    candidate vs input) and ``summary.json`` (``result.summary`` + one entry per candidate)."""
+    """Write ``NN_<formula>_<method>.cif`` (``<method>-sym`` for a symmetrised variant) best-first
+    (01 = best fit to the input), ``fit.png`` (best candidate vs input) and ``summary.json`` (``result.summary`` + one entry per candidate)."""
     from nanosolve.structures.io import write_cif
 
     out = Path(out_dir)
