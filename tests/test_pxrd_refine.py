@@ -144,3 +144,32 @@ def test_measured_data_through_model_grid():
     fit = refine_crystal(srtio3(A_STO * 1.05), y, mask=m, size=10.0)
     assert abs(fit.crystal.cell_params[0] / A_STO - 1) < 0.005
     assert fit.mask.sum() == m.sum() and fit.rwp_after < 0.02 < fit.rwp_before
+
+
+def test_refine_lower_symmetry_splits_a_cubic_start():
+    """A tetragonal perovskite (c/a = 1.012) measured with sharp peaks, refined from a cubic start:
+    tied lengths keep it cubic; splitting c off recovers both lengths and the fit."""
+    from nanosolve.solve.pxrd_refine import refine_lower_symmetry
+
+    def batio3(a, c):
+        return Crystal.from_parameters(a, a, c, 90, 90, 90, ["Ba", "Ti", "O", "O", "O"],
+                                       [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+
+    a, c = 3.99, 3.99 * 1.012
+    truth = batio3(a, c)
+    x = np.arange(15, 100, 0.01)
+    meas = Pattern(x, simulate_xrd(truth, nx.WAVELENGTH, x="tth", grid=x, fwhm=0.08).y, x_unit="tth",
+                   wavelength=nx.WAVELENGTH)
+    start = batio3(3.95, 3.95)
+    tied = refine_crystal(start, pattern=meas, n_restarts=2)
+    assert tied.params["tied_lengths"] == [[0, 1, 2]]
+    assert np.ptp(tied.crystal.cell_params[:3]) < 1e-9  # stayed cubic
+    best = refine_lower_symmetry(start, pattern=meas, n_restarts=2)
+    assert best.params["split_length"] in (0, 1, 2)
+    lengths = sorted(best.crystal.cell_params[:3])
+    assert lengths[0] == pytest.approx(a, rel=1e-3) and lengths[1] == pytest.approx(a, rel=1e-3)
+    assert lengths[2] == pytest.approx(c, rel=1e-3)
+    assert best.rwp_after < 0.5 * tied.rwp_after
+    assert best.rwp_after < 0.1
+    with pytest.raises(InputError, match="split_length"):
+        refine_crystal(start, pattern=meas, split_length=3)
