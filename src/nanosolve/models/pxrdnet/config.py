@@ -45,7 +45,7 @@ class PXRDNetConfig(CDVAEConfig):
     opt_min_lr: float = 1e-4
     # 500 steps (paper: 35,000) and 5 Langevin steps per noise level (CDVAE: 100, i.e. 5,000 decoder
     # calls per batch) keep a default 100-candidate solve within a minute on 2 CPU cores; the
-    # benchmark (README) measures with fewer still (200 steps, 3 Langevin steps)
+    # README's 200-crystal benchmark measures with fewer still (200 steps, 3 Langevin steps)
     opt_steps: int = 500
     opt_restart_steps: int = 250
     solve_n_step_each: int = 5
