@@ -505,7 +505,7 @@ def refine_lower_symmetry(crystal, **kwargs) -> PXRDFit:
 
     Why: equal lengths stay tied, so a candidate made cubic by symmetrisation against a 10 Å
     pattern stays cubic against a sharp measured one, where a tetragonal splitting of 1 % decides
-    the fit (measured BaTiO₃, c/a 1.010: R_wp 0.48 cubic, 0.31 with c split). Splitting one length
+    the fit (measured BaTiO₃, c/a 1.010: R_wp 0.48 cubic, 0.31 with one length split off). Splitting one length
     at a time follows the usual subgroup path (cubic → tetragonal, tetragonal → orthorhombic); three
     free lengths from a cubic start fall into the cubic minimum again. Costs one refinement per
     tied length."""
