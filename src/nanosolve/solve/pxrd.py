@@ -249,6 +249,21 @@ def with_symmetrized(ranked: list[Candidate], y, mask, size: float, size_model: 
     return sorted(ranked + extra, key=lambda c: c.r)
 
 
+def extend_ranking(ranked: list[Candidate], y, mask, size: float, size_model: str = "pxrdnet",
+                   prototypes=None, symmetrize: bool = False, distinct_top: int | None = None) -> list[Candidate]:
+    """The solve's ranking after the model's own candidates, shared by :func:`solve_pxrd` and the
+    benchmark: ``prototypes`` (crystals from :func:`prototype_crystals`, or None) join it
+    (:func:`with_prototypes`), then with ``symmetrize`` the symmetrised variants (:func:`with_symmetrized`),
+    then with ``distinct_top`` the first that many are made structurally distinct (:func:`distinct_first`)."""
+    if prototypes is not None:
+        ranked = with_prototypes(ranked, prototypes, y, mask, size, size_model)
+    if symmetrize:
+        ranked = with_symmetrized(ranked, y, mask, size, size_model)
+    if distinct_top:
+        ranked = distinct_first(ranked, distinct_top)
+    return ranked
+
+
 def distinct_first(ranked: list[Candidate], top: int = REFINE_TOP) -> list[Candidate]:
     """``ranked`` reordered so that its first ``top`` are structurally distinct: walking best first,
     a candidate that pymatgen's StructureMatcher (the benchmark's tolerances, volume-scaled, so a
@@ -360,12 +375,9 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
     n_step_each = cfg.solve_n_step_each if n_step_each is None else int(n_step_each)
     crystals, latent_loss = generate_candidates(model, y, mask, types, method, k, steps, n_step_each, seed)
     ranked = rank_candidates(crystals, y, mask, cfg.size, cfg.size_model, method, latent_loss)
-    if prototypes:
-        ranked = with_prototypes(ranked, prototype_crystals(types, cfg.max_atoms), y, mask, cfg.size, cfg.size_model)
-    if symmetrize:
-        ranked = with_symmetrized(ranked, y, mask, cfg.size, cfg.size_model)
-    if distinct:
-        ranked = distinct_first(ranked, top)
+    ranked = extend_ranking(ranked, y, mask, cfg.size, cfg.size_model,
+                            prototype_crystals(types, cfg.max_atoms) if prototypes else None, symmetrize,
+                            top if distinct else None)
     ranked = refine_candidates(ranked, y, mask, cfg.size, top=top, refine_positions=refine_positions, seed=seed)
     src = pattern.metadata.get("source")
     summary = {"input": None if src is None else str(src), "formula": formula, "cell_atoms": len(types),
@@ -392,6 +404,6 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
 
 __all__ = ["REFINE_TOP", "REFINE_POSITIONS", "DISTINCT", "PROTOTYPES", "SYMMETRIZE", "SYMMETRIZE_TOP",
            "SYMMETRIZE_TOLERANCES", "solve_pxrd", "generate_candidates", "rank_candidates", "prototype_crystals",
-           "with_prototypes", "symmetrized_variants", "with_symmetrized",
+           "with_prototypes", "symmetrized_variants", "with_symmetrized", "extend_ranking",
            "distinct_first", "refine_candidates", "profile_r",
            "Candidate", "PXRDSolveResult", "METHODS", "prepare_input"]

@@ -29,8 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-from nanosolve.solve.pxrd import (METHODS, distinct_first, generate_candidate_lists, profile_r, rank_candidates,
-                                  prototype_crystals, refine_candidates, with_prototypes, with_symmetrized)
+from nanosolve.solve.pxrd import (METHODS, extend_ranking, generate_candidate_lists, profile_r, prototype_crystals,
+                                  rank_candidates, refine_candidates)
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
 
@@ -104,12 +104,9 @@ def evaluate(model, crystals: Sequence, patterns: np.ndarray, methods: Sequence[
                                                                n_step_each, seed)[0]
             for i, truth in enumerate(crystals):
                 ranked = rank_candidates(cands_by_kind[kind][i], inp[i], masks[i], cfg.size, cfg.size_model, method)
-                if offered:
-                    ranked = with_prototypes(ranked, offered[i], inp[i], masks[i], cfg.size, cfg.size_model)
-                if symmetrize:
-                    ranked = with_symmetrized(ranked, inp[i], masks[i], cfg.size, cfg.size_model)
-                if distinct:
-                    ranked = distinct_first(ranked, max(refine, 10))
+                ranked = extend_ranking(ranked, inp[i], masks[i], cfg.size, cfg.size_model,
+                                        offered[i] if offered else None, symmetrize,
+                                        max(refine, 10) if distinct else None)
                 rec = {"index": i, "formula": truth.formula, "method": method, "input": kind,
                        "system": None if systems is None else systems[i], **_score(ranked, truth, inp[i], masks[i])}
                 if refine:
