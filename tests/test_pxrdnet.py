@@ -272,6 +272,27 @@ def test_benchmark_unseen_prototypes_never_offer_the_truth(tiny_run):
         evaluate(model, [truth], y, methods=("random",), k=2, control=False, prototypes="yes")
 
 
+def test_refine_on_profile_reranks_by_the_measured_fit():
+    """Against a sharp measured pattern of SrTiO3 the inverse perovskite (Sr and Ti swapped), ranked
+    first, fits worse than the right structure started 2.5 % too large: refine_on_profile puts the
+    right one first, with the measured lattice, and keeps the model-grid candidate beside it."""
+    from nanosolve.scattering.bragg import simulate_xrd
+    from nanosolve.solve.pxrd import Candidate, refine_on_profile
+
+    truth = _perovskite("Sr", "Ti", 3.905)
+    meas = simulate_xrd(truth, "CuKa1", fwhm=0.08, two_theta_range=(15, 100))
+    inverse, right = _perovskite("Ti", "Sr", 3.905), _perovskite("Sr", "Ti", 4.0)
+    ranked = [Candidate(c, np.zeros(512), 0.1 * (i + 1), 1.0, "pxrdnet", i) for i, c in enumerate([inverse, right])]
+    out = refine_on_profile(ranked + [Candidate(truth, np.zeros(512), 0.5, 1.0, "pxrdnet", 2)], meas, top=2)
+    assert [c.index for c in out] == [1, 0, 2]  # the third was not in the top 2: untouched, last
+    assert out[0].profile.rwp_after < 0.05 < out[1].profile.rwp_after and out[2].profile is None
+    assert out[0].final_crystal.cell_params[0] == pytest.approx(3.905, rel=1e-3)
+    assert out[0].crystal.cell_params[0] == pytest.approx(4.0)  # the model-grid candidate is kept
+    entry = out[0].summary()
+    assert entry["cell"][0] == pytest.approx(3.905, rel=1e-3) and entry["rwp_measured"] < 0.05
+    assert entry["measured_profile_refinement"]["x_unit"] == "tth" and out[2].summary()["rwp_measured"] is None
+
+
 def test_prepare_input_keeps_nano_broadened_data_whole():
     """Without --broaden the input is taken as already nano-broadened and no background is subtracted:
     at τ = 10 Å the rolling background would eat the peaks themselves."""
@@ -342,10 +363,17 @@ def test_cli_solve_powder(tiny_run, tmp_path):
     f = _write_xy(tmp_path / "BaTiO3.xy", pat.x, pat.y, "# wavelength 1.5406\n# 2theta intensity\n")
     r = runner.invoke(app, ["solve", str(f), "--formula", "BaTiO3", "--model-dir", str(out), "-k", "6", "--steps",
                             "20", "--langevin-steps", "2", "--top", "1", "--wavelength", "1.5406",
-                            "-o", str(tmp_path / "sol")])
+                            "--profile-top", "1", "-o", str(tmp_path / "sol")])
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "sol" / "summary.json").read_text())
     assert summary["refined"] == 1 and summary["refine_positions"] is True
+    # sharp data: the best one is also fitted to the pattern as measured, and that fit is written
+    assert summary["profile_refined"] == 1 and summary["profile_fit_plot"] == "profile_fit.png"
+    best = summary["candidates"][0]
+    assert 0 < best["rwp_measured"] == pytest.approx(best["measured_profile_refinement"]["rwp_after"], abs=1e-5)
+    assert summary["candidates"][1]["rwp_measured"] is None and "as measured" in " ".join(r.output.split())
+    xy = np.loadtxt(tmp_path / "sol" / "profile_fit.xy")
+    assert xy.shape == (pat.x.size, 4) and np.allclose(xy[:, 1], pat.y, rtol=1e-5)
     n_proto = summary["prototype_candidates"]  # isotypic substitutions join the 6 decoded candidates
     assert summary["prototypes"] is True and n_proto > 0 and summary["background_subtracted"] is True
     n_sym = summary["symmetrized_candidates"]
@@ -377,10 +405,12 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     assert seen["distinct"] is pxrd.DISTINCT is False  # measured: the constant's comment
     assert seen["prototypes"] is pxrd.PROTOTYPES is True  # measured: the constant's comment
     assert seen["symmetrize"] is pxrd.SYMMETRIZE is True  # measured: the constant's comment
+    assert seen["profile_top"] == pxrd.PROFILE_TOP  # measured: the constant's comment
     assert runner.invoke(app, [*base, "--no-positions", "--distinct", "--no-prototypes",
                                "--no-symmetrize"]).exit_code == 2
     assert seen["refine_positions"] is False and seen["distinct"] is True and seen["prototypes"] is False
     assert seen["symmetrize"] is False
+    assert runner.invoke(app, [*base, "--profile-top", "0"]).exit_code == 2 and seen["profile_top"] == 0
     assert seen["background"] is None  # solve_pxrd: subtract only when broadening
     assert runner.invoke(app, [*base, "--prototypes", "--no-broaden", "--background"]).exit_code == 2
     assert seen["prototypes"] is True and seen["broaden"] is False and seen["background"] is True

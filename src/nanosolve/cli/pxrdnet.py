@@ -99,11 +99,13 @@ def shipped_model_dir(size: float):
 def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | None, size: float, k: int,
                  steps: int | None, langevin_steps: int | None, top: int | None, positions: bool | None,
                  distinct: bool | None, prototypes: bool | None, symmetrize: bool | None, broaden: bool,
-                 background: bool | None, method: str, seed: int, out: Path, show: int) -> dict:
+                 background: bool | None, method: str, seed: int, out: Path, show: int,
+                 profile_top: int | None = None) -> dict:
     """``nanosolve solve`` for a powder pattern (see cli/solve.py): PXRDNet candidates, ranked blind."""
     from rich.table import Table
 
-    from nanosolve.solve.pxrd import DISTINCT, PROTOTYPES, REFINE_POSITIONS, REFINE_TOP, SYMMETRIZE, solve_pxrd
+    from nanosolve.solve.pxrd import (DISTINCT, PROFILE_TOP, PROTOTYPES, REFINE_POSITIONS, REFINE_TOP, SYMMETRIZE,
+                                      solve_pxrd)
 
     if not formula:
         raise InputError("a powder pattern needs the cell formula: give --formula (e.g. --formula Sr1Ti1O3)", file)
@@ -115,20 +117,26 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
                             distinct=DISTINCT if distinct is None else distinct,
                             prototypes=PROTOTYPES if prototypes is None else prototypes,
                             symmetrize=SYMMETRIZE if symmetrize is None else symmetrize, broaden=broaden,
-                            background=background, out_dir=out)
+                            background=background, profile_top=PROFILE_TOP if profile_top is None else profile_top,
+                            out_dir=out)
     s = result.summary
     t = Table(title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")
     t.add_column("#", no_wrap=True)
     t.add_column("source", no_wrap=True, max_width=20, overflow="ellipsis")  # full label in summary.json
-    for name in ("a b c (Å)", "α β γ (°)", "R"):
+    profiled = s["profile_refined"] > 0
+    for name in ("a b c (Å)", "α β γ (°)", "R") + (("Rwp measured",) if profiled else ()):
         t.add_column(name, no_wrap=True)
     for c in s["candidates"][:show]:
         cell = c["cell"]
+        rwp = () if not profiled else ("" if c["rwp_measured"] is None else f"{c['rwp_measured']:.4f}",)
         t.add_row(str(c["rank"]), c["source"], " ".join(f"{v:.3f}" for v in cell[:3]),
-                  " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}")
+                  " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}", *rwp)
     console.print(t)
+    plots = s["fit_plot"] + (f", {s['profile_fit_plot']}" if s.get("profile_fit_plot") else "")
+    key = (f"R = fit to the input on the model grid (refined for the best {s['refined']})"
+           + (f"; the best {s['profile_refined']} re-ranked by R_wp against the pattern as measured" if profiled
+              else ""))
     console.print(f"wrote {len(s['candidates'])} CIF files named by rank ({s['candidates'][0]['file']} is rank 1), "
-                  f"{s['fit_plot']} and summary.json into {out}/ "
-                  f"({s['seconds']:.1f} s); R = fit to the input (refined for the best {s['refined']}), the only "
-                  f"ranking key", highlight=False)
+                  f"{plots} and summary.json into {out}/ ({s['seconds']:.1f} s); {key}: the only ranking keys",
+                  highlight=False)
     return s

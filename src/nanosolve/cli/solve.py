@@ -43,6 +43,10 @@ def solve(
     symmetrize: bool = typer.Option(None, "--symmetrize/--no-symmetrize",
                                     help="powder: also rank the best model candidates snapped onto the space group "
                                          "spglib finds (0.05-0.5 Å) [default: on, nanosolve.solve.pxrd.SYMMETRIZE]"),
+    profile_top: int = typer.Option(None, "--profile-top",
+                                    help="powder, sharp data: best candidates refined against the pattern as "
+                                         "measured (own 2θ grid, width, zero, background) and re-ranked by "
+                                         "R_wp; 0 = off [default: nanosolve.solve.pxrd.PROFILE_TOP]"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
     k: int = typer.Option(None, "-k", help="number of candidate structures (default: 20 for a PDF, 100 for a "
@@ -65,7 +69,8 @@ def solve(
     with the formula forced, ranks them together with the known structure types of the formula's
     stoichiometry (AFLOW prototypes, --no-prototypes to leave them out) and with symmetrised
     variants of the best ones (--no-symmetrize to leave them out) by fit to the input and refines the
-    best; writes best-first CIFs. Both write fit.png (data / model / difference) and summary.json;
+    best; with sharp data (--broaden) the best --profile-top are then refined against the pattern as
+    measured and re-ranked by R_wp; writes best-first CIFs. Both write fit.png (data / model / difference) and summary.json;
     01_... is the best."""
     from rich.table import Table
 
@@ -82,7 +87,8 @@ def solve(
         from nanosolve.cli.pxrdnet import solve_powder
 
         solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
-                     positions, distinct, prototypes, symmetrize, broaden, background, method, seed, out, show)
+                     positions, distinct, prototypes, symmetrize, broaden, background, method, seed, out, show,
+                     profile_top)
         return
     k = 20 if k is None else k
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,

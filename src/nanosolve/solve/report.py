@@ -77,7 +77,10 @@ def plot_pxrd_candidate(q, y, mask, cand, path, title: str = "") -> Path:
 
 def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = None) -> dict:
     """Write ``NN_<formula>_<method>.cif`` (``<method>-sym`` for a symmetrised variant) best-first
-    (01 = best fit to the input), ``fit.png`` (best candidate vs input) and ``summary.json`` (``result.summary`` + one entry per candidate)."""
+    (01 = best fit to the input), ``fit.png`` + ``fit.xy`` (best candidate vs input on the model grid),
+    after a measured-profile fit ``profile_fit.png`` + ``profile_fit.xy`` (best candidate vs the
+    pattern as measured) and ``summary.json`` (``result.summary`` + one entry per candidate)."""
+    from nanosolve.solve.pxrd_refine import plot_pxrd_fit
     from nanosolve.structures.io import write_cif
 
     out = Path(out_dir)
@@ -88,7 +91,7 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
     for rank_i, cand in enumerate(ranked, start=1):
         source = cand.method if cand.symmetrized_from is None else f"{cand.method}-sym"
         name = f"{rank_i:0{width}d}_{_slug(cand.crystal.formula)}_{_slug(source)}.cif"
-        write_cif(cand.crystal, out / name)
+        write_cif(cand.final_crystal, out / name)
         entries.append({"rank": rank_i, "file": name, **_jsonable(cand.summary())})
     file_of = {e["index"]: e["file"] for e in entries}
     for e in entries:  # a copy (solve --distinct) names the file of the structure it copies
@@ -100,8 +103,15 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
         np.savetxt(out / "fit.xy", np.column_stack([result.q, result.y, result.mask.astype(float),
                                                     ranked[0].scale * np.asarray(ranked[0].y_calc)]),
                    header="Q (1/Å), input on the model grid, measured (1/0), best candidate (scaled)", fmt="%.6g")
+    profile_png = None
+    if ranked and ranked[0].profile is not None:
+        pf = ranked[0].profile
+        profile_png = plot_pxrd_fit(pf, out / "profile_fit.png", title=f"best candidate vs the measured pattern: "
+                                                                       f"{pf.crystal.formula}")
+        np.savetxt(out / "profile_fit.xy", np.column_stack([pf.x, pf.y_obs, pf.y_calc, pf.mask.astype(float)]),
+                   header="2theta (deg), measured, best candidate (scale + background), fitted (1/0)", fmt="%.6g")
     summary = {**_jsonable(result.summary), **_jsonable(info or {}), "fit_plot": fit_png.name if fit_png else None,
-               "candidates": entries}
+               "profile_fit_plot": profile_png.name if profile_png else None, "candidates": entries}
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     os.replace(tmp, out / "summary.json")
