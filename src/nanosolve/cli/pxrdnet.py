@@ -121,21 +121,21 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
                             out_dir=out)
     s = result.summary
     t = Table(title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")
-    t.add_column("#", no_wrap=True)
+    t.add_column("#", no_wrap=True, min_width=len(str(min(show, len(s["candidates"])))))
     t.add_column("source", no_wrap=True, max_width=20, overflow="ellipsis")  # full label in summary.json
     profiled = s["profile_refined"] > 0
-    for name in ("a b c (Å)", "α β γ (°)", "R") + (("Rwp measured",) if profiled else ()):
+    for name in ("a b c (Å)", "α β γ (°)", "R") + (("Rwp",) if profiled else ()):
         t.add_column(name, no_wrap=True)
     for c in s["candidates"][:show]:
         cell = c["cell"]
-        rwp = () if not profiled else ("" if c["rwp_measured"] is None else f"{c['rwp_measured']:.4f}",)
+        rwp = () if not profiled else ("" if c["rwp_measured"] is None else f"{c['rwp_measured']:.3f}",)
         t.add_row(str(c["rank"]), c["source"], " ".join(f"{v:.3f}" for v in cell[:3]),
                   " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}", *rwp)
     console.print(t)
     plots = s["fit_plot"] + (f", {s['profile_fit_plot']}" if s.get("profile_fit_plot") else "")
     key = (f"R = fit to the input on the model grid (refined for the best {s['refined']})"
-           + (f"; the best {s['profile_refined']} re-ranked by R_wp against the pattern as measured" if profiled
-              else ""))
+           + (f"; the best {s['profile_refined']} re-ranked by Rwp, the weighted-profile fit to the pattern as "
+              "measured" if profiled else ""))
     console.print(f"wrote {len(s['candidates'])} CIF files named by rank ({s['candidates'][0]['file']} is rank 1), "
                   f"{plots} and summary.json into {out}/ ({s['seconds']:.1f} s); {key}: the only ranking keys",
                   highlight=False)
