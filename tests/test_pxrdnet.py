@@ -293,6 +293,26 @@ def test_refine_on_profile_reranks_by_the_measured_fit():
     assert entry["measured_profile_refinement"]["x_unit"] == "tth" and out[2].summary()["rwp_measured"] is None
 
 
+def test_refine_on_profile_fits_identical_candidates_once(monkeypatch):
+    """Two candidates with the same structure (one symmetrised variant reached from two parents)
+    share one measured-profile fit; a different one gets its own."""
+    from nanosolve.scattering.bragg import simulate_xrd
+    from nanosolve.solve import pxrd_refine
+    from nanosolve.solve.pxrd import Candidate, refine_on_profile
+
+    calls = []
+    real = pxrd_refine.refine_lower_symmetry
+    monkeypatch.setattr(pxrd_refine, "refine_lower_symmetry", lambda c, **kw: calls.append(c) or real(c, **kw))
+    truth = _perovskite("Sr", "Ti", 3.905)
+    meas = simulate_xrd(truth, "CuKa1", fwhm=0.08, two_theta_range=(20, 80))
+    crystals = [_perovskite("Sr", "Ti", 3.95), _perovskite("Sr", "Ti", 3.95), _perovskite("Sr", "Ti", 3.85)]
+    out = refine_on_profile([Candidate(c, np.zeros(512), 0.1, 1.0, "pxrdnet", i) for i, c in enumerate(crystals)],
+                            meas, top=3, n_restarts=1)
+    assert len(calls) == 2
+    by_index = {c.index: c for c in out}
+    assert by_index[0].profile is by_index[1].profile and by_index[2].profile is not by_index[0].profile
+
+
 def test_prepare_input_keeps_nano_broadened_data_whole():
     """Without --broaden the input is taken as already nano-broadened and no background is subtracted:
     at τ = 10 Å the rolling background would eat the peaks themselves."""

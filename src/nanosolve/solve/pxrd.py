@@ -356,11 +356,18 @@ def refine_on_profile(ranked: list[Candidate], pattern, top: int = PROFILE_TOP, 
 
     Why: the model sees the data broadened to its crystallite size, where several structures fit
     equally well; sharp measured peaks tell them apart and fix the lattice to ~0.1 %, which the
-    model-grid fit cannot. Reads nothing but the candidates and the data."""
+    model-grid fit cannot. Reads nothing but the candidates and the data. A candidate identical to an
+    earlier one (the same symmetrised variant of two parents, refined alike) shares its fit: each fit
+    costs tens of seconds."""
     from nanosolve.solve.pxrd_refine import refine_lower_symmetry
 
+    fits = {}
     for cand in ranked[:top]:
-        cand.profile = refine_lower_symmetry(cand.crystal, pattern=pattern, n_restarts=n_restarts, seed=seed)
+        c = cand.crystal
+        key = (tuple(c.species), np.round(c.lattice, 8).tobytes(), np.round(c.frac_coords, 8).tobytes())
+        if key not in fits:
+            fits[key] = refine_lower_symmetry(c, pattern=pattern, n_restarts=n_restarts, seed=seed)
+        cand.profile = fits[key]
     return sorted(ranked[:top], key=lambda c: c.profile.rwp_after) + ranked[top:]
 
 
@@ -411,6 +418,8 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
     from nanosolve.solve import read_input
 
     t0 = time.perf_counter()
+    if profile_top < 0:
+        raise InputError(f"profile_top must be >= 0, got {profile_top}")
     pattern = read_input(data, wavelength)
     if pattern.kind not in ("xrd", "nd"):
         raise InputError(f"not a powder diffraction pattern (reads as {pattern.kind})", pattern.metadata.get("source"))
@@ -424,8 +433,6 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
                             prototype_crystals(types, cfg.max_atoms) if prototypes else None, symmetrize,
                             top if distinct else None)
     ranked = refine_candidates(ranked, y, mask, cfg.size, top=top, refine_positions=refine_positions, seed=seed)
-    if profile_top < 0:
-        raise InputError(f"profile_top must be >= 0, got {profile_top}")
     # Nano-broadened input (broaden off) is already what the model sees; a wavelength-less Q pattern
     # has no 2θ grid to fit on.
     n_profile = min(profile_top, len(ranked)) if broaden and pattern.wavelength is not None else 0
