@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pxrdnet.py"
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "pxrdnet" / "bench_pxrdnet.py"
 
 
 @pytest.fixture(scope="module")

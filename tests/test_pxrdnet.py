@@ -421,7 +421,7 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     r = runner.invoke(app, base)
     assert r.exit_code == 2 and "stop here" in r.output
     assert seen["top"] == pxrd.REFINE_TOP == 10  # the paper keeps (and we refine) the 10 best
-    assert seen["refine_positions"] is pxrd.REFINE_POSITIONS is True  # measured: benchmarks/PXRDNET.md, section 2
+    assert seen["refine_positions"] is pxrd.REFINE_POSITIONS is True  # measured: benchmarks/pxrdnet/ablations.md, section 2
     assert seen["distinct"] is pxrd.DISTINCT is False  # measured: the constant's comment
     assert seen["prototypes"] is pxrd.PROTOTYPES is True  # measured: the constant's comment
     assert seen["symmetrize"] is pxrd.SYMMETRIZE is True  # measured: the constant's comment

@@ -12,8 +12,8 @@ resumed calls), then evaluates on the held-out test part:
   SR5/10/15 of heat_ref judged by an independently trained property predictor.
 
 Usage (the README numbers):
-    python benchmarks/bench_cdvae.py --run /tmp/cdvae_perov_run --max-minutes 60
-Prints a markdown table and writes JSON to benchmarks/results/cdvae.json.
+    python benchmarks/cdvae/bench_cdvae.py --run /tmp/cdvae_perov_run --max-minutes 60
+Prints a markdown table and writes JSON to benchmarks/cdvae/results/cdvae.json.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nanosolve.paths import shared_data_dir
+from nanosolve.provenance import write_record
+
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[0].parent / "shared" / "data" / "cdvae" / "perov_5"
+DATA = shared_data_dir() / "cdvae" / "perov_5"
 PAPER = {"match_rate": 0.9752, "rmse": 0.0156, "valid_struct": 1.0, "valid_comp": 0.9859, "cov_r": 0.9945,
          "cov_p": 0.9846, "emd_density": 0.1258, "emd_n_elements": 0.0628, "SR5": 0.52, "SR10": 0.65, "SR15": 0.79}
 
@@ -189,8 +192,7 @@ def main(argv=None):
 
 
 def _save(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    write_record(path, results)
 
 
 def table_md(r: dict) -> str:

@@ -2,7 +2,7 @@
 signals) on this machine with the local process pool, then compare its Table 1 numbers with the
 paper's. Published pipeline: 2 h 51 min (16.18 s per graph... as reported) on the authors' hardware.
 
-Usage:  python benchmarks/bench_chili3k.py [--workers 2] [--out benchmarks/results/chili3k.json]
+Usage:  python benchmarks/chili/bench_chili3k.py [--workers 2] [--out benchmarks/chili/results/chili3k.json]
         [--store /tmp/chili3k.sqlite] [--metals Au,Zn]   (a subset for a quick look)
 Prints a markdown table and writes JSON.
 """
@@ -10,13 +10,14 @@ Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from nanosolve.provenance import write_record
 
 HERE = Path(__file__).resolve().parent
 PAPER_SECONDS = 2 * 3600 + 51 * 60
@@ -60,7 +61,7 @@ def main():
         print(f"\npaper: 2 h 51 min (speed-up {result['speedup_vs_paper']:.0f}×); nodes {v['nodes']:+.1%}, "
               f"edges {v['edges']:+.1%} vs the paper's {PAPER_CHILI_3K['nodes']:,} / {PAPER_CHILI_3K['edges']:,}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_record(args.out, result)
     print(f"\nwrote {args.out}")
 
 

@@ -10,9 +10,9 @@ rotations × 5 latent draws) next to Guo et al. (cubic 0.934 / 43.0 dB, trigonal
 27.8 dB), the formula ablations and the shuffled-pattern control (posterior-mean latent), the
 all-zero-map baseline, and the decoded-structure match rate and re-simulated R_wp.
 
-Usage:  python benchmarks/bench_crystalnet.py [--minutes 15] [--n-eval 30] [--systems cubic,trigonal]
+Usage:  python benchmarks/crystalnet/bench_crystalnet.py [--minutes 15] [--n-eval 30] [--systems cubic,trigonal]
             [--origin heaviest|standard] [--data-root DIR] [--runs DIR]
-            [--out benchmarks/results/crystalnet.json] [--resume] [--substitutions N]
+            [--out benchmarks/crystalnet/results/crystalnet.json] [--resume] [--substitutions N]
             [--set KEY=VALUE ...]   (cpu-preset overrides, e.g. --set kl_reduction=sum --set beta=0)
 Prints markdown tables and writes JSON (per-crystal rows included).
 """
@@ -20,12 +20,13 @@ Prints markdown tables and writes JSON (per-crystal rows included).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
 import time
 from pathlib import Path
+
+from nanosolve.provenance import write_record
 
 HERE = Path(__file__).resolve().parent
 
@@ -108,14 +109,14 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    results = {"benchmark": "crystalnet", "command": "python benchmarks/bench_crystalnet.py " + " ".join(argv or []),
+    results = {"benchmark": "crystalnet", "command": "python benchmarks/crystalnet/bench_crystalnet.py " + " ".join(argv or []),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads},
                "settings": vars(args), "systems": {}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
         results["systems"][system] = bench_system(system, args)
-        out.write_text(json.dumps(results, indent=1, default=float) + "\n")  # after each system: partial results survive
+        write_record(out, results)  # after each system: partial results survive
     print("\n\n".join(r["table"] for r in results["systems"].values()))
     print(f"wrote {out}")
 

@@ -15,21 +15,22 @@ the input PDF: first scale, expansion and Biso ("refit"), then every atom positi
 ("pos", :mod:`nanosolve.solve.pdf_refine`); Pearson, Rp and the RMSD to the true structure are
 reported for each stage.
 
-Usage:  python benchmarks/bench_deepstruc.py [--cvae DIR] [--dae DIR] [--data STORE] [--limit N]
+Usage:  python benchmarks/deepstruc/bench_deepstruc.py [--cvae DIR] [--dae DIR] [--data STORE] [--limit N]
                                              [--no-positions] [--position-max-nfev K]
-                                             [--out benchmarks/results/deepstruc.json]
-Prints a markdown table and writes JSON (+ PNG/xyz into benchmarks/results/deepstruc/).
+                                             [--out benchmarks/deepstruc/results/deepstruc.json]
+Prints a markdown table and writes JSON (+ PNG/xyz into benchmarks/deepstruc/results/deepstruc/).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from nanosolve.provenance import write_record
 
 HERE = Path(__file__).resolve().parent
 PAPER = {"dae": {"rp": 0.4548, "pearson": 0.7482}, "cvae": {"rp": 0.4823, "pearson": 0.7321}}
@@ -139,7 +140,7 @@ def bench_trilateration(n_structures: int = 40, noise: float = 0.01, seed: int =
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_cvae = HERE.parent / "src" / "nanosolve" / "data" / "deepstruc" / "cvae_cpu"
+    default_cvae = HERE.parents[1] / "src" / "nanosolve" / "data" / "deepstruc" / "cvae_cpu"
     ap.add_argument("--cvae", type=Path, default=default_cvae)
     ap.add_argument("--dae", type=Path, default=None)
     ap.add_argument("--data", default=None)
@@ -160,7 +161,7 @@ def main():
                                               not args.no_positions, args.position_max_nfev)
     results["trilateration"] = bench_trilateration()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    write_record(args.out, results)
 
     print("\n| model | test PDFs | Rp ↓ (control) | Pearson r ↑ (control) | Rp refit (control) | "
           "Pearson refit (control) | atom count correct (control) | RMSD Å (control) | paper Rp / r |")

@@ -14,14 +14,14 @@ against the measured profile before and after refinement (lattice, width, zero, 
 tied length also tried on its own, ``pxrd_refine.refine_lower_symmetry``).
 
 Usage:
-    python benchmarks/bench_pxrdnet.py --run RUN [--n 200] [--k 32] [--steps 300] [--refine 3] [--skip exp|sim|timing]
+    python benchmarks/pxrdnet/bench_pxrdnet.py --run RUN [--n 200] [--k 32] [--steps 300] [--refine 3] [--skip exp|sim|timing]
     # two processes, then one table:
-    python benchmarks/bench_pxrdnet.py --run RUN --methods pxrdnet --skip exp timing --out A.json
-    python benchmarks/bench_pxrdnet.py --run RUN --methods cdvae-search random --skip exp timing --out B.json
-    python benchmarks/bench_pxrdnet.py --run RUN --merge A.json B.json --skip exp timing
+    python benchmarks/pxrdnet/bench_pxrdnet.py --run RUN --methods pxrdnet --skip exp timing --out A.json
+    python benchmarks/pxrdnet/bench_pxrdnet.py --run RUN --methods cdvae-search random --skip exp timing --out B.json
+    python benchmarks/pxrdnet/bench_pxrdnet.py --run RUN --merge A.json B.json --skip exp timing
     # another model on RUN's test crystals that neither model's run (OTHER) trained or validated on:
-    python benchmarks/bench_pxrdnet.py --run RUN --model MODEL_DIR --unseen-by OTHER --skip exp timing
-Prints markdown tables and writes benchmarks/results/pxrdnet.json (+ PNG fits in benchmarks/results/pxrdnet/).
+    python benchmarks/pxrdnet/bench_pxrdnet.py --run RUN --model MODEL_DIR --unseen-by OTHER --skip exp timing
+Prints markdown tables and writes benchmarks/pxrdnet/results/pxrdnet.json (+ PNG fits in benchmarks/pxrdnet/results/plots_experimental/).
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ import numpy as np
 import torch
 
 from nanosolve.models.pxrdnet.sample import cell_formula
+from nanosolve.paths import shared_data_dir
+from nanosolve.provenance import write_record
 from nanosolve.solve.pxrd import METHODS
 
 HERE = Path(__file__).resolve().parent
-EXP = HERE.parents[0].parent / "shared" / "data" / "pxrdnet_experimental"
+EXP = shared_data_dir() / "pxrdnet_experimental"
 PAPER = {"pxrdnet": {"rwp2_best10": 0.325}, "cdvae-search": {"rwp2_best10": 0.647}}
 
 
@@ -368,10 +370,7 @@ def main(argv=None):
 
 
 def _save(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    tmp.replace(path)
+    write_record(path, results)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ A search L1 well below the regressor's own L1 at μ, with codes far from μ, mea
 the regressor rather than finding the truth's code. Nothing here is used by ``solve``.
 
 Usage:
-    python benchmarks/diagnose_pxrdnet.py --run RUN --models RUN OTHER_MODEL_DIR [--unseen-by OTHER_RUN]
-Prints a markdown table and writes benchmarks/results/pxrdnet_diagnosis.json.
+    python benchmarks/pxrdnet/diagnose_pxrdnet.py --run RUN --models RUN OTHER_MODEL_DIR [--unseen-by OTHER_RUN]
+Prints a markdown table and writes benchmarks/pxrdnet/results/ablations/pxrdnet_diagnosis.json.
 """
 
 from __future__ import annotations

@@ -9,14 +9,13 @@
   atoms, plus our own engine alone on a 50,000-atom particle. Every case runs in a fresh
   subprocess so that its peak memory (max RSS) is its own.
 
-Usage:  python benchmarks/bench_simulators.py [--quick] [--out benchmarks/results/simulators.json]
+Usage:  python benchmarks/simulators/bench_simulators.py [--quick] [--out benchmarks/simulators/results/simulators.json]
 Prints a markdown table and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import platform
 import resource
@@ -25,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve.paths import shared_data_dir
+from nanosolve.provenance import write_record
+
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared" / "data"
+SHARED = shared_data_dir()
 
 
 # ----- inputs ---------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ def main():
                   f"{r['nanosolve_maxrss_mib']:.0f} / {r['debyecalculator_maxrss_mib']:.0f} | "
                   f"{r['iq_rel_diff']:.1e} | {r['gr_rel_diff']:.1e} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_record(args.out, result)
     print(f"\nwrote {args.out}")
 
 

@@ -134,7 +134,7 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
     cands = candidates(net, config, pattern, sym, k=k, seed=seed)
     fit = dataclasses.replace(settings) if settings is not None else settings_from_metadata(pattern.metadata)
     if refine_positions is not None or settings is None:
-        # on by default: lowers Rw of decoded candidates (benchmarks/bench_deepstruc.py) at ~1-2 s per candidate
+        # on by default: lowers Rw of decoded candidates (benchmarks/deepstruc/bench_deepstruc.py) at ~1-2 s per candidate
         fit.refine_positions = True if refine_positions is None else bool(refine_positions)
     if fit.rmax is None:
         fit.rmax = float(r.max())

@@ -34,14 +34,14 @@ if TYPE_CHECKING:
 #: candidates a solve refines against the input: the paper keeps the 10 that fit best. On 50 held-out
 #: crystals (K = 10, same candidates) refining all 10 instead of the best 3 lowered PXRDNet's
 #: best-of-10 R_wp² 0.632 -> 0.487 and blind top-1 0.860 -> 0.800; a default solve (K = 100, positions
-#: refined too) takes ~30 s on 2 cores (README, PXRDNet benchmark; benchmarks/PXRDNET.md, section 1).
+#: refined too) takes ~30 s on 2 cores (README, PXRDNet benchmark; benchmarks/pxrdnet/ablations.md, section 1).
 REFINE_TOP = 10
 
 #: the refinement also moves fractional coordinates (±0.05). On the same 50 crystals and candidates
 #: (K = 10, the best 10 refined) it lowered PXRDNet's best-of-10 R_wp² 0.506 -> 0.377 (paired
 #: −0.13 ± 0.03) and blind top-1 0.784 -> 0.675, for ~6 % more benchmark time; the shuffled-pattern
 #: control did not improve (0.889 -> 0.913): the coordinates follow the input, not the model's prior.
-#: benchmarks/PXRDNET.md, section 2.
+#: benchmarks/pxrdnet/ablations.md, section 2.
 REFINE_POSITIONS = True
 
 #: refine (and write first) only structurally distinct candidates (:func:`distinct_first`). Off: on the
@@ -57,7 +57,7 @@ DISTINCT = False
 #: held-out crystals with every substitution that matches the truth removed (a structure type the
 #: library lacks) best-of-10 R_wp² fell 0.308 -> 0.253 but the blind top-1 match rate fell too,
 #: 0.50 -> 0.42 (-0.08 ± 0.04): a wrong known type can out-fit a right decoded candidate.
-#: benchmarks/PXRDNET.md, section 6.
+#: benchmarks/pxrdnet/ablations.md, section 6.
 PROTOTYPES = True
 
 #: the best SYMMETRIZE_TOP candidates of the model also compete as symmetrised variants
@@ -68,7 +68,7 @@ PROTOTYPES = True
 #: 0.302 -> 0.269 (paired -0.033 ± 0.020) and blind top-1 0.462 -> 0.375 (-0.087 ± 0.062);
 #: CDVAE-Search's 0.423 -> 0.369 (-0.054 ± 0.022) and 0.680 -> 0.584 (-0.096 ± 0.048). Top-1 match rates
 #: held (0.50 -> 0.50, 0.38 -> 0.36); top-10 fell by 0.04 ± 0.03 and 0.02 ± 0.02 (variants take slots of
-#: other structures). benchmarks/PXRDNET.md, section 7.
+#: other structures). benchmarks/pxrdnet/ablations.md, section 7.
 SYMMETRIZE = True
 SYMMETRIZE_TOP = 20
 SYMMETRIZE_TOLERANCES = (0.05, 0.1, 0.2, 0.3, 0.5)  # Å (spglib symprec), tightest first
