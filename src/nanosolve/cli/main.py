@@ -13,6 +13,7 @@ from nanosolve.cli import bench as bench_cli
 from nanosolve.cli import build, dataset
 from nanosolve.cli import cdvae as cdvae_cli
 from nanosolve.cli import crystalnet as crystalnet_cli
+from nanosolve.cli import report as report_cli
 from nanosolve.cli import solve as solve_cli
 from nanosolve.cli import train as train_cli
 from nanosolve.cli.common import console, friendly_errors
@@ -36,6 +37,7 @@ app.add_typer(predict_app, name="predict")
 app.add_typer(cdvae_cli.generate_app, name="generate")
 app.add_typer(cdvae_cli.evaluate_app, name="evaluate")
 app.command("solve")(solve_cli.solve)
+app.command("report")(report_cli.report)
 
 
 def _out_paths(out: Path | None, structure: Path, kind: str) -> tuple[Path, Path]:

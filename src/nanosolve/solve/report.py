@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve.solve.html_report import write_html_report
 from nanosolve.solve.pdf_refine import RefineResult
 from nanosolve.structures.io import write_structure
 from nanosolve.scattering.plot import plot_fit_curves
@@ -62,6 +63,7 @@ def write_report(out_dir: str | os.PathLike, ranked: list[RefineResult], info: d
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     os.replace(tmp, out / "summary.json")
+    write_html_report(out)  # report.html last: a pure function of the files above
     return summary
 
 
@@ -115,4 +117,5 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     os.replace(tmp, out / "summary.json")
+    write_html_report(out)  # report.html last: a pure function of the files above
     return summary
