@@ -9,7 +9,7 @@ import pytest
 
 from nanosolve import InputError
 from nanosolve.scattering import q_from_two_theta
-from nanosolve.scattering.readers import read_pattern, read_patterns
+from nanosolve.scattering.readers import read_pattern, read_patterns, read_pdcif_fit
 
 DATA = Path(__file__).parent / "data"
 
@@ -55,20 +55,24 @@ def test_pxrd_profiles_match_file_text(shared_data, stem):
     assert p.x[0] == pytest.approx(lo, abs=1e-6) and p.x[-1] == pytest.approx(hi, abs=1e-6)
     assert p.wavelength == pytest.approx(wl, abs=1e-6)
     assert p.metadata["observed"] is True and p.metadata["source"].endswith(f"{stem}.rtv.combined.cif")
+    fit = read_pdcif_fit(_pxrd(shared_data, stem))[0]
+    assert fit["x"] == pytest.approx(p.x)
     for key in ("calculated", "background", "ls_weight"):
-        if key in p.metadata:
-            assert p.metadata[key].shape == p.x.shape
+        assert key not in p.metadata  # the Rietveld fit never rides on the Pattern a solve reads
+        if key in fit:
+            assert fit[key].shape == p.x.shape
 
 
 @pytest.mark.parametrize("stem, rwp", [("av5088sup4", 0.1343), ("wm2446Isup2", 0.0682)])
 def test_rietveld_arrays_reproduce_stated_rwp(shared_data, stem, rwp):
     """Observed, calculated and weights stay aligned: Rwp recomputed from them equals the file's."""
     p = read_pattern(_pxrd(shared_data, stem))
-    w, yc = p.metadata["ls_weight"], p.metadata["calculated"]
+    fit = read_pdcif_fit(_pxrd(shared_data, stem))[0]
+    w, yc = fit["ls_weight"], fit["calculated"]
     ok = np.isfinite(yc) & (w > 0)
     got = np.sqrt(np.sum(w[ok] * (p.y[ok] - yc[ok]) ** 2) / np.sum(w[ok] * p.y[ok] ** 2))
     assert got == pytest.approx(rwp, abs=1e-4)
-    assert p.metadata["Rwp"] == pytest.approx(rwp)
+    assert fit["Rwp"] == pytest.approx(rwp) and "Rwp" not in p.metadata
     # raw counts: Poisson sigma
     assert p.sigma == pytest.approx(np.sqrt(np.maximum(p.y, 1.0)))
 
@@ -76,18 +80,18 @@ def test_rietveld_arrays_reproduce_stated_rwp(shared_data, stem, rwp):
 def test_two_phase_file_profiles(shared_data):
     path = _pxrd(shared_data, "av5088sup4")
     assert len(read_patterns(path)) == 1  # one measured profile for both phases
-    every = read_patterns(path, include_calculated=True)
-    assert [p.metadata["block"] for p in every] == ["C4Br4S2G_p_01", "C4Br4S2G_phase_1_simulated_",
-                                                      "C4Br4S2G_phase_2_simulated_"]
-    assert [p.metadata["observed"] for p in every] == [True, False, False]
-    assert len(every[1]) == 250
-    assert every[0].metadata["phase_blocks"] == ["C4Br4S2G_phase_1", "C4Br4S2G_phase_2"]  # via _pd_block_id
-    assert every[0].metadata["phase_mass_percent"] == pytest.approx([57.5, 42.5], abs=1.0)
+    every = read_pdcif_fit(path)
+    assert [f["block"] for f in every] == ["C4Br4S2G_p_01", "C4Br4S2G_phase_1_simulated_",
+                                           "C4Br4S2G_phase_2_simulated_"]
+    assert [f["observed"] for f in every] == [True, False, False]
+    assert len(every[1]["pattern"]) == 250
+    assert every[0]["phase_blocks"] == ["C4Br4S2G_phase_1", "C4Br4S2G_phase_2"]  # via _pd_block_id
+    assert every[0]["phase_mass_percent"] == pytest.approx([57.5, 42.5], abs=1.0)
 
 
 def test_peak_list_and_su_and_wavelength_sources(shared_data):
     p = read_pattern(_pxrd(shared_data, "sh0123Xraysup5"))
-    peaks = p.metadata["peaks"]
+    peaks = read_pdcif_fit(_pxrd(shared_data, "sh0123Xraysup5"))[0]["peaks"]
     assert len(peaks["2theta_centroid"]) == 704 and peaks["2theta_centroid"][0] == pytest.approx(18.673)
     assert p.metadata["x_source"] == "_pd_meas_2theta_range_min/max/inc"
     ks = read_pattern(_pxrd(shared_data, "ks5409BTsup2"))
@@ -104,8 +108,9 @@ def test_tiny_pdcif_fixture():
     # 2θ from range 20.0-20.4 step 0.1; the '.' row at 20.2 is dropped
     assert p1.x == pytest.approx([20.0, 20.1, 20.3, 20.4]) and p1.metadata["dropped_points"] == 1
     assert p1.y == pytest.approx([1234, 1300, 1444, 1521]) and p1.sigma == pytest.approx([35, 36, 38, 39])
-    assert p1.metadata["calculated"] == pytest.approx([1200, 1290, 1440, 1500])
-    assert p1.metadata["background"] == pytest.approx([100, 101, 103, 104])
+    fit = read_pdcif_fit(DATA / "tiny_pdcif.cif")[0]
+    assert fit["calculated"] == pytest.approx([1200, 1290, 1440, 1500]) and "calculated" not in p1.metadata
+    assert fit["background"] == pytest.approx([100, 101, 103, 104])
     assert p1.wavelength == pytest.approx(1.54056)  # largest _wt, though listed second
     assert p2.wavelength == pytest.approx(0.71073)  # 'Mo K\a' -> MoKa
     assert p2.sigma == pytest.approx([10, 20, 30])  # sqrt(counts)

@@ -16,9 +16,9 @@ from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.scattering.readers.columns import read_columns, read_lines
 from nanosolve.scattering.readers.gr import PDF_EXTENSIONS, looks_like_pdf_header, read_gr
-from nanosolve.scattering.readers.pdcif import read_pdcif_patterns
+from nanosolve.scattering.readers.pdcif import read_pdcif_fit, read_pdcif_patterns
 
-__all__ = ["read_pattern", "read_patterns", "read_columns", "read_gr", "read_pdcif_patterns"]
+__all__ = ["read_pattern", "read_patterns", "read_columns", "read_gr", "read_pdcif_patterns", "read_pdcif_fit"]
 
 CIF_EXTENSIONS = (".cif", ".pdcif", ".rtv")
 COLUMN_EXTENSIONS = (".xy", ".xye", ".dat", ".csv", ".chi", ".txt", ".asc")
@@ -55,7 +55,7 @@ def read_pattern(path: str | os.PathLike, wavelength=None, kind: str | None = No
 
     Returns:
         :class:`Pattern` with ``metadata['source']``; for a pdCIF the first block with measured
-        intensities (calculated/background curves in its metadata).
+        intensities, observed columns only (its Rietveld fit: :func:`read_pdcif_fit`).
 
     Raises:
         InputError: missing/empty/malformed file (naming the file and the line where known).
@@ -71,13 +71,12 @@ def read_pattern(path: str | os.PathLike, wavelength=None, kind: str | None = No
     return read_columns(path, wavelength=wavelength, kind=kind, x_unit=x_unit)
 
 
-def read_patterns(path: str | os.PathLike, wavelength=None, kind: str | None = None,
-                  include_calculated: bool = False) -> list[Pattern]:
-    """Every pattern in a file: each measured profile block of a pdCIF (plus calculated-only
-    blocks if ``include_calculated``); a one-element list for single-pattern formats."""
+def read_patterns(path: str | os.PathLike, wavelength=None, kind: str | None = None) -> list[Pattern]:
+    """Every measured pattern in a file: each measured profile block of a pdCIF (calculated-only
+    blocks are :func:`read_pdcif_fit`'s); a one-element list for single-pattern formats."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError("file not found", path)
     if _format(path) == "cif":
-        return read_pdcif_patterns(path, wavelength=wavelength, kind=kind, include_calculated=include_calculated)
+        return read_pdcif_patterns(path, wavelength=wavelength, kind=kind)
     return [read_pattern(path, wavelength=wavelength, kind=kind)]

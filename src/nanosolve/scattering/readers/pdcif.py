@@ -7,9 +7,13 @@ CIF syntax is tokenised by pymatgen's ``CifFile``. Rules, applied to every data 
   ``_pd_proc_intensity_total``, ``_pd_proc_intensity_net`` (raw before processed: fewest
   corrections, and counts give Poisson sigmas). Blocks with only ``_pd_calc_intensity_*`` are
   calculated profiles (``metadata['observed'] = False``).
-* calculated (``_pd_calc_intensity_total``/``_net``), background (``_pd_proc_intensity_bkg_calc``,
-  ``_bkg_fix``) and ``_pd_proc_ls_weight`` go to ``metadata`` as arrays aligned with x, so the
-  Rietveld fit can be plotted.
+* only what was measured reaches the :class:`Pattern` (x, observed y, sigma, wavelength, radiation):
+  the Rietveld fit a file carries (calculated profile ``_pd_calc_intensity_total``/``_net``,
+  fitted background ``_pd_proc_intensity_bkg_calc``/``_bkg_fix``, ``_pd_proc_ls_weight``, peak and
+  reflection lists ``_pd_peak_*``/``_refln_*``, R factors, the phase blocks holding the refined
+  structure) is the answer of a previous solution, so a solve must never see it. It is read only
+  by the explicit :func:`read_pdcif_fit` (arrays aligned with the Pattern's x), e.g. to plot or
+  compare with the published fit.
 * x: a loop column ``_pd_proc_2theta_corrected`` (zero-shift corrected) > ``_pd_meas_2theta_scan``
   > ``_pd_proc_recip_len_Q`` (Q) > ``_pd_proc_d_spacing`` (Q = 2π/d); else an evenly spaced
   grid from ``_pd_proc_2theta_range_min/max/inc`` > ``_pd_meas_2theta_range_*``, used only
@@ -166,7 +170,9 @@ def _table(block: _Block, prefix_tags) -> dict | None:
     return out or None
 
 
-def _profile(block: _Block, path, file_wl, kind) -> Pattern:
+def _profile(block: _Block, path, file_wl, kind) -> tuple[Pattern, dict]:
+    """(Pattern of the observed profile - or of the calculated one for a calculated-only block -,
+    the block's Rietveld-fit items aligned with the Pattern's x). Only the Pattern may reach a solve."""
     obs_tag, obs = _pick(block, OBS_TAGS)
     calc_tag, calc = _pick(block, CALC_TAGS)
     n = len(obs if obs is not None else calc)
@@ -180,19 +186,20 @@ def _profile(block: _Block, path, file_wl, kind) -> Pattern:
         raise InputError(f"block {block.name}: no numeric intensities", path)
     md: dict = {"source": path, "block": block.name, "observed": obs is not None,
                 "y_tag": obs_tag or calc_tag, "x_source": x_src, "dropped_points": int((~keep).sum())}
+    fit: dict = {"block": block.name, "observed": obs is not None}
     sigma = None
     if np.all(np.isfinite(su[keep])):
         sigma = su[keep]
     elif obs_tag == "_pd_meas_counts_total":
         sigma = np.sqrt(np.maximum(y[keep], 1.0))
     if calc is not None and obs is not None:
-        md["calculated"], md["calculated_tag"] = _numbers(calc)[0][keep], calc_tag
+        fit["calculated"], fit["calculated_tag"] = _numbers(calc)[0][keep], calc_tag
     bkg_tag, bkg = _pick(block, BKG_TAGS, n)
     if bkg is not None:
-        md["background"], md["background_tag"] = _numbers(bkg)[0][keep], bkg_tag
+        fit["background"], fit["background_tag"] = _numbers(bkg)[0][keep], bkg_tag
     w = block.values("_pd_proc_ls_weight")
     if w is not None and len(w) == n:
-        md["ls_weight"] = _numbers(w)[0][keep]
+        fit["ls_weight"] = _numbers(w)[0][keep]
     wl, wl_tag, wls = block_wavelength(block)
     if wl is None and file_wl is not None:
         wl, wl_tag, wls = file_wl[0], f"{file_wl[1]} (block {file_wl[2]})", [file_wl[0]]
@@ -202,48 +209,39 @@ def _profile(block: _Block, path, file_wl, kind) -> Pattern:
     for tag, key in FIT_SCALARS.items():
         v = cif_number(block.scalar(tag) or "?")[0]
         if np.isfinite(v):
-            md[key] = v
+            fit[key] = v
     peaks = _table(block, ("_pd_peak_",))
     if peaks:
-        md["peaks"] = peaks
+        fit["peaks"] = peaks
     refl = _table(block, ("_refln_", "_pd_refln_"))
     if refl:
-        md["reflections"] = refl
+        fit["reflections"] = refl
     phases = block.values("_pd_phase_block_id")
     if phases:
-        md["phase_block_ids"] = phases  # resolved to data block names by the caller
+        fit["phase_block_ids"] = phases  # resolved to data block names by the caller
         mass = block.values("_pd_phase_mass_%")
         if mass and len(mass) == len(phases):
-            md["phase_mass_percent"] = [cif_number(m)[0] for m in mass]
+            fit["phase_mass_percent"] = [cif_number(m)[0] for m in mass]
     x, y = x[keep], y[keep]
-    order = np.argsort(x, kind="stable")  # Pattern sorts x; keep the metadata arrays aligned
+    order = np.argsort(x, kind="stable")  # Pattern sorts x; keep the fit's arrays aligned
     for k in ("calculated", "background", "ls_weight"):
-        if k in md:
-            md[k] = md[k][order]
+        if k in fit:
+            fit[k] = fit[k][order]
     radiation = _radiation(block)
     if kind is None:
         kind = "nd" if radiation == "neutron" else "xrd"
-    return Pattern(x[order], y[order], kind=kind, x_unit=unit, wavelength=wl, radiation=radiation,
-                   sigma=None if sigma is None else sigma[order], metadata=md)
+    pattern = Pattern(x[order], y[order], kind=kind, x_unit=unit, wavelength=wl, radiation=radiation,
+                      sigma=None if sigma is None else sigma[order], metadata=md)
+    fit["x"] = pattern.x
+    return pattern, fit
 
 
 def _is_profile(block: _Block) -> bool:
     return any(block.is_loop(t) for t in OBS_TAGS + CALC_TAGS)
 
 
-def read_pdcif_patterns(path_or_text, wavelength=None, kind: str | None = None,
-                        include_calculated: bool = False) -> list[Pattern]:
-    """Every powder profile in a pdCIF, in file order (see the module docstring for the rules).
-
-    Args:
-        path_or_text: file path or CIF text.
-        wavelength: Å or tube name, used only where the file gives none.
-        kind: override the pattern kind (default ``'xrd'``, ``'nd'`` for neutrons).
-        include_calculated: also return blocks holding only calculated profiles.
-
-    Raises:
-        InputError if the file is not a CIF or holds no (observed) profile.
-    """
+def _read(path_or_text, wavelength, kind) -> list[tuple[Pattern, dict]]:
+    """(Pattern, fit items) of every profile block, in file order."""
     text, path = read_text(path_or_text)
     raw_blocks, _ = parse_cif_blocks(text, path, sanitize=False)
     blocks = [_Block(name, b) for name, b in raw_blocks.items()]
@@ -261,17 +259,49 @@ def read_pdcif_patterns(path_or_text, wavelength=None, kind: str | None = None,
     id_to_block = {str(b.scalar("_pd_block_id")).strip(): b.name for b in blocks if b.scalar("_pd_block_id")}
     out = []
     for b in profiles:
-        p = _profile(b, path, file_wl, kind)
-        if "phase_block_ids" in p.metadata:
-            p.metadata["phase_blocks"] = [id_to_block.get(str(i).strip(), str(i)) for i in p.metadata["phase_block_ids"]]
+        p, fit = _profile(b, path, file_wl, kind)
+        if "phase_block_ids" in fit:
+            fit["phase_blocks"] = [id_to_block.get(str(i).strip(), str(i)) for i in fit["phase_block_ids"]]
         if p.wavelength is None and wavelength is not None:
             p.wavelength = _named_wavelength(wavelength)
             p.metadata["wavelength_source"] = "argument"
         elif wavelength is not None and abs(_named_wavelength(wavelength) - p.wavelength) > 1e-3 * p.wavelength:
             warnings.warn(f"{path}: block {b.name} states wavelength {p.wavelength:g} Å; the argument "
-                          f"{_named_wavelength(wavelength):g} Å is ignored", stacklevel=2)
-        if p.metadata["observed"] or include_calculated:
-            out.append(p)
-    if not out:
-        raise InputError("only calculated profiles, no measured one (use include_calculated=True to read them)", path)
+                          f"{_named_wavelength(wavelength):g} Å is ignored", stacklevel=3)
+        out.append((p, fit))
     return out
+
+
+def read_pdcif_patterns(path_or_text, wavelength=None, kind: str | None = None) -> list[Pattern]:
+    """Every measured powder profile in a pdCIF, in file order (see the module docstring for the rules).
+
+    Only observed columns reach the returned Patterns: no calculated profile, fitted background,
+    reflection list or refined phase (those are :func:`read_pdcif_fit`'s).
+
+    Args:
+        path_or_text: file path or CIF text.
+        wavelength: Å or tube name, used only where the file gives none.
+        kind: override the pattern kind (default ``'xrd'``, ``'nd'`` for neutrons).
+
+    Raises:
+        InputError if the file is not a CIF or holds no observed profile.
+    """
+    out = [p for p, _ in _read(path_or_text, wavelength, kind) if p.metadata["observed"]]
+    if not out:
+        raise InputError("only calculated profiles, no measured one (read_pdcif_fit reads them)",
+                         read_text(path_or_text)[1])
+    return out
+
+
+def read_pdcif_fit(path_or_text, wavelength=None, kind: str | None = None) -> list[dict]:
+    """The Rietveld fit a pdCIF carries, one dict per profile block in file order - never an input
+    to a solve (it holds the previous solution), e.g. for plotting or comparing with the published fit.
+
+    Each dict: ``block``, ``observed`` (False for a block of calculated intensities only),
+    ``pattern`` (the block's :class:`Pattern`: observed, or the calculated curve of a calculated-only
+    block), ``x`` (= ``pattern.x``) and where the file has them ``calculated``/``calculated_tag``,
+    ``background``/``background_tag``, ``ls_weight`` (arrays aligned with ``x``), ``Rp``, ``Rwp``,
+    ``Rexp``, ``GoF``, ``peaks`` and ``reflections`` ({column: values}), ``phase_block_ids``,
+    ``phase_blocks`` (data block names of the refined phases), ``phase_mass_percent``.
+    """
+    return [{**fit, "pattern": p} for p, fit in _read(path_or_text, wavelength, kind)]
