@@ -1,0 +1,204 @@
+"""Rietveld refinement under space-group constraints against patterns simulated from known structures
+with instrument effects (zero shift, Caglioti / TCH widths, Chebyshev background, Poisson noise).
+
+Oracle for peak positions and intensities: pymatgen's XRDCalculator (its own form factors, so the
+refinement runs with ``form_factors='pymatgen'`` where the noise level would show a form-factor
+mismatch); the profile of each oracle peak is the TCH pseudo-Voigt of the stated U, V, W, X, Y."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
+from pymatgen.core import Lattice, Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from nanosolve.errors import InputError
+from nanosolve.scattering.pattern import Pattern
+from nanosolve.solve.rietveld import agreement, rietveld_refine, symmetric_phase, tch_fwhm_eta
+
+WL = 1.5406
+TTH = np.arange(18.0, 105.0, 0.03)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def rutile(x=0.3049, a=4.594, c=2.959):
+    return Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(a, c), ["Ti", "O"], [[0, 0, 0], [x, x, 0]])
+
+
+def nacl(a=5.640):
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def silicon(a=5.431):
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), ["Si"], [[0, 0, 0]])
+
+
+def oracle_profile(struct, b=None, zero=0.0, uvwxy=(0.004, -0.002, 0.003, 0.01, 0.02), po=None, tth=TTH):
+    """Noise-free pattern of one phase: XRDCalculator peaks (absolute |F|² LP multiplicity) with TCH
+    profiles; ``po`` = (r, hkl) March–Dollase factor of each peak from its first hkl family."""
+    u, v, w, x, yy = uvwxy
+    peaks = XRDCalculator(wavelength=WL, debye_waller_factors=b or {}).get_pattern(
+        struct, scaled=False, two_theta_range=(tth[0] - 3, tth[-1] + 3))
+    rec = struct.lattice.reciprocal_lattice
+    out = np.zeros_like(tth)
+    for t, inten, fam in zip(peaks.x, peaks.y, peaks.hkls):
+        if po is not None:
+            r, d = po
+            gh, gd = rec.get_cartesian_coords(fam[0]["hkl"]), rec.get_cartesian_coords(d)
+            c2 = (gh @ gd / np.linalg.norm(gh) / np.linalg.norm(gd)) ** 2
+            inten *= (r * r * c2 + (1 - c2) / r) ** -1.5
+        th = math.radians(t / 2)
+        h, eta = tch_fwhm_eta(math.sqrt(u * math.tan(th) ** 2 + v * math.tan(th) + w),
+                              x * math.tan(th) + yy / math.cos(th))
+        dx = tth - (t + zero)
+        sg = h / (2 * math.sqrt(2 * math.log(2)))
+        out += inten * (eta * 0.5 * h / (math.pi * (dx * dx + 0.25 * h * h))
+                        + (1 - eta) * np.exp(-0.5 * (dx / sg) ** 2) / (sg * math.sqrt(2 * math.pi)))
+    return out
+
+
+def chebyshev(coef, tth=TTH):
+    return np.polynomial.chebyshev.chebval(2 * (tth - tth[0]) / (tth[-1] - tth[0]) - 1, coef)
+
+
+def counts(clean, seed=0):
+    return np.random.default_rng(seed).poisson(clean).astype(float)
+
+
+def pattern(y, sigma=None):
+    return Pattern(TTH.copy(), y, kind="xrd", x_unit="tth", wavelength=WL, radiation="xray", sigma=sigma)
+
+
+# ----- constraints ---------------------------------------------------------------------------
+def test_free_wyckoff_parameters_and_lattice_ties():
+    r = symmetric_phase(rutile())
+    assert r.number == 136 and r.len_groups == [[0, 1], [2]] and r.ang_free == []
+    assert {s["wyckoff"]: s["n_free"] for s in r.sites} == {"2a": 0, "4f": 1}
+    assert r.pos_a.shape == (6, 3, 1)
+    wz = symmetric_phase(Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"],
+                                                   [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]))
+    assert wz.number == 186 and [s["n_free"] for s in wz.sites] == [1, 1]  # z of each 2b site
+    nc = symmetric_phase(nacl().get_primitive_structure())
+    assert nc.number == 225 and len(nc.crystal) == 8 and nc.pos_a.shape[2] == 0 and nc.len_groups == [[0, 1, 2]]
+    mono = symmetric_phase(Structure.from_spacegroup("P2_1/c", Lattice.monoclinic(5.1, 6.3, 7.2, 104.0),
+                                                     ["Zr", "O", "O"], [[0.276, 0.04, 0.208], [0.069, 0.333, 0.345],
+                                                                        [0.451, 0.757, 0.479]]))
+    assert mono.number == 14 and len(mono.ang_free) == 1 and mono.pos_a.shape[2] == 9  # 3 general sites x 3
+
+
+@pytest.mark.parametrize("which", ["rutile", "wurtzite"])
+def test_any_free_parameter_shift_keeps_the_space_group(which):
+    if which == "rutile":
+        s = rutile()
+    else:
+        s = Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"],
+                                      [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]])
+    ph = symmetric_phase(s)
+    p = np.random.default_rng(1).choice([-0.03, 0.03], ph.pos_a.shape[2])
+    frac = ph.pos_b + ph.pos_a @ p
+    moved = Structure(ph.crystal.lattice, ph.crystal.species, frac)
+    assert np.abs(frac - ph.pos_b).max() > 0.005
+    assert SpacegroupAnalyzer(moved, symprec=1e-4).get_space_group_number() == ph.number
+
+
+# ----- refinement ----------------------------------------------------------------------------
+def test_rutile_recovers_lattice_zero_position_b_and_gof():
+    truth_b = {"Ti": 0.6, "O": 0.9}
+    clean = oracle_profile(rutile(), b=truth_b, zero=0.05)
+    clean = clean * (20000 / clean.max()) + chebyshev([300, -80, 30])
+    y = counts(clean)
+    start = rutile(x=0.29, a=4.594 * 1.01, c=2.959 * 0.99)  # O x displaced by 0.015, cell off by 1 %
+    res = rietveld_refine(start, pattern(y), form_factors="pymatgen")
+    a, _, c = res.crystal.cell_params[:3]
+    assert a == pytest.approx(4.594, rel=2e-4) and c == pytest.approx(2.959, rel=2e-4)
+    assert res.params["zero_deg"] == pytest.approx(0.05, abs=0.01)
+    o = next(s for s in res.params["phases"][0]["sites"] if s["element"] == "O")
+    assert o["wyckoff"] == "4f" and o["n_free"] == 1
+    assert min(o["xyz"][0], 1 - o["xyz"][0]) == pytest.approx(0.3049, abs=0.002)
+    assert res.b_iso["Ti"] == pytest.approx(0.6, abs=0.15) and res.b_iso["O"] == pytest.approx(0.9, abs=0.35)
+    assert 0.85 < res.gof < 1.2  # Poisson noise, right model: χ² ≈ 1
+    assert res.gof_s == pytest.approx(math.sqrt(res.gof))
+    assert res.stages[0]["rwp"] > 3 * res.rwp  # scale + background alone is far off
+    assert SpacegroupAnalyzer(res.crystal.to_pymatgen(), symprec=1e-4).get_space_group_number() == 136
+    # R factors as defined: recomputed from the curves
+    agr = agreement(res.y_obs, res.y_calc, np.sqrt(np.maximum(res.y_obs, 1)), res.n_params)
+    assert agr["rwp"] == pytest.approx(res.rwp) and agr["rexp"] == pytest.approx(res.rexp)
+    s = res.summary()
+    assert s["spacegroup"] == "P4_2/mnm" and s["spacegroup_number"] == 136 and s["gof"] == pytest.approx(res.gof, 1e-3)
+
+
+def test_esd_column_sets_the_weights():
+    clean = oracle_profile(nacl(), b={"Na": 1.0, "Cl": 0.8})
+    clean = clean * (5000 / clean.max()) + chebyshev([100, -20])
+    y = counts(clean, 1)
+    res = rietveld_refine(nacl(5.63), pattern(y, sigma=2 * np.sqrt(np.maximum(y, 1))), form_factors="pymatgen")
+    assert res.params["sigma"] == "esd column"
+    assert 0.2 < res.gof < 0.32  # σ overstated 2x -> χ² ≈ 1/4
+
+
+def test_background_file_is_refined_as_a_component():
+    hump = 800 * np.exp(-0.5 * ((TTH - 26.0) / 6.0) ** 2) + 150 * np.exp(-TTH / 40)  # amorphous holder
+    clean = oracle_profile(nacl(), b={"Na": 1.0, "Cl": 0.8})
+    clean = clean * (8000 / clean.max()) + 0.7 * hump + chebyshev([40, -10])
+    bg = Pattern(TTH.copy(), counts(4 * hump, 5) / 4, kind="xrd", x_unit="tth", wavelength=WL)  # own noise
+    res = rietveld_refine(nacl(5.635), pattern(counts(clean, 2)), background=bg, n_background=3,
+                          form_factors="pymatgen")
+    assert res.params["background_file_scale"] == pytest.approx(0.7, rel=0.06)
+    assert "background_file" in res.components
+    assert res.gof < 1.3
+    # without it, the Chebyshev terms alone cannot follow the hump
+    plain = rietveld_refine(nacl(5.635), pattern(counts(clean, 2)), n_background=3, form_factors="pymatgen")
+    assert plain.gof > 1.5 * res.gof
+
+
+def test_extra_phase_weight_fraction_hill_howard():
+    """NaCl with 30 wt % Si standard: each phase's pattern per unit mass is |F|²LP / (ZM V) (Hill–Howard)."""
+    ph = {"NaCl": nacl(), "Si": silicon()}
+    wt = {"NaCl": 0.7, "Si": 0.3}
+    b = {"Na": 1.0, "Cl": 0.8, "Si": 0.5}
+    clean = np.zeros_like(TTH)
+    for name, s in ph.items():
+        zm = sum(site.specie.atomic_mass for site in s)
+        clean += wt[name] / (zm * s.volume) * oracle_profile(s, b=b, uvwxy=(0.004, -0.002, 0.003, 0.01,
+                                                                          0.02 if name == "NaCl" else 0.005))
+    clean = clean * (15000 / clean.max()) + chebyshev([200, -40])
+    res = rietveld_refine(nacl(5.645), pattern(counts(clean, 3)), extra_phases=[silicon(5.428)],
+                          form_factors="pymatgen")
+    fr = [p["weight_fraction"] for p in res.params["phases"]]
+    assert fr[1] == pytest.approx(0.3, abs=0.015) and fr[0] == pytest.approx(0.7, abs=0.015)
+    assert res.params["phases"][1]["cell"][0] == pytest.approx(5.431, rel=2e-4)
+    assert res.summary()["extra_phases"][0]["spacegroup"] == "Fd-3m"
+    assert res.gof < 1.3
+
+
+@pytest.mark.slow
+def test_march_dollase_on_a_textured_pattern():
+    truth_r = 0.75  # platelets: (001) enhanced
+    clean = oracle_profile(rutile(), b={"Ti": 0.6, "O": 0.9}, po=(truth_r, (0, 0, 1)))
+    y = counts(clean * (20000 / clean.max()) + chebyshev([300, -80, 30]), 4)
+    on = rietveld_refine(rutile(), pattern(y), preferred_orientation=(0, 0, 1), form_factors="pymatgen")
+    off = rietveld_refine(rutile(), pattern(y), form_factors="pymatgen")
+    assert on.params["phases"][0]["preferred_orientation"]["march_dollase_r"] == pytest.approx(truth_r, abs=0.03)
+    assert on.gof < 1.2 and off.gof > 1.5 * on.gof
+    # texture-free data: r stays at 1
+    clean0 = oracle_profile(rutile(), b={"Ti": 0.6, "O": 0.9})
+    y0 = counts(clean0 * (20000 / clean0.max()) + chebyshev([300, -80, 30]), 6)
+    r0 = rietveld_refine(rutile(), pattern(y0), preferred_orientation=(0, 0, 1), form_factors="pymatgen")
+    assert r0.params["phases"][0]["preferred_orientation"]["march_dollase_r"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_bad_input_is_an_input_error():
+    p = Pattern(TTH.copy(), np.ones_like(TTH), kind="xrd", x_unit="tth", wavelength=None)
+    with pytest.raises(InputError, match="wavelength"):
+        rietveld_refine(nacl(), p)
+    with pytest.raises(InputError, match="direction"):
+        rietveld_refine(nacl(), pattern(np.ones_like(TTH)), preferred_orientation=(0, 0, 0))
