@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from nanosolve.paths import shared_data_dir
+
+SHARED_DATA = shared_data_dir()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA} (clone has no ../shared beside it)")
+        pytest.skip(f"reference data not found at {SHARED_DATA} (set NANOSOLVE_DATA, or place shared/data beside the clone)")
     return SHARED_DATA

@@ -157,7 +157,7 @@ def test_cli_run_writes_the_recipe(reference_store):
 def test_killed_and_resumed_run_equals_uninterrupted_run(reference_store, tmp_path):
     path = tmp_path / "killed.sqlite"
     proc = subprocess.Popen(_cli("dataset", "chili3k", path, *SMALL, "--workers", "1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.time() + 300
     n = 0
     while time.time() < deadline and proc.poll() is None:

@@ -1,4 +1,4 @@
-"""Atom-position refinement of a DeepStruc candidate against a PDF (solve/pdf_refine.py, issue #4)."""
+"""Atom-position refinement of a DeepStruc candidate against a PDF (solve/pdf_refine.py)."""
 
 from __future__ import annotations
 
