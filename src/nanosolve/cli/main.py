@@ -19,8 +19,9 @@ from nanosolve.cli import train as train_cli
 from nanosolve.cli.common import console, friendly_errors
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import KINDS, X_LABELS
+from nanosolve.scattering.readers.lab import LAB_EXTENSIONS
 
-PATTERN_EXTENSIONS = (".xy", ".xye", ".dat", ".csv", ".chi", ".gr", ".txt")
+PATTERN_EXTENSIONS = (".xy", ".xye", ".dat", ".csv", ".chi", ".gr", ".sq", ".fq", ".iq", ".txt") + LAB_EXTENSIONS
 
 app = typer.Typer(
     help="nanosolve: atomic structures of crystals and nanomaterials from scattering data "
@@ -99,7 +100,8 @@ def simulate(
 
 @app.command()
 @friendly_errors
-def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .chi .gr, powder CIF) or a "
+def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .chi .gr .xrdml .brml .raw "
+                                               ".gsa .fxye, powder CIF) or a "
                                                "structure (CIF, xyz, POSCAR...)"),
          wavelength: str = typer.Option(None, "--wavelength", "-w", help="Å, if the file does not say")):
     """Describe a file: for a pattern its kind, x unit and range, points and wavelength (Å); for a
@@ -127,7 +129,12 @@ def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .c
         if not patterns and not structures:
             raise errors[-1]
     else:
-        structures = [read_structure(file)]
+        try:
+            structures = [read_structure(file)]
+        except InputError as exc:  # neither a pattern format nor a structure: say both
+            raise InputError(f"unknown file format {ext or '(no extension)'}: not a pattern file "
+                             f"({' '.join(PATTERN_EXTENSIONS)}, powder CIF; see docs/formats.md) and "
+                             f"{exc.problem}", file) from None
     if patterns:
         t = Table("pattern", "kind", "x unit", "range", "points", "wavelength (Å)", title=str(file))
         for p in patterns:

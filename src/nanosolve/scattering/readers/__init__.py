@@ -2,8 +2,10 @@
 
 :func:`read_pattern` dispatches on the extension, then on the content for anything else:
 ``.cif/.pdcif/.rtv`` -> pdCIF, ``.gr/.fgr/.sq/.fq/.iq`` -> PDF text, ``.xy/.xye/.dat/.csv/.chi/.txt``
--> column text; unknown extensions are sniffed (``data_`` + ``_pd_`` items -> pdCIF,
-``#### start data``/``[DEFAULT]`` -> PDF text, else column text).
+-> column text, ``.xrdml/.brml/.raw/.gsa/.gss/.fxye/.fxy`` -> diffractometer files (:mod:`.lab`);
+unknown extensions are sniffed (diffractometer-file signatures, then ``data_`` + ``_pd_`` items ->
+pdCIF, ``#### start data``/``[DEFAULT]`` -> PDF text, else column text; an unknown binary file is an
+InputError listing the formats read).
 """
 
 from __future__ import annotations
@@ -16,24 +18,33 @@ from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.scattering.readers.columns import read_columns, read_lines
 from nanosolve.scattering.readers.gr import PDF_EXTENSIONS, looks_like_pdf_header, read_gr
+from nanosolve.scattering.readers.lab import LAB_EXTENSIONS, is_binary, lab_reader, read_lab
 from nanosolve.scattering.readers.pdcif import read_pdcif_fit, read_pdcif_patterns
 
-__all__ = ["read_pattern", "read_patterns", "read_columns", "read_gr", "read_pdcif_patterns", "read_pdcif_fit"]
+__all__ = ["read_pattern", "read_patterns", "read_columns", "read_gr", "read_pdcif_patterns", "read_pdcif_fit",
+           "read_lab", "PATTERN_EXTENSIONS"]
 
 CIF_EXTENSIONS = (".cif", ".pdcif", ".rtv")
 COLUMN_EXTENSIONS = (".xy", ".xye", ".dat", ".csv", ".chi", ".txt", ".asc")
+#: Every extension read as a pattern (diffractometer files: :mod:`.lab`).
+PATTERN_EXTENSIONS = CIF_EXTENSIONS + tuple(PDF_EXTENSIONS) + COLUMN_EXTENSIONS + LAB_EXTENSIONS
 
 
 def _format(path: str) -> str:
-    """'cif', 'pdf' or 'columns' for a file."""
+    """'lab', 'cif', 'pdf' or 'columns' for a file; InputError for an unknown binary file."""
     name = Path(path).name.lower()
     ext = Path(path).suffix.lower()
+    if lab_reader(path, sniff=ext not in CIF_EXTENSIONS + COLUMN_EXTENSIONS + tuple(PDF_EXTENSIONS)):
+        return "lab"
     if ext in CIF_EXTENSIONS or ".cif." in name:
         return "cif"
     if ext in PDF_EXTENSIONS:
         return "pdf"
     if ext in COLUMN_EXTENSIONS:
         return "columns"
+    if is_binary(path):
+        raise InputError(f"unknown pattern file format{' ' + repr(ext) if ext else ''}; nanosolve reads "
+                         f"{' '.join(PATTERN_EXTENSIONS)} (see docs/formats.md)", path)
     lines = read_lines(path)
     head = "\n".join(lines[:2000])
     if re.search(r"^\s*data_\S", head, re.MULTILINE) and "_pd_" in head:
@@ -64,6 +75,8 @@ def read_pattern(path: str | os.PathLike, wavelength=None, kind: str | None = No
     if not os.path.exists(path):
         raise InputError("file not found", path)
     fmt = _format(path)
+    if fmt == "lab":
+        return read_lab(path, wavelength=wavelength, kind=kind)[0]
     if fmt == "cif":
         return read_pdcif_patterns(path, wavelength=wavelength, kind=kind)[0]
     if fmt == "pdf":
@@ -77,6 +90,9 @@ def read_patterns(path: str | os.PathLike, wavelength=None, kind: str | None = N
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError("file not found", path)
-    if _format(path) == "cif":
+    fmt = _format(path)
+    if fmt == "lab":
+        return read_lab(path, wavelength=wavelength, kind=kind)
+    if fmt == "cif":
         return read_pdcif_patterns(path, wavelength=wavelength, kind=kind)
     return [read_pattern(path, wavelength=wavelength, kind=kind)]
