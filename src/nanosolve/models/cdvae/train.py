@@ -1,7 +1,8 @@
-"""Training loop for CDVAE: Adam + ReduceLROnPlateau (as the paper), early stopping, time budget,
-atomic checkpoints and exact resume.
+"""Training CDVAE on the shared loop (:mod:`nanosolve.models.training`): Adam +
+ReduceLROnPlateau (as the paper), early stopping, time budget, atomic checkpoints, exact resume,
+``--device`` and data-parallel training under torchrun.
 
-Files written to ``out_dir`` (each atomically, every epoch):
+Files written to ``out_dir`` (each atomically, every epoch; plus ``metrics.csv``):
 
 * ``config.json``  - the :class:`CDVAEConfig`;
 * ``last.pt``      - ``{format, model, optimizer, scheduler, rng, epoch, best_val, best_epoch,
@@ -17,10 +18,7 @@ interrupted and resumed run ends in exactly the state of an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,26 +26,14 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from nanosolve.errors import InputError
-from nanosolve.models.checkpoints import end_epoch, load_model_dir, restore_best, resume_loop, save_last
+from nanosolve.models.checkpoints import load_model_dir
 from nanosolve.models.cdvae.config import CDVAEConfig
 from nanosolve.models.cdvae.model import CDVAE, attach_encoder_edges
+from nanosolve.models.training import (Adapter, Step, TrainResult, interleaved_batches, resolve_device, result,
+                                       run_loop)
 
 CHECKPOINT_FORMAT = 1
 LOSS_KEYS = ("loss", "natom", "lattice", "composition", "coord", "type", "kl", "property")
-
-
-@dataclass
-class TrainResult:
-    """Outcome of :func:`train`; ``model`` carries the best-validation weights (eval mode)."""
-
-    model: CDVAE
-    config: CDVAEConfig
-    out_dir: Path
-    epochs: int
-    best_epoch: int
-    best_val: float
-    stopped: str  # "early_stopping" | "max_epochs" | "max_minutes"
-    history: list[dict] = field(default_factory=list)
 
 
 def load_model(dir_or_file: str | os.PathLike) -> tuple[CDVAE, CDVAEConfig]:
@@ -85,7 +71,10 @@ def evaluate_loss(model: CDVAE, items: Sequence[Data], batch_size: int = 256, se
     model.eval()
     g = torch.Generator().manual_seed(seed)
     sums, n = {}, 0
+    device = next(model.parameters()).device
     for batch in _batches(list(items), batch_size, None):
+        if device.type != "cpu":
+            batch = batch.to(device)
         out = model.loss(batch, generator=g, sample_z=False)
         b = len(batch.num_atoms)
         n += b
@@ -106,24 +95,74 @@ def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
 
 
+class CDVAEAdapter(Adapter):
+    """CDVAE (or a subclass such as PXRDNet) on the shared loop: Adam + ReduceLROnPlateau or
+    cosine warm restarts, gradient clipping, the budget checked after every batch."""
+
+    train_method = "loss"
+    cut_epochs = True
+
+    def __init__(self, model: CDVAE, config: CDVAEConfig, train_items: list[Data], val_items: list[Data] | None,
+                 seed: int):
+        self.family = config._FAMILY
+        self.model, self.config, self.seed = model, config, seed
+        self.train_items, self.val_items = train_items, val_items
+        self.weights = model.term_weights()
+        self.grad_clip = float(config.grad_clip)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        if config.scheduler == "cosine_restarts":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                self.optimizer, T_0=int(config.restart_epochs), T_mult=int(config.restart_mult), eta_min=config.min_lr)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr)
+
+    def n_batches(self) -> int:
+        return (len(self.train_items) + self.config.batch_size - 1) // self.config.batch_size
+
+    def batches(self, epoch: int, rank: int, world: int):
+        order = torch.randperm(len(self.train_items), generator=_shuffle_generator(self.seed, epoch)).tolist()
+        for idx, n, n_global in interleaved_batches(order, self.config.batch_size, rank, world):
+            yield Step(Batch.from_data_list([self.train_items[i] for i in idx]), n, n_global)
+
+    def validate(self, epoch: int) -> dict:
+        if self.val_items is None:
+            return {}
+        return {f"val_{k}": v for k, v in evaluate_loss(self.model, self.val_items, self.config.batch_size).items()}
+
+    def monitored(self, record: dict) -> float:
+        part = "val" if self.val_items is not None else "train"
+        record["monitored"] = _monitored(record, part, self.config.select_on, self.weights)
+        return record["monitored"]
+
+    def end_epoch(self, epoch: int, monitored: float) -> None:
+        if self.config.scheduler == "cosine_restarts":
+            self.scheduler.step()
+        else:
+            self.scheduler.step(monitored)
+
+
 def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Data] | None, out_dir: str | os.PathLike,
           max_minutes: float | None = None, max_epochs: int | None = None, seed: int = 0, resume: bool = True,
           progress: Callable[[dict], None] | None = None, batch_progress: Callable[[int, int], None] | None = None,
-          model_cls: type = CDVAE) -> TrainResult:
-    """Train a CDVAE on lists of CDVAE ``Data`` (see :mod:`~nanosolve.models.cdvae.batch`).
+          model_cls: type = CDVAE, device: str = "cpu", tensorboard: bool = False) -> TrainResult:
+    """Train a CDVAE on lists of CDVAE ``Data`` (see :mod:`~nanosolve.models.cdvae.batch`) with
+    the shared loop (:func:`nanosolve.models.training.run_loop`).
 
     ``max_epochs``: total epochs including resumed ones (default ``config.max_epochs``);
     ``max_minutes``: wall-time budget of this call, checked after every batch (an epoch cut
     short is discarded: the run resumes from the last completed epoch);
     ``resume``: continue from ``out_dir/last.pt`` when present; ``progress(record)`` after each
-    epoch; ``batch_progress(done, total)`` after each batch.
+    epoch; ``batch_progress(done, total)`` after each batch; ``device``: cpu, cuda or mps;
+    ``tensorboard``: also log TensorBoard scalars. Data-parallel under torchrun (see
+    :mod:`nanosolve.models.training`).
     Early stopping: ``config.patience`` epochs without a lower validation loss (the weighted sum of
     the ``config.select_on`` terms when given; each epoch's record holds it as ``monitored``).
     ``model_cls``: the network to build from ``config`` (a CDVAE subclass such as PXRDNet, whose
     extra loss terms are logged under their own names).
     """
-    t_start = time.monotonic()
     config.validate()
+    resolve_device(device)  # refuse an unavailable device before any work
     max_epochs = config.max_epochs if max_epochs is None else int(max_epochs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,72 +178,11 @@ def train(config: CDVAEConfig, train_data: Sequence[Data], val_data: Sequence[Da
     unknown = sorted(set(config.select_on) - set(weights))
     if unknown:
         raise InputError(f"select_on names unknown loss terms {unknown}; {model_cls.__name__} has {sorted(weights)}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    if config.scheduler == "cosine_restarts":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=int(config.restart_epochs), T_mult=int(config.restart_mult), eta_min=config.min_lr)
-    else:
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
-                                                               patience=config.lr_patience, min_lr=config.min_lr)
-    state = resume_loop(out, resume, CHECKPOINT_FORMAT, config._FAMILY, model, optimizer, scheduler)
-    config.to_json(out / "config.json")
-
-    n_batches = (len(train_items) + config.batch_size - 1) // config.batch_size
-    stopped = state["stopped"] or ""
-    while not stopped:
-        epoch = state["epoch"]
-        if epoch >= max_epochs:
-            stopped = "max_epochs"
-            break
-        if max_minutes is not None and (time.monotonic() - t_start) / 60 >= max_minutes:
-            stopped = "max_minutes"
-            break
-        t0 = time.monotonic()
-        model.train()
-        sums, n_seen, cut = {}, 0, False
-        for k, batch in enumerate(_batches(train_items, config.batch_size, _shuffle_generator(seed, epoch))):
-            res = model.loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            res["loss"].backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            b = len(batch.num_atoms)
-            n_seen += b
-            for key, v in res.items():
-                sums[key] = sums.get(key, 0.0) + float(v.detach()) * b
-            if batch_progress is not None:
-                batch_progress(k + 1, n_batches)
-            if max_minutes is not None and (time.monotonic() - t_start) / 60 >= max_minutes and k + 1 < n_batches:
-                cut = True
-                break
-        if cut:  # discard the partial epoch: restore the last completed state on the next resume
-            stopped = "max_minutes"
-            break
-        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        record.update({f"train_{k}": v / n_seen for k, v in sums.items()})
-        if val_items is not None:
-            record.update({f"val_{k}": v for k, v in evaluate_loss(model, val_items, config.batch_size).items()})
-        monitored = record["monitored"] = _monitored(record, "val" if val_items is not None else "train",
-                                                     config.select_on, weights)
-        if not math.isfinite(monitored):
-            raise InputError(f"training diverged: monitored loss is {monitored} in epoch {epoch}; lower the lr")
-        if config.scheduler == "cosine_restarts":
-            scheduler.step()
-        else:
-            scheduler.step(monitored)
-        improved = monitored < state["best_val"]
-        if end_epoch(state, record, monitored, improved, model, out, time.monotonic() - t0, config.patience):
-            stopped = "early_stopping"
-        state["stopped"] = stopped if stopped == "early_stopping" else ""
-        save_last(out, state, CHECKPOINT_FORMAT, model, optimizer, scheduler)
-        if progress is not None:
-            progress(dict(record))
-
-    restore_best(model, out)
-    return TrainResult(model=model, config=config, out_dir=out, epochs=state["epoch"], best_epoch=state["best_epoch"],
-                       best_val=state["best_val"], stopped=stopped, history=list(state["history"]))
-
+    adapter = CDVAEAdapter(model, config, train_items, val_items, seed)
+    state = run_loop(adapter, out, config=config, max_epochs=max_epochs, patience=config.patience,
+                     max_minutes=max_minutes, resume=resume, seed=seed, fmt=CHECKPOINT_FORMAT, device=device,
+                     tensorboard=tensorboard, progress=progress, batch_progress=batch_progress)
+    return result(state, model, config, out)
 
 
 def load_tables(paths: Sequence[str | os.PathLike], props: Sequence[str] | None = None, max_atoms: int | None = None,

@@ -1,4 +1,4 @@
-"""CrystalNet training: stratified query points, L1 + β·KL, Adam + cosine warm restarts, early
+"""CrystalNet training on the shared loop (:mod:`nanosolve.models.training`): stratified query points, L1 + β·KL, Adam + cosine warm restarts, early
 stopping, atomic checkpoints and exact resume.
 
 One step: a batch of ``batch_size`` training crystals; for each, a fresh augmented pattern (2θ
@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -35,28 +33,15 @@ import numpy as np
 import torch
 
 from nanosolve.errors import InputError
-from nanosolve.models.checkpoints import end_epoch, load_model_dir, restore_best, resume_loop, save_last
+from nanosolve.models.checkpoints import load_model_dir
 from nanosolve.models.crystalnet.config import CrystalNetConfig
 from nanosolve.models.crystalnet.dataset import CrystalNetData
 from nanosolve.models.crystalnet.inputs import augment_xrd, density_cdf, sample_grid_points
 from nanosolve.models.crystalnet.model import CrystalNet
+from nanosolve.models.training import Adapter, Step, TrainResult, resolve_device, result, run_loop, shard
 
 CHECKPOINT_FORMAT = 1
 N_VAL_SSIM = 8
-
-
-@dataclass
-class TrainResult:
-    """Outcome of :func:`train`; ``model`` carries the best-validation weights (eval mode)."""
-
-    model: CrystalNet
-    config: CrystalNetConfig
-    out_dir: Path
-    epochs: int
-    best_epoch: int
-    best_val: float
-    stopped: str  # "early_stopping" | "max_epochs" | "max_minutes"
-    history: list[dict] = field(default_factory=list)
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -125,16 +110,18 @@ def predict_grids(model: CrystalNet, xrd, comp, n: int = 50, n_samples: int = 0,
     if xrd.dim() == 1:
         xrd, comp = xrd[None], comp[None]
     model._check(xrd, comp, torch.zeros(xrd.shape[0], 1, 3))
-    mu_x, lv_x, mu_c, lv_c = model.encode(xrd, comp)
+    dev = next(model.parameters()).device
+    mu_x, lv_x, mu_c, lv_c = model.encode(xrd.to(dev), comp.to(dev))
     mu = torch.cat([mu_x, mu_c], dim=-1)
     std = (0.5 * torch.cat([lv_x, lv_c], dim=-1)).exp()
-    z = mu[:, None] if n_samples == 0 else mu[:, None] + torch.randn(mu.shape[0], n_samples, mu.shape[1]) * std[:, None]
+    z = mu[:, None] if n_samples == 0 else \
+        mu[:, None] + torch.randn(mu.shape[0], n_samples, mu.shape[1]).to(dev) * std[:, None]
     z = z.reshape(-1, mu.shape[1])  # [B·S, 2L]
-    coords = grid_coords(n)
+    coords = grid_coords(n).to(dev)
     out = torch.empty(z.shape[0], coords.shape[1])
     for s in range(0, coords.shape[1], chunk):
         e = model.positional(coords[:, s:s + chunk])  # shared by every latent
-        out[:, s:s + chunk] = model.decode(z, None, embedding=e)
+        out[:, s:s + chunk] = model.decode(z, None, embedding=e).cpu()
     out = out.reshape(xrd.shape[0], -1, n, n, n).numpy()
     return out[:, 0] if n_samples == 0 else out
 
@@ -158,11 +145,12 @@ def validate(model: CrystalNet, val: CrystalSet, val_points: tuple, n_ssim: int 
     coords, target = val_points
     l1, kl, n = 0.0, 0.0, 0
     bs = model.config.batch_size
+    dev = next(model.parameters()).device
     for s in range(0, len(val), bs):
         rows = np.arange(s, min(s + bs, len(val)))
-        rho, k = model(torch.from_numpy(val.xrd[rows]), torch.from_numpy(val.comp[rows]), coords[rows],
-                       sample=False, return_kl=True)
-        l1 += float((rho - target[rows]).abs().mean()) * len(rows)
+        rho, k = model(torch.from_numpy(val.xrd[rows]).to(dev), torch.from_numpy(val.comp[rows]).to(dev),
+                       coords[rows].to(dev), sample=False, return_kl=True)
+        l1 += float((rho - target[rows].to(dev)).abs().mean()) * len(rows)
         kl += float(k.sum())
         n += len(rows)
     res = {"val_l1": l1 / n, "val_kl": kl / n}
@@ -181,18 +169,76 @@ def _fixed_points(val: CrystalSet, config: CrystalNetConfig, seed: int):
 
 
 # ---- training --------------------------------------------------------------------------------
+class CrystalNetAdapter(Adapter):
+    """CrystalNet on the shared loop: Adam + cosine warm restarts stepped after every batch
+    (fractional epochs), the budget checked between epochs, validation on fixed points."""
+
+    family = "CrystalNet"
+    train_method = "loss"
+    loss_keys = ("loss", "l1", "kl")
+
+    def __init__(self, model: CrystalNet, config: CrystalNetConfig, train_set: CrystalSet, val_set: CrystalSet,
+                 val_points: tuple, n_ssim: int, seed: int):
+        self.model, self.config, self.seed = model, config, seed
+        self.train_set, self.val_set, self.val_points, self.n_ssim = train_set, val_set, val_points, n_ssim
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            self.optimizer, T_0=config.restart_epochs, T_mult=config.restart_mult,
+            eta_min=config.lr * config.lr_min_factor)
+        self.higher_is_better = config.monitor == "val_ssim"
+        self.monitor_name = config.monitor
+        self.lr_used = config.lr
+
+    def n_batches(self) -> int:
+        return math.ceil(len(self.train_set) / self.config.batch_size)
+
+    def batches(self, epoch: int, rank: int, world: int):
+        bs = self.config.batch_size
+        order = torch.randperm(len(self.train_set),
+                               generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)).numpy()
+        for b in range(self.n_batches()):
+            rows = order[b * bs:(b + 1) * bs]
+            rng = np.random.default_rng([self.seed, epoch, b])
+            # the whole global batch is drawn (same points and augmentation as one process), then sliced
+            xrd, comp, coords, target = self.train_set.batch(rows, rng, self.config)
+            part = shard(len(rows), rank, world)
+            n = len(range(*part.indices(len(rows))))
+            if n == 0:  # a rank left without samples takes part with weight zero
+                part, n = slice(0, 1), 0
+            yield Step((xrd[part], comp[part], coords[part], target[part]), n, len(rows))
+
+    def loss(self, call, batch, epoch: int) -> dict:
+        return call(*batch)
+
+    def after_step(self, epoch: int, step: int, n_steps: int | None) -> None:
+        self.lr_used = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step(epoch + (step + 1) / n_steps)
+
+    def epoch_info(self, epoch: int) -> dict:
+        return {"lr": self.lr_used}  # of the epoch's last step
+
+    def validate(self, epoch: int) -> dict:
+        return validate(self.model, self.val_set, self.val_points, self.n_ssim)
+
+    def monitored(self, record: dict) -> float:
+        return record[self.config.monitor]
+
+
 def train(config: CrystalNetConfig, data: CrystalNetData, out_dir: str | os.PathLike,
           max_minutes: float | None = None, max_epochs: int | None = None, seed: int = 0, resume: bool = True,
-          progress: Callable[[dict], None] | None = None, train_indices=None, val_indices=None) -> TrainResult:
-    """Train CrystalNet on ``data`` (its ``split['train']`` / ``['val']`` unless indices are given).
+          progress: Callable[[dict], None] | None = None, train_indices=None, val_indices=None,
+          device: str = "cpu", tensorboard: bool = False) -> TrainResult:
+    """Train CrystalNet on ``data`` (its ``split['train']`` / ``['val']`` unless indices are given)
+    with the shared loop (:func:`nanosolve.models.training.run_loop`).
 
     ``max_epochs``: total epochs including resumed ones (default ``config.max_epochs``);
     ``max_minutes``: wall-time budget of this call, checked between epochs;
     ``resume``: continue from ``out_dir/last.pt`` if present;
-    ``progress``: called with each epoch's history record.
+    ``progress``: called with each epoch's history record; ``device``: cpu, cuda or mps;
+    ``tensorboard``: also log TensorBoard scalars. Data-parallel under torchrun.
     """
-    t_start = time.monotonic()
     config.validate()
+    resolve_device(device)  # refuse an unavailable device before any work
     max_epochs = config.max_epochs if max_epochs is None else int(max_epochs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,57 +257,11 @@ def train(config: CrystalNetConfig, data: CrystalNetData, out_dir: str | os.Path
 
     torch.manual_seed(seed)
     model = CrystalNet(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=config.restart_epochs, T_mult=config.restart_mult, eta_min=config.lr * config.lr_min_factor)
-    higher_better = config.monitor == "val_ssim"
-    state = resume_loop(out, resume, CHECKPOINT_FORMAT, "CrystalNet", model, optimizer, scheduler,
-                        higher_is_better=higher_better)
-    config.to_json(out / "config.json")
-
-    n_batches = math.ceil(len(train_set) / config.batch_size)
-    stopped = state["stopped"] or ""
-    while not stopped:
-        epoch = state["epoch"]
-        if epoch >= max_epochs:
-            stopped = "max_epochs"
-            break
-        if max_minutes is not None and (time.monotonic() - t_start) / 60 >= max_minutes:
-            stopped = "max_minutes"
-            break
-        t0 = time.monotonic()
-        model.train()
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).numpy()
-        sums = {"loss": 0.0, "l1": 0.0, "kl": 0.0}
-        for b in range(n_batches):
-            rows = order[b * config.batch_size:(b + 1) * config.batch_size]
-            rng = np.random.default_rng([seed, epoch, b])
-            xrd, comp, coords, target = train_set.batch(rows, rng, config)
-            res = model.loss(xrd, comp, coords, target)
-            optimizer.zero_grad(set_to_none=True)
-            res["loss"].backward()
-            optimizer.step()
-            lr_used = optimizer.param_groups[0]["lr"]
-            scheduler.step(epoch + (b + 1) / n_batches)
-            for k in sums:
-                sums[k] += float(res[k].detach()) * len(rows)
-        record = {"epoch": epoch, "lr": lr_used}  # of the epoch's last step
-        record.update({f"train_{k}": v / len(train_set) for k, v in sums.items()})
-        record.update(validate(model, val_set, val_points, n_ssim))
-        monitored = record[config.monitor]
-        if not math.isfinite(monitored):
-            raise InputError(f"training diverged: {config.monitor} is {monitored} in epoch {epoch}; lower the lr")
-        improved = monitored > state["best_val"] if higher_better else monitored < state["best_val"]
-        if end_epoch(state, record, monitored, improved, model, out, time.monotonic() - t0, config.patience):
-            stopped = "early_stopping"
-        state["stopped"] = stopped if stopped == "early_stopping" else ""
-        save_last(out, state, CHECKPOINT_FORMAT, model, optimizer, scheduler)
-        if progress is not None:
-            progress(dict(record))
-
-    restore_best(model, out)
-    return TrainResult(model=model, config=config, out_dir=out, epochs=state["epoch"], best_epoch=state["best_epoch"],
-                       best_val=state["best_val"], stopped=stopped, history=list(state["history"]))
+    adapter = CrystalNetAdapter(model, config, train_set, val_set, val_points, n_ssim, seed)
+    state = run_loop(adapter, out, config=config, max_epochs=max_epochs, patience=config.patience,
+                     max_minutes=max_minutes, resume=resume, seed=seed, fmt=CHECKPOINT_FORMAT, device=device,
+                     tensorboard=tensorboard, progress=progress)
+    return result(state, model, config, out)
 
 
 __all__ = ["train", "load_model", "validate", "predict_grids", "grid_coords", "density_scale", "CrystalSet",
