@@ -133,14 +133,27 @@ def test_hkl_ticks_match_pymatgen(powder_report):
 
 def test_structure_view_rocksalt_cell():
     v = structure_view(_nacl(5.64))
+    inner = [a for a in v["atoms"] if not a.get("outside")]
     # 4 Na + 4 Cl sites, face/edge/corner images repeated: the 3x3x3 grid of a/2 points
-    assert len(v["atoms"]) == 27 and v["n_sites"] == 8
-    assert sum(a["elem"] == "Na" for a in v["atoms"]) == 14
-    # nearest neighbours only (Na-Cl at a/2 = 2.82 Å): 3 directions x 9 lines x 2 bonds
-    assert len(v["bonds"]) == 54
+    assert len(inner) == 27 and v["n_sites"] == 8
+    assert sum(a["elem"] == "Na" for a in inner) == 14
+    # plus the bonded atoms of the neighbouring cells: a 3x3 layer on each of the 6 faces
+    assert len(v["atoms"]) == 27 + 6 * 9
+    # nearest neighbours only (Na-Cl at a/2 = 2.82 Å; Na-Na 3.99 Å is no bond): 54 inside the cell,
+    # one more per outside atom, none between two outside atoms
+    assert len(v["bonds"]) == 54 + 54
     elems = [(v["atoms"][i]["elem"], v["atoms"][j]["elem"]) for i, j in v["bonds"]]
     assert all({a, b} == {"Na", "Cl"} for a, b in elems)
     np.testing.assert_allclose(v["cell"], np.diag([5.64] * 3), atol=1e-9)
+
+
+def test_structure_view_shows_a_short_contact_across_the_cell_boundary():
+    # two atoms 1.0 Å apart only through the periodic boundary (x = 0.02 and x = 0.9 in a 5 Å cell)
+    c = Crystal.from_parameters(5, 5, 5, 90, 90, 90, ["O", "O"], [[0.02, 0.5, 0.5], [0.82, 0.5, 0.5]])
+    v = structure_view(c)
+    xyz = np.array([[a["x"], a["y"], a["z"]] for a in v["atoms"]])
+    d = [np.linalg.norm(xyz[i] - xyz[j]) for i, j in v["bonds"]]
+    assert len(d) == 2 and np.allclose(d, 1.0, atol=1e-6)  # one across each face, via an outside image
 
 
 def test_structure_view_particle_has_no_cell():

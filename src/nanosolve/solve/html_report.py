@@ -109,8 +109,8 @@ def _table_html(candidates: list[dict]) -> str:
             cells.append(f'<td data-key="{html.escape(key)}" data-value="{raw}"{cls}>{_fmt(v, kind)}</td>')
         cells.append(f'<td><button type="button" onclick="nsShow({i})">view</button></td>')
         rows.append(f'<tr data-rank="{html.escape(str(c.get("rank", i + 1)))}">{"".join(cells)}</tr>')
-    return (f'<table id="candidates"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return (f'<div class="scroll"><table id="candidates"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 # ----- SVG plots -----------------------------------------------------------------------------------
@@ -351,56 +351,109 @@ def _pdf_fit(folder: Path, summary: dict) -> tuple[str, str, str]:
 
 
 # ----- 3-D structures ------------------------------------------------------------------------------
+def _is_metal(symbol: str) -> bool:
+    from pymatgen.core import Element
+
+    try:
+        return bool(Element(symbol).is_metal)
+    except ValueError:
+        return False
+
+
+def _bond_cut(rad_i, rad_j, bond_scale):
+    return bond_scale * (rad_i + rad_j)
+
+
 def structure_view(structure, bond_scale: float = 1.15) -> dict:
     """JSON-ready atoms, bonds and cell of one structure for the viewer.
 
-    Crystals show the atoms of one unit cell plus their images on the cell faces/edges/corners
-    (fractional coordinate 0 repeated at 1); bonds join atoms closer than ``bond_scale`` × the sum of
-    their covalent radii (ase's table), and never below 0.4 Å.
+    Crystals show the atoms of one unit cell, their images on the cell faces/edges/corners
+    (fractional coordinate 0 repeated at 1), and, flagged ``"outside": true``, every atom of the
+    neighbouring cells bonded to one of those (as VESTA shows a cell), so the bonds and any too-short
+    contact across the cell boundary are visible. Bonds join atoms closer than ``bond_scale`` × the
+    sum of their covalent radii (ase's table), never below 0.4 Å; bonds between two outside atoms and,
+    in a compound with a non-metal, between two metals are left out.
 
     Returns:
-        {"atoms": [{"elem", "x", "y", "z"}], "bonds": [[i, j], ...], "cell": [[3], [3], [3]] or None,
-         "formula", "n_sites"}
+        {"atoms": [{"elem", "x", "y", "z", ("outside")}], "bonds": [[i, j], ...],
+         "cell": [[3], [3], [3]] or None, "formula", "n_sites"}
     """
     from ase.data import atomic_numbers, covalent_radii
+    from scipy.spatial import cKDTree
 
     from nanosolve.structures import Crystal
 
+    def radius(el):
+        return float(covalent_radii[atomic_numbers.get(el, 0)])
+
+    metal = {e: _is_metal(e) for e in set(structure.species)}
+    # In a compound, metal-metal contacts are not drawn as bonds (Ba-Ti in BaTiO3 is 3.5 Å, inside the
+    # covalent-radius sum); in an all-metal structure they are the bonds.
+    skip_mm = not all(metal.values())
+    outside: list[bool]
     if isinstance(structure, Crystal):
         frac = np.mod(structure.frac_coords, 1.0)
         frac[np.isclose(frac, 1.0, atol=1e-6)] = 0.0
         species = list(structure.species)
         pts, spec = [], []
         for f, el in zip(frac, species):
-            near0 = [k for k in range(3) if f[k] < 1e-3]
             shifts = [np.zeros(3)]
-            for k in near0:  # repeat each face atom on the opposite face
-                shifts += [s + np.eye(3)[k] for s in shifts]
-            for s in shifts:
-                pts.append(f + s)
+            for k in (k for k in range(3) if f[k] < 1e-3):  # repeat each face atom on the opposite face
+                shifts += [sh + np.eye(3)[k] for sh in shifts]
+            for sh in shifts:
+                pts.append(f + sh)
                 spec.append(el)
-        cart = np.asarray(pts) @ structure.lattice
+        inner = np.asarray(pts)
+        # one shell of neighbouring cells: keep the images bonded to an atom of the cell
+        grid = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], float)
+        cand = (frac[None, :, :] + grid[:, None, :]).reshape(-1, 3)
+        cand_spec = species * len(grid)
+        inside = np.all((cand > -1e-3) & (cand < 1 + 1e-3), axis=1)
+        cand, cand_spec = cand[~inside], [e for e, m in zip(cand_spec, inside) if not m]
+        cart_in = inner @ structure.lattice
+        cart_c = cand @ structure.lattice
+        r_in = np.array([radius(e) for e in spec])
+        extra_pts, extra_spec = [], []
+        if len(cand):
+            r_max = float(bond_scale * 2 * max(r_in.max(), max(radius(e) for e in cand_spec)))
+            tree = cKDTree(cart_in)
+            for ci, hits in enumerate(tree.query_ball_point(cart_c, r=r_max)):
+                rc = radius(cand_spec[ci])
+                for h in hits:
+                    if skip_mm and metal[cand_spec[ci]] and metal[spec[h]]:
+                        continue
+                    d = float(np.linalg.norm(cart_c[ci] - cart_in[h]))
+                    if 0.4 < d <= _bond_cut(rc, r_in[h], bond_scale):
+                        extra_pts.append(cart_c[ci])
+                        extra_spec.append(cand_spec[ci])
+                        break
+        cart = np.vstack([cart_in] + ([np.asarray(extra_pts)] if extra_pts else []))
+        outside = [False] * len(spec) + [True] * len(extra_spec)
+        spec = spec + extra_spec
         cell = structure.lattice.tolist()
-        n_sites = len(structure)
     else:
         cart = np.asarray(structure.positions, float)
         cart = cart - cart.mean(axis=0)
         spec = list(structure.species)
+        outside = [False] * len(spec)
         cell = None
-        n_sites = len(structure)
-    rad = np.array([covalent_radii[atomic_numbers.get(e, 0)] for e in spec])
+    rad = np.array([radius(e) for e in spec])
     bonds: list[list[int]] = []
     if len(cart) > 1:
-        from scipy.spatial import cKDTree
-
         tree = cKDTree(cart)
         for i, j in sorted(tree.query_pairs(r=float(bond_scale * 2 * rad.max()))):
+            if (outside[i] and outside[j]) or (skip_mm and metal[spec[i]] and metal[spec[j]]):
+                continue
             d = float(np.linalg.norm(cart[i] - cart[j]))
-            if 0.4 < d <= bond_scale * (rad[i] + rad[j]):
+            if 0.4 < d <= _bond_cut(rad[i], rad[j], bond_scale):
                 bonds.append([i, j])
-    atoms = [{"elem": e, "x": round(float(p[0]), 4), "y": round(float(p[1]), 4), "z": round(float(p[2]), 4)}
-             for e, p in zip(spec, cart)]
-    return {"atoms": atoms, "bonds": bonds, "cell": cell, "formula": structure.formula, "n_sites": n_sites}
+    atoms = []
+    for e, p, o in zip(spec, cart, outside):
+        a = {"elem": e, "x": round(float(p[0]), 4), "y": round(float(p[1]), 4), "z": round(float(p[2]), 4)}
+        if o:
+            a["outside"] = True
+        atoms.append(a)
+    return {"atoms": atoms, "bonds": bonds, "cell": cell, "formula": structure.formula, "n_sites": len(structure)}
 
 
 def _views(folder: Path, candidates: list[dict], max_views: int) -> list[dict | None]:
@@ -454,12 +507,17 @@ function nsShow(i) {
   var m = v.addModel();
   m.addAtoms(atoms);
   v.setStyle({}, {sphere: {scale: 0.3, colorscheme: "Jmol"}, stick: {radius: 0.12, colorscheme: "Jmol"}});
+  var out = [];
+  s.atoms.forEach(function (a, k) { if (a.outside) out.push(k); });
+  if (out.length) v.setStyle({index: out}, {sphere: {scale: 0.12, colorscheme: "Jmol"},
+                                            stick: {radius: 0.07, colorscheme: "Jmol"}});
   if (s.cell) nsCell(v, s.cell);
+  if (s.cell) { v.rotate(-25, "y"); v.rotate(18, "x"); }  // a slanted view shows the cell as a box
   v.zoomTo();
-  v.zoom(0.85);
   v.render();
   info.textContent = "rank " + (i + 1) + ": " + s.file + " — " + s.formula + ", " + s.atoms.length +
-    " atoms shown" + (s.cell ? " (" + s.n_sites + " in the cell, face images repeated)" : "") +
+    " atoms shown" + (s.cell ? " (" + s.n_sites + " sites in the cell, face images repeated; small: bonded " +
+    "atoms of the neighbouring cells)" : "") +
     ", " + s.bonds.length + " bonds. Drag to rotate, scroll to zoom.";
   document.getElementById("viewer").setAttribute("data-drawn", String(i));
 }
@@ -471,7 +529,8 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:1.2
 color:#222;padding:0 1em}
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.88em}td,th{border:1px solid #ddd;padding:3px 7px;text-align:left}
-th{background:#f3f3f3}tr.shown{background:#fff6d5}td.bad{color:#b00020}
+th{background:#f3f3f3;position:sticky;top:0}.scroll{max-height:460px;overflow:auto;display:inline-block;
+max-width:100%}tr.shown{background:#fff6d5}td.bad{color:#b00020}
 #candidates td[data-key=file]{font-family:monospace}
 .plot{width:100%;height:auto;font-size:12px}#viewer{width:100%;height:520px;position:relative;
 border:1px solid #ccc}#viewer-info{font-size:.9em;color:#444;margin:.3em 0}
