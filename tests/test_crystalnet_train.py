@@ -227,29 +227,34 @@ def test_decode_true_density_matches():
 def test_evaluate_model_small(trained, data):
     idx = data.split["test"][:2]
     res = ev.evaluate_model(trained.model, data, idx, n_samples=2)
-    assert res["n"] == 2 and res["paper_score"]["ssim"]["n"] == 2
-    for c in ("full", "no_formula", "shuffled_pattern"):
-        assert -1 <= res["conditions"][c]["ssim"]["mean"] <= 1
-    assert res["decode"]["oracle_match_rate"] == 1.0  # decoding the true maps always works
-    assert 0 <= res["zero_map"]["ssim"]["mean"] <= 1
+    assert res["n"] == 2 and res["part"] == "test"
+    s = res["summary"]
+    assert set(s) == set(ev.ROWS)
+    for name in ev.ROWS:
+        assert -1 <= s[name]["ssim"]["mean"] <= 1 and 0 <= s[name]["site_recall"]["mean"] <= 1
+    # the controls score as they must, whatever the model: nothing decodes from a zero map, the mean
+    # map has a zero residual (no correlation, no skill over itself)
+    assert s["zero_map"]["site_recall"]["mean"] == 0 and s["zero_map"]["site_precision"]["mean"] == 0
+    assert s["zero_map"]["corr"]["mean"] == 0 and s["zero_map"]["rel_l1"]["mean"] == pytest.approx(1.0)
+    assert s["mean_map"]["corr_res"]["mean"] == 0 and s["mean_map"]["skill"]["mean"] == pytest.approx(0.0)
+    assert all(r["best_fit_choice"] in (0, 1, 2) for r in res["rows"])  # posterior mean or one of 2 draws
+    gap = res["gap"]["model_mean"]["ssim_res"]
+    assert gap["gap"] == pytest.approx(s["model_mean"]["ssim_res"]["mean"] - gap["control"])
+    assert gap["control"] == max(s[c]["ssim_res"]["mean"] for c in ev.CONTROLS)
+    assert res["decoder_ceiling"]["match_rate"] == 1.0  # decoding the true maps always works
     table = ev.format_table(res, "cubic")
-    assert "0.934" in table and "all-zero map" in table
+    assert "control: all-zero map" in table and "gap: model, posterior mean − best control" in table
 
 
 def test_by_source_groups_rows():
-    rows = [{"source": "perov_5/val", "full_ssim": 0.9, "shuffled_pattern_ssim": 0.8, "zero_map_ssim": 0.7,
-             "full_corr": 0.6, "shuffled_pattern_corr": 0.5},
-            {"source": "perov_5/test", "full_ssim": 0.7, "shuffled_pattern_ssim": 0.6, "zero_map_ssim": 0.5,
-             "full_corr": 0.4, "shuffled_pattern_corr": float("nan")},
-            {"source": "aflow", "full_ssim": 0.5, "shuffled_pattern_ssim": 0.4, "zero_map_ssim": 0.3,
-             "full_corr": 0.2, "shuffled_pattern_corr": 0.1}]
+    rows = [{"source": "perov_5/val", "model_mean_ssim": 0.9, "mean_map_ssim": 0.7},
+            {"source": "perov_5/test", "model_mean_ssim": 0.7, "mean_map_ssim": float("nan")},
+            {"source": "aflow", "model_mean_ssim": 0.5, "mean_map_ssim": 0.3}]
     groups = ev.by_source({"rows": rows})
     assert list(groups) == ["aflow", "perov_5"]
     assert groups["perov_5"]["n"] == 2
-    assert groups["perov_5"]["full_ssim"] == pytest.approx(0.8)
-    assert groups["perov_5"]["shuffled_pattern_corr"] == pytest.approx(0.5)  # NaN rows left out
-    lines = ev.source_table({"rows": rows})
-    assert lines[2].startswith("| aflow | 1 | 0.500 | 0.400 | 0.300 | 0.200 | 0.100 |")
+    assert groups["perov_5"]["model_mean"]["ssim"] == pytest.approx(0.8)
+    assert groups["perov_5"]["mean_map"]["ssim"] == pytest.approx(0.7)  # NaN rows left out
 
 
 # ----- prediction and CLI ---------------------------------------------------------------------

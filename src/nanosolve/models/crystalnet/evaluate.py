@@ -1,21 +1,24 @@
-"""CrystalNet evaluation as in Guo et al., plus the density -> atoms step the paper left open.
+"""CrystalNet evaluation: blind choices only, controls beside every number, metrics that separate them.
 
-For each evaluated crystal (test split):
+For each evaluated crystal (a named part of the split, normally ``test``) every map is scored in the
+setting the model produced it - no rotation, shift or sample is ever chosen against the truth:
 
-* **paper score**: 50³ predictions from 5 latent draws z ~ q(z | pattern, formula); SSIM (window 7,
-  data range of the truth) and PSNR of the best over 24 cube rotations × 5 draws
-  (:func:`metrics.best_over_rotations_and_samples`);
-* **conditions** (posterior-mean latent, best over the 24 rotations, one row each, like the
-  paper's Table 2): ``full`` (pattern + formula), ``ratios_removed`` (every element of the
-  formula at equal fraction), ``element_dropped`` (one element, chosen at random with a fixed
-  seed, removed; crystals of one element are skipped), ``no_formula`` (zero composition
-  vector), ``shuffled_pattern`` (another test crystal's pattern, the true formula: a control -
-  if the pattern matters, this must score clearly below ``full``);
-* **decoding**: :func:`peaks.density_to_crystal` on the posterior-mean map (e⁻/Å³) with the true
-  lattice (the model predicts the density on the fractional grid, not the cell) and the true
-  composition; StructureMatcher (ltol 0.3, stol 0.5, angle_tol 10°) against the truth, and the
-  R_wp of the re-simulated PXRD (Mo Kα, 2θ 5-60°, Gaussian FWHM 0.1°). The same decoding of the
-  *true* density is reported as the decoder's ceiling.
+* **model, posterior mean**: the map of the mean latent of q(z | pattern, formula);
+* **model, best re-simulated fit** (blind sample choice): among the posterior mean and ``n_samples``
+  latent draws, the map whose decoded atoms (true lattice and composition, see below) re-simulate
+  the INPUT pattern best (R_wp of the Gaussian-broadened 1,024-bin sticks, :func:`fit_to_input`);
+* **controls**: ``zero map``; ``mean map`` (mean of the training densities, :func:`mean_density`);
+  ``shuffled pattern`` (posterior mean with another evaluated crystal's pattern, the true formula);
+* **ablations** (posterior mean): formula ratios removed, one element dropped, no formula.
+
+Metrics per map: SSIM / PSNR of the density (the paper's, dominated by empty space: a zero map
+scores ~0.95), SSIM / PSNR / correlation of the density minus the mean map and the skill over the
+mean map 1 - Σ(ρ̂ - ρ)² / Σ(ρ̄ - ρ)² (:func:`metrics.residual_scores`),
+rel. L1 and voxel correlation (:func:`map_errors`), and the atoms decoded from the map
+(:func:`peaks.density_to_crystal` with the true lattice - a cubic pattern indexes its own cell - and
+the true composition): atom-site recall / precision within 0.5 Å with species
+(:func:`metrics.site_scores`) and the StructureMatcher match rate. The summary states, per metric,
+the gap model - best control. The decoding of the *true* density is the decoder's ceiling.
 
 R_wp = sqrt(Σ w (y_t - s y_d)² / Σ w y_t²), w = 1/y_t, y = profile + 1 % of its maximum as a flat
 background (so w stays finite), s the least-squares scale.
@@ -25,18 +28,35 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from nanosolve.errors import InputError
 from nanosolve.models.crystalnet.dataset import CrystalNetData
-from nanosolve.models.crystalnet.inputs import MO_KA
-from nanosolve.models.crystalnet.metrics import SSIMReference, best_over_rotations_and_samples, cube_rotations, rotate_grid
+from nanosolve.models.crystalnet.inputs import MO_KA, xrd_vector
+from nanosolve.models.crystalnet.metrics import (
+    SSIMReference,
+    residual_scores,
+    site_scores,
+)
 from nanosolve.models.crystalnet.model import CrystalNet
 from nanosolve.models.crystalnet.train import predict_grids
 
-CONDITIONS = ("full", "ratios_removed", "element_dropped", "no_formula", "shuffled_pattern")
+ABLATIONS = ("ratios_removed", "element_dropped", "no_formula")
+MODEL_ROWS = ("model_mean", "model_best_fit")
+CONTROLS = ("zero_map", "mean_map", "shuffled_pattern")
+ROWS = MODEL_ROWS + CONTROLS + ABLATIONS
+LABELS = {"model_mean": "model, posterior mean", "model_best_fit": "model, best re-simulated fit (blind)",
+          "zero_map": "control: all-zero map", "mean_map": "control: mean training density",
+          "shuffled_pattern": "control: shuffled pattern (another crystal's, true formula)",
+          "ratios_removed": "ablation: formula ratios removed", "element_dropped": "ablation: one element dropped",
+          "no_formula": "ablation: no formula"}
+#: metric -> True when higher is better
+METRICS = {"ssim": True, "psnr": True, "ssim_res": True, "psnr_res": True, "corr_res": True, "skill": True,
+           "rel_l1": False, "corr": True,
+           "site_recall": True, "site_precision": True, "match": True}
+SITE_TOL = 0.5  # Å
 PAPER = {"cubic": {"ssim": 0.934, "psnr": 43.0}, "trigonal": {"ssim": 0.741, "psnr": 27.8}}
 MATCHER = {"ltol": 0.3, "stol": 0.5, "angle_tol": 10}
 
@@ -85,34 +105,48 @@ def resimulated_rwp(decoded, truth) -> float:
     return rwp(a.y, b.y)
 
 
-def decode_and_score(rho: np.ndarray, truth) -> dict:
-    """Decode a density (e⁻/Å³) on ``truth``'s lattice with its composition; match + R_wp."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+def fit_to_input(decoded, xrd_input: np.ndarray, sigma_bins: float = 2.0) -> float:
+    """R_wp of ``decoded``'s re-simulated 1,024-bin Mo Kα sticks against the model's input sticks, both
+    broadened by a Gaussian of ``sigma_bins`` bins (0.35° at σ = 2) so near-misses count as near;
+    inf for nothing decoded. Uses only the input: a blind way to choose among latent samples."""
+    from scipy.ndimage import gaussian_filter1d
 
+    if decoded is None or len(decoded) == 0:
+        return float("inf")
+    y_in = gaussian_filter1d(np.asarray(xrd_input, dtype=np.float64), sigma_bins, mode="constant")
+    y_dec = gaussian_filter1d(xrd_vector(decoded, n_bins=y_in.size), sigma_bins, mode="constant")
+    if y_dec.max() <= 0:
+        return float("inf")
+    return rwp(y_in, y_dec)
+
+
+def decode(rho: np.ndarray, truth):
+    """Atoms of a density (e⁻/Å³) on ``truth``'s lattice with its composition; None if no atom decodes."""
     from nanosolve.models.crystalnet.peaks import density_to_crystal
 
     try:
-        decoded = density_to_crystal(rho, truth.lattice, truth.composition)
-    except InputError as err:
-        return {"match": False, "rwp": float("nan"), "n_atoms": 0, "error": str(err)}
+        return density_to_crystal(rho, truth.lattice, truth.composition)
+    except InputError:
+        return None
+
+
+def decode_and_score(rho: np.ndarray, truth) -> dict:
+    """Decode a density (e⁻/Å³) on ``truth``'s lattice with its composition; StructureMatcher match,
+    species right, re-simulated R_wp, atom-site recall/precision within 0.5 Å."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    decoded = decode(rho, truth)
+    if decoded is None:
+        return {"match": False, "species_ok": False, "rwp": float("nan"), "n_atoms": 0,
+                **{f"site_{k}": v for k, v in site_scores(None, truth, SITE_TOL).items() if k in ("recall", "precision")}}
     match = bool(StructureMatcher(**MATCHER).fit(decoded.to_pymatgen(), truth.to_pymatgen()))
     species_ok = sorted(decoded.species) == sorted(truth.species)
-    return {"match": match, "species_ok": species_ok, "rwp": resimulated_rwp(decoded, truth), "n_atoms": len(decoded)}
+    sites = site_scores(decoded, truth, SITE_TOL)
+    return {"match": match, "species_ok": species_ok, "rwp": resimulated_rwp(decoded, truth), "n_atoms": len(decoded),
+            "site_recall": sites["recall"], "site_precision": sites["precision"]}
 
 
 # ---- evaluation ------------------------------------------------------------------------------
-def _best_rotation(ref: SSIMReference, pred: np.ndarray) -> tuple[float, float, np.ndarray]:
-    best = (-np.inf, None)
-    for rot in cube_rotations():
-        cand = rotate_grid(pred, rot)
-        if cand.shape != ref.truth.shape:
-            continue
-        s = ref.ssim(cand)
-        if s > best[0]:
-            best = (s, cand)
-    return best[0], ref.psnr(best[1]), best[1]
-
-
 def map_errors(pred: np.ndarray, truth: np.ndarray) -> dict:
     """Metrics that empty space cannot flatter: relative L1 Σ|ρ̂ - ρ| / Σρ (0 = perfect, 1 = an
     all-zero map) and the Pearson correlation of the voxel values (0 for a constant map)."""
@@ -121,6 +155,18 @@ def map_errors(pred: np.ndarray, truth: np.ndarray) -> dict:
     rel_l1 = float(np.abs(p - t).sum() / max(np.abs(t).sum(), 1e-300))
     corr = float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 and t.std() > 0 else 0.0
     return {"rel_l1": rel_l1, "corr": corr}
+
+
+def score_map(pred: np.ndarray, truth: np.ndarray, truth_crystal, reference: np.ndarray, ref: SSIMReference | None = None,
+              decode_atoms: bool = True) -> dict:
+    """Every blind metric of one map (e⁻/Å³) against the truth, in the map's own setting."""
+    ref = SSIMReference(truth) if ref is None else ref
+    out = {"ssim": ref.ssim(pred), "psnr": ref.psnr(pred), **residual_scores(pred, truth, reference),
+           **map_errors(pred, truth)}
+    if decode_atoms:
+        d = decode_and_score(pred, truth_crystal)
+        out.update(match=float(d["match"]), site_recall=d["site_recall"], site_precision=d["site_precision"])
+    return out
 
 
 def _summary(values) -> dict:
@@ -138,22 +184,62 @@ def select_indices(data: CrystalNetData, part: str = "test", n: int | None = Non
     return idx
 
 
-def evaluate_model(model: CrystalNet, data: CrystalNetData, indices=None, n_samples: int = 5,
-                   conditions=CONDITIONS, decode: bool = True, seed: int = 0,
-                   progress: Callable[[int, int, dict], None] | None = None) -> dict:
-    """Score ``model`` on ``data[indices]`` (default: the test split). See the module docstring.
+def mean_density(data: CrystalNetData, indices=None) -> np.ndarray:
+    """[50, 50, 50] mean density (e⁻/Å³) of ``data[indices]`` (default: the training part): the control
+    map that knows everything the training set shares and nothing about the crystal at hand."""
+    idx = np.asarray(data.split["train"] if indices is None else indices, dtype=np.int64)
+    if idx.size == 0:
+        raise InputError("no crystal to average (empty index list)")
+    total = None
+    for i in idx:
+        g = data.density(i).astype(np.float64)
+        total = g if total is None else total + g
+    return total / idx.size
+
+
+def _gaps(summary: dict) -> dict:
+    """{model row: {metric: model - best control}} (for rel. L1, lower is better: best = lowest)."""
+    out = {}
+    for m in MODEL_ROWS:
+        out[m] = {}
+        for metric, higher in METRICS.items():
+            mv = summary.get(m, {}).get(metric, {}).get("mean")
+            cv = [(summary[c][metric]["mean"], c) for c in CONTROLS
+                  if summary.get(c, {}).get(metric, {}).get("n")]
+            if mv is None or not cv:
+                continue
+            best, name = (max if higher else min)(cv)
+            out[m][metric] = {"gap": float(mv - best), "best_control": name, "control": float(best)}
+    return out
+
+
+def summarise(rows: list[dict], names=ROWS) -> dict:
+    """{row name: {metric: summary}} of per-crystal rows keyed ``<row>_<metric>``."""
+    return {n: {m: _summary(r.get(f"{n}_{m}") for r in rows) for m in METRICS}
+            for n in names if any(f"{n}_ssim" in r for r in rows)}
+
+
+def evaluate_model(model: CrystalNet, data: CrystalNetData, indices=None, reference: np.ndarray | None = None,
+                   n_samples: int = 5, ablations=ABLATIONS, decode_atoms: bool = True, seed: int = 0,
+                   part: str = "test", progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Score ``model`` on ``data[indices]`` (default: the ``part`` split) blind, with controls; see the
+    module docstring.
+
+    Args:
+        reference: the mean map [50, 50, 50] e⁻/Å³ (default: :func:`mean_density` of the training part).
+        n_samples: latent draws beside the posterior mean for the blind best-fit choice (0: none).
 
     Returns:
-        {'paper_score': {'ssim': summary, 'psnr': summary}, 'conditions': {name: {'ssim', 'psnr'}},
-        'decode': {...}, 'rows': [per-crystal dicts], 'seconds': float}; a summary is
-        {n, mean, median, std}.
+        {'n', 'part', 'summary': {row: {metric: {n, mean, median, std}}}, 'gap': {model row: {metric:
+        {gap, best_control, control}}}, 'decoder_ceiling': {...}, 'rows': [per-crystal dicts], 'seconds'}.
     """
-    unknown = set(conditions) - set(CONDITIONS)
+    unknown = set(ablations) - set(ABLATIONS)
     if unknown:
-        raise InputError(f"unknown evaluation conditions {sorted(unknown)}; use {', '.join(CONDITIONS)}")
-    idx = np.asarray(data.split["test"] if indices is None else indices, dtype=np.int64)
-    if idx.size == 0:
-        raise InputError("nothing to evaluate (empty index list)")
+        raise InputError(f"unknown ablations {sorted(unknown)}; use {', '.join(ABLATIONS)}")
+    idx = np.asarray(data.split[part] if indices is None else indices, dtype=np.int64)
+    if idx.size < 2:
+        raise InputError("need at least two crystals (the shuffled-pattern control swaps their patterns)")
+    reference = mean_density(data) if reference is None else np.asarray(reference, dtype=np.float64)
     scale = float(model.config.extra.get("density_scale", 1.0))
     rng = np.random.default_rng(seed)
     # shuffled control: a random cyclic derangement (each crystal gets another one's pattern)
@@ -168,115 +254,115 @@ def evaluate_model(model: CrystalNet, data: CrystalNetData, indices=None, n_samp
         ref = SSIMReference(truth)
         xrd, comp = data.xrd[i], data.comp[i]
         row = {"index": int(i), "id": data.records[i]["id"], "formula": data.records[i]["formula"],
-               "source": data.records[i]["source"]}
+               "source": data.records[i]["source"], "shuffled_from": int(idx[shuffled_src[k]])}
+        inputs = {"model_mean": (xrd, comp), "shuffled_pattern": (data.xrd[idx[shuffled_src[k]]], comp),
+                  "ratios_removed": (xrd, ratios_removed(comp)), "element_dropped": (xrd, element_dropped(comp, rng)),
+                  "no_formula": (xrd, np.zeros_like(comp))}
+        names = [c for c in ("model_mean", "shuffled_pattern", *ablations) if inputs[c][1] is not None]
+        grids = dict(zip(names, predict_grids(model, np.stack([inputs[c][0] for c in names]),
+                                              np.stack([inputs[c][1] for c in names])) * scale))
+        grids["zero_map"] = np.zeros_like(truth)
+        grids["mean_map"] = reference
+        # blind sample choice: the candidate whose decoded atoms re-simulate the input best
+        cands = [grids["model_mean"]]
         if n_samples:
-            samples = predict_grids(model, xrd, comp, n_samples=n_samples)[0] * scale
-            match, best_k = best_over_rotations_and_samples(samples, truth)
-            row.update(paper_ssim=match.ssim, paper_psnr=match.psnr)
-            row.update({f"paper_{key}": v for key, v in map_errors(rotate_grid(samples[best_k], match.rotation), truth).items()})
-        inputs = {"full": (xrd, comp), "ratios_removed": (xrd, ratios_removed(comp)),
-                  "element_dropped": (xrd, element_dropped(comp, rng)),
-                  "no_formula": (xrd, np.zeros_like(comp)),
-                  "shuffled_pattern": (data.xrd[idx[shuffled_src[k]]], comp)}
-        names = [c for c in conditions if inputs[c][1] is not None]
-        if names:
-            grids = predict_grids(model, np.stack([inputs[c][0] for c in names]),
-                                  np.stack([inputs[c][1] for c in names])) * scale
-            for c, g in zip(names, grids):
-                row[f"{c}_ssim"], row[f"{c}_psnr"], best = _best_rotation(ref, g)
-                row.update({f"{c}_{key}": v for key, v in map_errors(best, truth).items()})
-                if c == "full" and decode:
-                    d = decode_and_score(g, truth_c)
-                    row.update({f"decode_{key}": v for key, v in d.items()})
-        if decode:
+            cands += list(predict_grids(model, xrd, comp, n_samples=n_samples)[0] * scale)
+        fits = [fit_to_input(decode(g, truth_c), xrd) for g in cands]
+        best = int(np.argmin(fits))
+        grids["model_best_fit"] = cands[best]
+        row.update(best_fit_choice=best, best_fit_rwp=float(fits[best]))
+        for name, g in grids.items():
+            row.update({f"{name}_{m}": v for m, v in score_map(g, truth, truth_c, reference, ref, decode_atoms).items()})
+        if decode_atoms:
             d = decode_and_score(truth, truth_c)
-            row.update({f"oracle_{key}": v for key, v in d.items() if key in ("match", "rwp")})
-        # trivial baselines: SSIM with the truth's data range is dominated by empty space
-        zero = np.zeros_like(truth)
-        row.update(zero_map_ssim=ref.ssim(zero), zero_map_psnr=ref.psnr(zero))
+            row.update(oracle_match=d["match"], oracle_rwp=d["rwp"], oracle_site_recall=d["site_recall"])
         rows.append(row)
         if progress:
             progress(k + 1, idx.size, row)
-
-    res = {"n": int(idx.size), "n_samples": n_samples, "seconds": round(time.monotonic() - t0, 1),
-           "paper_score": {m: _summary(r.get(f"paper_{m}") for r in rows) for m in ("ssim", "psnr", "rel_l1", "corr")},
-           "conditions": {c: {m: _summary(r.get(f"{c}_{m}") for r in rows) for m in ("ssim", "psnr", "rel_l1", "corr")}
-                          for c in conditions},
-           "zero_map": {"ssim": _summary(r["zero_map_ssim"] for r in rows),
-                        "psnr": _summary(r["zero_map_psnr"] for r in rows)},
-           "rows": rows}
-    if decode:
-        dec = [r for r in rows if "decode_match" in r]
-        res["decode"] = {
-            "n": len(dec),
-            "match_rate": float(np.mean([r["decode_match"] for r in dec])) if dec else float("nan"),
-            "species_ok_rate": float(np.mean([bool(r.get("decode_species_ok")) for r in dec])) if dec else float("nan"),
-            "rwp": _summary(r["decode_rwp"] for r in dec),
-            "oracle_match_rate": float(np.mean([r["oracle_match"] for r in rows])),
-            "oracle_rwp": _summary(r["oracle_rwp"] for r in rows),
-        }
+    summary = summarise(rows)
+    res = {"n": int(idx.size), "part": part, "n_samples": n_samples, "site_tolerance_A": SITE_TOL,
+           "seconds": round(time.monotonic() - t0, 1), "summary": summary, "gap": _gaps(summary),
+           "by_source": by_source({"rows": rows}), "rows": rows}
+    if decode_atoms:
+        res["decoder_ceiling"] = {"match_rate": float(np.mean([r["oracle_match"] for r in rows])),
+                                  "site_recall": _summary(r["oracle_site_recall"] for r in rows),
+                                  "rwp": _summary(r["oracle_rwp"] for r in rows)}
     return res
 
 
 def by_source(results: dict) -> dict:
-    """{source: {n, full/shuffled/zero SSIM means, full/shuffled corr means}} over the rows, source
-    being the data set a crystal came from (``perov_5``, ``carbon_24``, ``aflow``): the pattern is
-    needed where one formula admits several structures (AFLOW substitutions), hardly for perovskites."""
+    """{source: {n, row: {metric: mean}}} over the rows, source being the data set a crystal came from
+    (``perov_5``, ``carbon_24``, ``aflow``): the pattern is needed where one formula admits several
+    structures (AFLOW substitutions), hardly for perovskites."""
     groups: dict[str, list[dict]] = {}
     for r in results["rows"]:
         groups.setdefault(re.split(r"[:/]", str(r.get("source", "?")))[0], []).append(r)
     out = {}
     for name, rows in sorted(groups.items()):
         out[name] = {"n": len(rows)}
-        for key in ("full_ssim", "shuffled_pattern_ssim", "zero_map_ssim", "full_corr", "shuffled_pattern_corr"):
-            v = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
-            out[name][key] = float(np.mean(v)) if v else float("nan")
+        for row_name, metrics in summarise(rows).items():
+            out[name][row_name] = {m: v["mean"] for m, v in metrics.items() if v.get("n")}
     return out
 
 
-def source_table(results: dict) -> list[str]:
-    """Markdown lines: the posterior-mean SSIM and voxel correlation per source, real pattern vs
-    shuffled pattern vs the all-zero map."""
-    lines = ["| source | n | SSIM full | SSIM shuffled pattern | SSIM zero map | corr full | corr shuffled pattern |",
-             "|---|---|---|---|---|---|---|"]
-    for name, v in by_source(results).items():
-        lines.append(f"| {name} | {v['n']} | {v['full_ssim']:.3f} | {v['shuffled_pattern_ssim']:.3f} | "
-                     f"{v['zero_map_ssim']:.3f} | {v['full_corr']:.3f} | {v['shuffled_pattern_corr']:.3f} |")
-    return lines
+_COLS = (("ssim", "SSIM", 3), ("psnr", "PSNR dB", 1), ("ssim_res", "SSIM of ρ − mean", 3),
+         ("corr_res", "corr of ρ − mean", 3), ("skill", "skill over mean map", 3), ("corr", "corr", 3), ("site_recall", "site recall", 3),
+         ("site_precision", "site precision", 3), ("match", "match", 3))
+
+
+def _fmt(v, digits) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
 def format_table(results: dict, system: str) -> str:
-    """Markdown table of one model's results next to the paper's numbers."""
-    paper = PAPER.get(system, {})
-    ps = results["paper_score"]
-    dash = "–"
-    lines = [f"| {system} (n = {results['n']}) | SSIM mean | SSIM median | PSNR dB mean | rel. L1 | corr |",
-             "|---|---|---|---|---|---|",
-             f"| paper (Guo et al.) | {paper.get('ssim', float('nan')):.3f} | {dash} | {paper.get('psnr', float('nan')):.1f} "
-             f"| {dash} | {dash} |"]
-    if ps["ssim"].get("n"):
-        lines.append(f"| nanosolve, best of 24 rot × {results['n_samples']} samples | {ps['ssim']['mean']:.3f} | "
-                     f"{ps['ssim']['median']:.3f} | {ps['psnr']['mean']:.1f} | {ps['rel_l1']['mean']:.3f} | "
-                     f"{ps['corr']['mean']:.3f} |")
-    for c, v in results["conditions"].items():
-        if v["ssim"].get("n"):
-            lines.append(f"| {c.replace('_', ' ')} (mean latent, n = {v['ssim']['n']}) | {v['ssim']['mean']:.3f} | "
-                         f"{v['ssim']['median']:.3f} | {v['psnr']['mean']:.1f} | {v['rel_l1']['mean']:.3f} | "
-                         f"{v['corr']['mean']:.3f} |")
-    z = results.get("zero_map")
-    if z and z["ssim"].get("n"):
-        lines.append(f"| baseline: all-zero map | {z['ssim']['mean']:.3f} | {z['ssim']['median']:.3f} | "
-                     f"{z['psnr']['mean']:.1f} | 1.000 | 0.000 |")
-    lines += ["", *source_table(results)]
-    if "decode" in results:
-        d = results["decode"]
-        lines.append("")
-        lines.append(f"decoded structures ({system}): StructureMatcher match {d['match_rate']:.1%}, species right "
-                     f"{d['species_ok_rate']:.1%}, median R_wp {d['rwp'].get('median', float('nan')):.3f}; decoding the "
-                     f"true density: match {d['oracle_match_rate']:.1%}, median R_wp "
-                     f"{d['oracle_rwp'].get('median', float('nan')):.3f}")
+    """Markdown: every row's means, then the gap model − best control, then per source."""
+    s, n = results["summary"], results["n"]
+    head = f"| {system}, {results['part']} (n = {n}) | " + " | ".join(c[1] for c in _COLS) + " |"
+    lines = [head, "|---" * (len(_COLS) + 1) + "|"]
+    for name, metrics in s.items():
+        lines.append(f"| {LABELS[name]} | " + " | ".join(_fmt(metrics[m].get("mean"), d) for m, _, d in _COLS) + " |")
+    for m_row in MODEL_ROWS:
+        gaps = results["gap"].get(m_row, {})
+        if gaps:
+            lines.append(f"| **gap: {LABELS[m_row]} − best control** | "
+                         + " | ".join(_fmt(gaps.get(m, {}).get("gap"), d) for m, _, d in _COLS) + " |")
+    lines += ["", "| source | n | row | SSIM | corr of ρ − mean | skill | site recall | site precision |",
+              "|---|---|---|---|---|---|---|---|"]
+    for src, v in results["by_source"].items():
+        for name in ("model_mean", "model_best_fit", "mean_map", "shuffled_pattern", "zero_map"):
+            if name in v:
+                r = v[name]
+                lines.append(f"| {src} | {v['n']} | {LABELS[name]} | {_fmt(r.get('ssim'), 3)} | {_fmt(r.get('corr_res'), 3)} | "
+                             f"{_fmt(r.get('skill'), 3)} | "
+                             f"{_fmt(r.get('site_recall'), 3)} | {_fmt(r.get('site_precision'), 3)} |")
+    if "decoder_ceiling" in results:
+        c = results["decoder_ceiling"]
+        lines += ["", (f"decoder ceiling (the true density decoded): match {c['match_rate']:.1%}, site recall "
+                       f"{c['site_recall'].get('mean', float('nan')):.3f}, median R_wp "
+                       f"{c['rwp'].get('median', float('nan')):.3f}")]
     return "\n".join(lines)
 
 
-__all__ = ["evaluate_model", "format_table", "by_source", "source_table", "select_indices", "decode_and_score",
-           "resimulated_rwp", "rwp", "ratios_removed", "element_dropped", "CONDITIONS", "PAPER"]
+__all__ = [
+    "ABLATIONS",
+    "CONTROLS",
+    "METRICS",
+    "MODEL_ROWS",
+    "PAPER",
+    "ROWS",
+    "by_source",
+    "decode",
+    "decode_and_score",
+    "element_dropped",
+    "evaluate_model",
+    "fit_to_input",
+    "format_table",
+    "map_errors",
+    "mean_density",
+    "ratios_removed",
+    "resimulated_rwp",
+    "rwp",
+    "score_map",
+    "select_indices",
+    "summarise",
+]
