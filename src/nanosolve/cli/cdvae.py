@@ -12,14 +12,16 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, finish_training, friendly_errors, parse_overrides, refuse_other_run
+from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP, check_device,
+                                         progress_bars, resolve_out, run_training, say)
 from nanosolve.errors import InputError
 
 generate_app = typer.Typer(help="Generate structures with a trained generative model (CIF output).",
                            no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate a trained generative model with the paper's metrics.",
                            no_args_is_help=True)
-SPLITS = ("composition", "random")
+SPLITS = ("composition", "random")  # the split names of nanosolve.models.cdvae.run
 TASKS = ("recon", "gen", "opt")
 PARTS = ("all", "train", "val", "test")
 TYPE_MODE_HELP = ("Langevin typing: argmax (the paper: each step every atom takes the decoder's most likely "
@@ -34,18 +36,13 @@ STOICH_HELP = "with --candidates: start them from this many of the composition h
 
 
 def _split(table, split: str, seed: int):
-    from nanosolve.models.cdvae.data import composition_split, random_split
+    from nanosolve.models.cdvae.run import split_table
 
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    return (composition_split if split == "composition" else random_split)(table, (0.8, 0.1, 0.1), seed=seed)
+    return split_table(table, split, seed)
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[info]}"), console=console)
+    return progress_bars()
 
 
 def _load(data: list[Path], props: list[str] | None):
@@ -58,80 +55,51 @@ def _load(data: list[Path], props: list[str] | None):
     return table
 
 
+@friendly_errors
 def train_cmd(
-    data: list[Path] = typer.Argument(..., help="CDVAE CSV file(s) and/or CIF folder(s)"),
-    out: Path = typer.Argument(..., help="run directory (rerun = resume)"),
+    data: list[Path] = typer.Argument(None, metavar="DATA...", help="CDVAE CSV file(s) and/or CIF folder(s)",
+                                     show_default=False),
+    out: Path = typer.Option(None, "--out", "-o", help=OUT_HELP, show_default=False),
     preset: str = typer.Option("cpu", help="cpu (small, trains in an hour on one core) or paper (published sizes)"),
-    max_minutes: float = typer.Option(None, help="wall-time budget of this call (minutes)"),
+    max_minutes: float = typer.Option(None, help=MAX_MINUTES_HELP),
     max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
     split: str = typer.Option("composition", help="composition (grouped by reduced formula) or random; 80/10/10"),
     split_seed: int = typer.Option(0, help="seed of the split"),
     prop: list[str] = typer.Option(None, "--prop", help="property column(s) for the property head (repeatable)"),
     max_atoms: int = typer.Option(None, help="largest cell the model allows (default: largest in DATA)"),
     seed: int = typer.Option(0, help="training seed"),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
     threads: int = typer.Option(None, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
-    """Train a CDVAE. Writes OUT/config.json, best.pt, last.pt, history.json, split.json, summary.json."""
-    import numpy as np
+    """Train a CDVAE on DATA. Writes OUT/config.json, best.pt, last.pt, history.json, metrics.csv,
+    split.json, summary.json."""
     import torch
 
-    from nanosolve.models.cdvae.config import preset as make_preset
-    from nanosolve.models.cdvae.data import to_data_list
+    from nanosolve.models.cdvae.run import make_config, prepare_run
     from nanosolve.models.cdvae.train import train
 
+    data = list(data or [])
+    if out is None and len(data) >= 2:  # the older form: DATA... OUT
+        data, legacy = data[:-1], data[-1]
+    else:
+        legacy = None
+    out = resolve_out(out, legacy)
+    if not data:
+        raise InputError("no training data given: pass CDVAE CSV file(s) and/or CIF folder(s)")
     if threads:
         torch.set_num_threads(int(threads))
+    check_device(device)
     overrides = parse_overrides(set_)
-    make_preset(preset, **overrides)  # refuse a bad preset / override before reading data
+    make_config(preset, overrides)  # refuse a bad preset / override before reading data
     table = _load(data, prop)
-    largest = max(len(c) for c in table.crystals)
-    if max_atoms is None:
-        max_atoms = largest
-    elif largest > max_atoms:
-        k = next(i for i, c in enumerate(table.crystals) if len(c) > max_atoms)
-        raise InputError(f"crystal {table.ids[k]} has {len(table.crystals[k])} atoms, more than --max-atoms {max_atoms}")
-    config = make_preset(preset, props=list(prop or []), max_atoms=int(max_atoms), **overrides)
-    config.extra.update(data=[str(p) for p in data], split=split, split_seed=split_seed, train_seed=seed)
-    refuse_other_run(out, config)
-    parts = _split(table, split, split_seed)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "split.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
-    items = to_data_list(table, props=list(prop) if prop else None)
-    train_items = [items[i] for i in parts["train"]]
-    val_items = [items[i] for i in parts["val"]] or None
-    console.print(f"CDVAE ({preset}): {len(table)} crystals (≤ {max_atoms} atoms); train {len(train_items)}, "
-                  f"val {len(parts['val'])}, test {len(parts['test'])}", highlight=False)
-    run_training(train, config, train_items, val_items, out, max_minutes, max_epochs, seed)
-
-
-def run_training(train_fn, config, train_items, val_items, out: Path, max_minutes, max_epochs, seed: int,
-                 extra_keys: tuple[str, ...] = (), **summary) -> dict:
-    """``train_fn`` (CDVAE's or a subclass's ``train``) with epoch and batch progress bars; the
-    losses named in ``extra_keys`` are shown beside the total. Writes OUT/summary.json."""
-    total = config.max_epochs if max_epochs is None else max_epochs
-    t0 = time.perf_counter()
-    with _progress() as progress:
-        bar = progress.add_task("epochs", total=total, info="")
-        inner = progress.add_task("batches", total=1, info="")
-
-        def tick(rec: dict):
-            info = f"loss {rec['train_loss']:.3f}" + "".join(f"  {k} {rec.get('train_' + k, float('nan')):.4f}"
-                                                             for k in extra_keys)
-            if "val_loss" in rec:
-                info += f"  val {rec['val_loss']:.3f}" + "".join(f" ({k} {rec.get('val_' + k, float('nan')):.4f})"
-                                                                for k in extra_keys)
-            if config.select_on:
-                info += f"  selected on {'+'.join(config.select_on)}: {rec['monitored']:.3f}"
-            progress.update(bar, completed=rec["epoch"] + 1, info=info)
-
-        def tick_batch(done: int, n: int):
-            progress.update(inner, completed=done, total=n)
-
-        result = train_fn(config, train_items, val_items, out, max_minutes=max_minutes, max_epochs=max_epochs,
-                          seed=seed, resume=True, progress=tick, batch_progress=tick_batch)
-    label = f"val {'+'.join(config.select_on)}" if config.select_on else "val loss"
-    return finish_training(out, result, time.perf_counter() - t0, label, digits=4, **summary)
+    run = prepare_run(data, out, preset, overrides, split=split, split_seed=split_seed, props=prop,
+                      max_atoms=max_atoms, seed=seed, table=table)
+    say(f"CDVAE ({preset}): {len(table)} crystals (≤ {run.config.max_atoms} atoms); train {len(run.train_items)}, "
+        f"val {len(run.parts['val'])}, test {len(run.parts['test'])}")
+    run_training(train, run.config, run.train_items, run.val_items, out, max_minutes, max_epochs, seed,
+                 device=device, tensorboard=tensorboard)
 
 
 def _langevin_progress(progress, label: str):

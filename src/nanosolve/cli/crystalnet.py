@@ -10,73 +10,70 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, finish_training, friendly_errors, parse_overrides, refuse_other_run
+from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP, check_device,
+                                         finish, progress_bars, resolve_out, say)
 from nanosolve.errors import InputError
 
-PRESETS = ("cpu", "paper")
+PRESETS = ("cpu", "paper")  # as nanosolve.models.crystalnet.run.PRESETS (not imported: keeps the CLI start fast)
 
 
 
 
 
 def make_config(preset: str, overrides: dict):
-    """CrystalNetConfig from a preset name and ``--set`` overrides."""
-    from nanosolve.models.crystalnet.config import CrystalNetConfig
+    """CrystalNetConfig from a preset name + overrides (:func:`nanosolve.models.crystalnet.run.make_config`)."""
+    from nanosolve.models.crystalnet.run import make_config as _make
 
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-    factory = CrystalNetConfig.cpu if preset == "cpu" else CrystalNetConfig.paper
-    try:
-        return factory(**overrides)
-    except TypeError as err:
-        raise InputError(f"invalid --set option: {err}") from None
+    return _make(preset, overrides)
 
 
 @friendly_errors
 def train_command(
     data_dir: Path = typer.Argument(..., help="data set folder; built there (from --cdvae and AFLOW prototypes) "
                                               "if it holds none"),
-    out: Path = typer.Argument(..., help="run folder (config.json, best.pt, last.pt, history.json); rerun = resume"),
+    out_positional: Path = typer.Argument(None, hidden=True, show_default=False),
+    out: Path = typer.Option(None, "--out", "-o", help=OUT_HELP, show_default=False),
     system: str = typer.Option("cubic", help="crystal system of the data set: cubic or trigonal"),
     preset: str = typer.Option("cpu", help="cpu (small, trains in minutes) or paper (the paper's widths)"),
-    max_minutes: float = typer.Option(None, help="wall-time budget of this call (minutes)"),
+    max_minutes: float = typer.Option(None, help=MAX_MINUTES_HELP),
     max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
     cdvae: Path = typer.Option(None, help="folder with perov_5/ and carbon_24/ CSVs (default ../shared/data/cdvae)"),
     substitutions: int = typer.Option(None, help="element substitutions per AFLOW prototype (default 8 cubic, 30 trigonal)"),
     origin: str = typer.Option(None, help="origin convention of a new data set: heaviest (heaviest atom at 0,0,0, "
                                           "the default; removes most of the origin ambiguity) or standard (spglib's)"),
     seed: int = typer.Option(0, help="training seed"),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
     threads: int = typer.Option(1, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
     """Train CrystalNet (pattern + formula -> electron density) on cubic or trigonal crystals."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nanosolve.models.crystalnet.dataset import SYSTEMS, open_or_build
+    from nanosolve.models.crystalnet.dataset import SYSTEMS
+    from nanosolve.models.crystalnet.run import prepare_run
     from nanosolve.models.crystalnet.train import train
 
+    out = resolve_out(out, out_positional)
     if system not in SYSTEMS:
         raise InputError(f"unknown crystal system {system!r}; use one of {', '.join(SYSTEMS)}")
     torch.set_num_threads(int(threads))
+    check_device(device)
     config = make_config(preset, parse_overrides(set_))
     if cdvae is not None and not cdvae.is_dir():
         raise InputError("CDVAE folder not found", cdvae)
     with console.status(f"opening / building the {system} data set in {data_dir}"):
-        data = open_or_build(data_dir, system, cdvae_dir="auto" if cdvae is None else cdvae,
-                             n_substitutions=substitutions, seed=0, **({"origin": origin} if origin else {}))
-    config.extra.update(system=system, preset=preset, data=str(data_dir), train_seed=seed)
-    previous = refuse_other_run(out, config)
-    if previous is not None and "density_scale" in previous.get("extra", {}):
-        config.extra["density_scale"] = previous["extra"]["density_scale"]
+        run = prepare_run(data_dir, out, system, preset, cdvae=cdvae, substitutions=substitutions, origin=origin,
+                          seed=seed, config=config)
+    data = run.data
     sizes = {k: len(v) for k, v in data.split.items()}
-    console.print(f"CrystalNet ({preset}) on {len(data)} {system} crystals: train {sizes.get('train', 0)}, "
-                  f"val {sizes.get('val', 0)}, test {sizes.get('test', 0)} (split by reduced formula)", highlight=False)
+    say(f"CrystalNet ({preset}) on {len(data)} {system} crystals: train {sizes.get('train', 0)}, "
+        f"val {sizes.get('val', 0)}, test {sizes.get('test', 0)} (split by reduced formula)")
     total = config.max_epochs if max_epochs is None else max_epochs
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]epochs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[info]}"), console=console) as progress:
-        bar = progress.add_task("train", total=total, info="")
+    with progress_bars() as progress:
+        bar = progress.add_task("epochs", total=total, info="")
 
         def tick(rec: dict):
             info = f"L1 {rec['train_l1']:.4f}  KL {rec['train_kl']:.3f}  val L1 {rec['val_l1']:.4f}"
@@ -85,8 +82,8 @@ def train_command(
             progress.update(bar, completed=rec["epoch"] + 1, info=info)
 
         result = train(config, data, out, max_minutes=max_minutes, max_epochs=max_epochs, seed=seed, resume=True,
-                       progress=tick)
-    finish_training(out, result, time.perf_counter() - t0, config.monitor, monitor=config.monitor)
+                       progress=tick, device=device, tensorboard=tensorboard)
+    finish(out, result, time.perf_counter() - t0, config.monitor, monitor=config.monitor)
 
 
 @friendly_errors
@@ -94,7 +91,9 @@ def predict_command(
     pattern: Path = typer.Argument(..., help="x-ray powder pattern (.xy/.xye/.dat/.csv/.chi columns or a powder CIF)"),
     formula: str = typer.Option(None, "--formula", "-f", help="composition, e.g. SrTiO3 (counts per cell fix the "
                                                               "decoded atom count) or Sr:1,Ti:1,O:3"),
-    model: Path = typer.Option(..., "--model", "-m", help="CrystalNet run folder (config.json + best.pt) or .pt file"),
+    model_dir: Path = typer.Option(None, "--model-dir", help="CrystalNet run folder (config.json + best.pt) or .pt file",
+                                   show_default=False),
+    model_old: Path = typer.Option(None, "--model", "-m", hidden=True, help="deprecated spelling of --model-dir"),
     out: Path = typer.Option(Path("crystalnet_prediction"), "-o", "--out", help="output folder"),
     wavelength: str = typer.Option(None, "--wavelength", "-w", help="Å or a name (CuKa, MoKa...) if the pattern is "
                                                                     "on 2θ and the file does not say"),
@@ -116,6 +115,11 @@ def predict_command(
     if not formula:
         raise InputError("no composition given: pass --formula (e.g. --formula SrTiO3)")
     comp = parse_formula(formula)  # refuse a bad formula before reading anything else
+    if model_dir is not None and model_old is not None:
+        raise InputError("the model is given twice (--model-dir and --model); use --model-dir")
+    model = model_dir if model_dir is not None else model_old
+    if model is None:
+        raise InputError("no model given: pass --model-dir (a CrystalNet run folder or .pt file)")
     if not model.exists():
         raise InputError("model not found", model)
     torch.set_num_threads(int(threads))

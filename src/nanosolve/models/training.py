@@ -29,7 +29,10 @@ process group (gloo on CPU, NCCL on CUDA), wraps the model in ``DistributedDataP
 gives each rank an interleaved share ``batch[rank::world]`` of every global batch (so the global
 batch, the epoch order and the number of steps are those of one process). Each rank's loss is
 scaled by ``world · n_rank / n_batch`` before the gradient average, so a loss that is a mean over
-samples gets the gradient of the whole batch. Training sums are all-reduced; validation, early
+samples gets the gradient of the whole batch. BatchNorm layers normalise over each rank's share on
+the CPU (SyncBatchNorm, which needs CUDA, is used on GPUs), and noise drawn from torch's RNG
+differs between ranks, so families with either follow one process within statistical noise,
+not to rounding. Training sums are all-reduced; validation, early
 stopping and all file writes happen on rank 0 and are broadcast, so every rank holds the same
 state.
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 import os
 import time
@@ -411,6 +415,24 @@ def restore_best(model: torch.nn.Module, out: Path) -> None:
     model.eval()
 
 
+def check_resumable(out: str | os.PathLike, config, option: str = "--out") -> dict | None:
+    """The previous ``config.json`` (as a dict) of a resumable run in ``out`` (one with
+    ``last.pt``), or None when there is none; InputError when that run was started with other
+    settings (``extra`` — data paths, seeds, provenance — may differ)."""
+    out = Path(out)
+    old = out / "config.json"
+    if not ((out / "last.pt").is_file() and old.is_file()):
+        return None
+    try:
+        previous = json.loads(old.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read the run's config ({err})", old) from None
+    settings = {k: v for k, v in config.to_dict().items() if k != "extra"}
+    if not isinstance(previous, dict) or {k: v for k, v in previous.items() if k != "extra"} != settings:
+        raise InputError(f"holds a run with different settings; choose another {option} to start afresh", out)
+    return previous
+
+
 # ---- the loop --------------------------------------------------------------------------------
 def _broadcast(obj, world: int):
     if world <= 1:
@@ -480,6 +502,8 @@ def run_loop(adapter: Adapter, out_dir: str | os.PathLike, *, config=None, max_e
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
+        if dev.type == "cuda":  # batch statistics over the global batch (SyncBatchNorm needs CUDA)
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         wrapped = DistributedDataParallel(_MethodCall(model, adapter.train_method),
                                           device_ids=[dev.index] if dev.type == "cuda" else None,
                                           find_unused_parameters=adapter.unused_parameters)
@@ -598,4 +622,4 @@ def interleaved_batches(order: Iterable[int], batch_size: int, rank_: int, world
 
 __all__ = ["LoopState", "TrainResult", "Step", "Adapter", "run_loop", "result", "resolve_device", "init_distributed",
            "is_main_process", "rank", "world_size", "barrier", "main_process_first", "shard", "move_to", "to_cpu",
-           "MetricsLog", "restore_best", "interleaved_batches", "DEVICES"]
+           "MetricsLog", "restore_best", "interleaved_batches", "check_resumable", "DEVICES"]

@@ -1,0 +1,97 @@
+"""Options and plumbing every ``nanosolve train <family>`` command shares: the run folder
+(``--out/-o``; the older positional OUT still works), ``--device``, ``--tensorboard``, progress bars
+that only the main process draws under torchrun, and the summary line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from nanosolve.cli.common import console, err_console, finish_training
+from nanosolve.errors import InputError
+
+OUT_HELP = "run folder (config.json, best.pt, last.pt, history.json, metrics.csv); rerun = resume"
+DEVICE_HELP = ("cpu, cuda (cuda:N) or mps; under `torchrun --nproc_per_node N` training is data-parallel "
+               "(gloo on cpu, NCCL on cuda)")
+TENSORBOARD_HELP = "also log the per-epoch metrics for TensorBoard in OUT/tensorboard (needs the tensorboard package)"
+MAX_MINUTES_HELP = "wall-time budget of this call (minutes); rerun to continue"
+
+
+def resolve_out(out: Path | None, positional: Path | None) -> Path:
+    """The run folder from ``--out`` or the deprecated positional OUT (not both)."""
+    if out is not None and positional is not None:
+        raise InputError(f"the run folder is given twice ({positional} and --out {out}); use --out only")
+    if out is None and positional is None:
+        raise InputError("no run folder given: pass --out DIR")
+    if out is None:
+        if is_main():
+            err_console.print("note: OUT as a positional argument is deprecated; use --out/-o", highlight=False)
+        return positional
+    return out
+
+
+def is_main() -> bool:
+    from nanosolve.models.training import is_main_process
+
+    return is_main_process()
+
+
+def check_device(device: str) -> str:
+    """Refuse an unavailable ``--device`` before any data is read; under torchrun, join the
+    process group now (so that data preparation can let the main process go first)."""
+    from nanosolve.models.training import init_distributed, resolve_device
+
+    init_distributed(resolve_device(device))
+    return device
+
+
+def progress_bars():
+    """Rich progress with an ``info`` field; drawn by the main process only."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[info]}"), console=console, disable=not is_main())
+
+
+def say(message: str) -> None:
+    """A plain line on the console (main process only)."""
+    if is_main():
+        console.print(message, highlight=False)
+
+
+def finish(out: Path, result, seconds: float, label: str, digits: int = 5, **extra) -> dict | None:
+    """``summary.json`` and the summary line, by the main process only."""
+    if not is_main():
+        return None
+    return finish_training(out, result, seconds, label, digits=digits, **extra)
+
+
+def run_training(train_fn, config, train_items, val_items, out: Path, max_minutes, max_epochs, seed: int,
+                 extra_keys: tuple[str, ...] = (), device: str = "cpu", tensorboard: bool = False,
+                 **summary) -> dict | None:
+    """``train_fn`` (CDVAE's or PXRDNet's ``train``) with epoch and batch progress bars; the
+    losses named in ``extra_keys`` are shown beside the total. Writes OUT/summary.json."""
+    total = config.max_epochs if max_epochs is None else max_epochs
+    t0 = time.perf_counter()
+    with progress_bars() as progress:
+        bar = progress.add_task("epochs", total=total, info="")
+        inner = progress.add_task("batches", total=1, info="")
+
+        def tick(rec: dict):
+            info = f"loss {rec['train_loss']:.3f}" + "".join(f"  {k} {rec.get('train_' + k, float('nan')):.4f}"
+                                                             for k in extra_keys)
+            if "val_loss" in rec:
+                info += f"  val {rec['val_loss']:.3f}" + "".join(f" ({k} {rec.get('val_' + k, float('nan')):.4f})"
+                                                                for k in extra_keys)
+            if config.select_on:
+                info += f"  selected on {'+'.join(config.select_on)}: {rec['monitored']:.3f}"
+            progress.update(bar, completed=rec["epoch"] + 1, info=info)
+
+        def tick_batch(done: int, n: int):
+            progress.update(inner, completed=done, total=n)
+
+        result = train_fn(config, train_items, val_items, out, max_minutes=max_minutes, max_epochs=max_epochs,
+                          seed=seed, resume=True, progress=tick, batch_progress=tick_batch, device=device,
+                          tensorboard=tensorboard)
+    label = f"val {'+'.join(config.select_on)}" if config.select_on else "val loss"
+    return finish(out, result, time.perf_counter() - t0, label, digits=4, **summary)
