@@ -12,7 +12,9 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors, parse_overrides, refuse_other_run
+from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP,
+                                         check_device)
 from nanosolve.errors import InputError
 
 
@@ -20,7 +22,7 @@ from nanosolve.errors import InputError
 def train_cmd(
     data: list[Path] = typer.Argument(None, help="CDVAE CSV file(s) and/or CIF folder(s); may be empty with "
                                                  "--prototypes"),
-    out: Path = typer.Option(..., "--out", "-o", help="run directory (rerun = resume)"),
+    out: Path = typer.Option(..., "--out", "-o", help=OUT_HELP),
     prototypes: int = typer.Option(0, help="number of AFLOW-prototype substitutions to add"),
     size: float = typer.Option(10.0, help="crystallite size τ of the training patterns (Å); the paper: 10 or 100"),
     size_model: str = typer.Option("pxrdnet", help="pxrdnet (sinc²(Qτ/2), the paper) or scherrer (physical)"),
@@ -28,57 +30,41 @@ def train_cmd(
     max_atoms: int = typer.Option(20, help="largest cell (atoms) kept and allowed by the model"),
     max_per_source: int = typer.Option(None, help="keep at most this many crystals of each DATA source "
                                                   "(a seeded random subset)"),
-    max_minutes: float = typer.Option(None, help="wall-time budget of this call (minutes)"),
+    max_minutes: float = typer.Option(None, help=MAX_MINUTES_HELP),
     max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
     split_seed: int = typer.Option(0, help="seed of the composition-grouped 80/10/10 split"),
     seed: int = typer.Option(0, help="training seed (also the prototype draw and the pattern σ draws)"),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
     threads: int = typer.Option(None, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
-    """Train PXRDNet. Writes OUT/config.json, best.pt, last.pt, history.json, split.json, patterns.npy
-    (+ .json), crystals.json (ids, formula, crystal system) and summary.json."""
-    import numpy as np
+    """Train PXRDNet. Writes OUT/config.json, best.pt, last.pt, history.json, metrics.csv, split.json,
+    patterns.npy (+ .json), crystals.json (ids, formula, crystal system) and summary.json."""
     import torch
 
-    from nanosolve.cli.cdvae import _progress, run_training
-    from nanosolve.models.cdvae.data import composition_split
+    from nanosolve.cli.train_options import progress_bars, run_training, say
+    from nanosolve.models.pxrdnet.run import load_table, make_config, prepare_run
     from nanosolve.models.pxrdnet.train import train
-    from nanosolve.models.pxrdnet.config import preset as make_preset
-    from nanosolve.models.pxrdnet.data import simulate_patterns, to_pxrd_data, training_table
 
     if threads:
         torch.set_num_threads(int(threads))
+    check_device(device)
     overrides = parse_overrides(set_)
-    make_preset(preset, size=size, size_model=size_model, max_atoms=max_atoms, **overrides)  # fail fast
-    if not data and not prototypes:
-        raise InputError("no training data: give DATA files/folders and/or --prototypes N")
+    make_config(preset, overrides, size=size, size_model=size_model, max_atoms=max_atoms)  # fail fast
     with console.status("reading crystals"):
-        table = training_table(data or [], prototypes, max_atoms, seed, max_per_source)
-    if len(table) < 10:
-        raise InputError(f"only {len(table)} usable crystals; PXRDNet needs at least 10")
-    elements = sorted({s for c in table.crystals for s in c.species})
-    config = make_preset(preset, size=size, size_model=size_model, max_atoms=max_atoms, **overrides)
-    config.extra.update(data=[str(p) for p in data or []], prototypes=prototypes, max_per_source=max_per_source,
-                        split="composition", split_seed=split_seed, train_seed=seed, elements=elements)
-    refuse_other_run(out, config)
-    out.mkdir(parents=True, exist_ok=True)
-    parts = composition_split(table, (0.8, 0.1, 0.1), seed=split_seed)
-    (out / "split.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
-    (out / "crystals.json").write_text(json.dumps(
-        [{"id": i, "formula": c.formula, "n_atoms": len(c), "crystal_system": c.properties.get("crystal_system")}
-         for i, c in zip(table.ids, table.crystals)]) + "\n")
-    with _progress() as progress:
+        table = load_table(data or [], prototypes, max_atoms, seed, max_per_source)
+    with progress_bars() as progress:
         task = progress.add_task("patterns", total=len(table), info=f"τ = {size:g} Å, {size_model}")
-        patterns = simulate_patterns(table, size=size, size_model=size_model, seed=seed, cache=out / "patterns",
-                                     progress=lambda d, n: progress.update(task, completed=d))
-    items = to_pxrd_data(table, patterns)
-    train_items = [items[i] for i in parts["train"]]
-    val_items = [items[i] for i in parts["val"]] or None
-    console.print(f"PXRDNet ({preset}, τ = {size:g} Å): {len(table)} crystals (≤ {max_atoms} atoms, "
-                  f"{len(elements)} elements, {len(table.rejected)} rejected); train {len(train_items)}, "
-                  f"val {len(parts['val'])}, test {len(parts['test'])}", highlight=False)
-    run_training(train, config, train_items, val_items, out, max_minutes, max_epochs, seed, ("xrd",),
-                 n_crystals=len(table))
+        run = prepare_run(data or [], out, preset, overrides, prototypes=prototypes, size=size, size_model=size_model,
+                          max_atoms=max_atoms, max_per_source=max_per_source, split_seed=split_seed, seed=seed,
+                          table=table, pattern_progress=lambda d, n: progress.update(task, completed=d))
+    elements = run.config.extra["elements"]
+    say(f"PXRDNet ({preset}, τ = {size:g} Å): {len(table)} crystals (≤ {max_atoms} atoms, "
+        f"{len(elements)} elements, {len(table.rejected)} rejected); train {len(run.train_items)}, "
+        f"val {len(run.parts['val'])}, test {len(run.parts['test'])}")
+    run_training(train, run.config, run.train_items, run.val_items, out, max_minutes, max_epochs, seed, ("xrd",),
+                 device=device, tensorboard=tensorboard, n_crystals=len(table))
 
 
 def shipped_model_dir(size: float):
