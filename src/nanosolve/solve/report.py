@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_write_text
 from nanosolve.solve.html_report import write_html_report
 from nanosolve.solve.pdf_refine import RefineResult
 from nanosolve.structures.io import write_structure
@@ -60,9 +61,7 @@ def write_report(out_dir: str | os.PathLike, ranked: list[RefineResult], info: d
                    header="r (Å), G_obs, G_calc, G_obs - G_calc (Å^-2); best candidate " + best.particle.name,
                    fmt="%.6g")
     summary = {**_jsonable(info or {}), "fit_plot": fit_png.name if fit_png else None, "candidates": entries}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")  # unique temp name, renamed
     write_html_report(out)  # report.html last: a pure function of the files above
     return summary
 
@@ -81,9 +80,13 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
     """Write ``NN_<formula>_<method>.cif`` (``<method>-sym`` for a symmetrised variant) best-first
     (01 = best fit to the input), ``fit.png`` + ``fit.xy`` (best candidate vs input on the model grid),
     after a measured-profile fit ``profile_fit.png`` + ``profile_fit.xy`` (best candidate vs the
-    pattern as measured) and ``summary.json`` (``result.summary`` + one entry per candidate)."""
+    pattern as measured), after a Rietveld fit ``rietveld_fit.png`` + ``rietveld_fit.xy`` (with its
+    components) and ``summary.json``. CIFs are symmetrised (space group, Wyckoff sites; B_iso and R
+    factors after a Rietveld fit, :mod:`nanosolve.structures.io.cif_write`) (``result.summary`` + one entry per candidate)."""
+    from nanosolve.errors import InputError
     from nanosolve.solve.pxrd_refine import plot_pxrd_fit
     from nanosolve.structures.io import write_cif
+    from nanosolve.structures.io.cif_write import write_refined_cif
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,8 +96,24 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
     for rank_i, cand in enumerate(ranked, start=1):
         source = cand.method if cand.symmetrized_from is None else f"{cand.method}-sym"
         name = f"{rank_i:0{width}d}_{_slug(cand.crystal.formula)}_{_slug(source)}.cif"
-        write_cif(cand.final_crystal, out / name)
-        entries.append({"rank": rank_i, "file": name, **_jsonable(cand.summary())})
+        # -- symmetrised CIF (+ B_iso and R factors after a Rietveld fit): nanosolve.solve.rietveld
+        rv = getattr(cand, "rietveld", None)
+        if rv is not None:
+            write_refined_cif(rv.crystal, out / name, symprec=1e-3, b_iso=rv.b_iso, refinement=rv.cif_info(),
+                              title=f"{rank_i:0{width}d}_{cand.crystal.formula}")
+        else:
+            try:
+                write_refined_cif(cand.final_crystal, out / name, symprec=0.01)
+            except InputError:  # spglib finds no cell for a degenerate candidate: P1 as read
+                write_cif(cand.final_crystal, out / name)
+        entry = {"rank": rank_i, "file": name, **_jsonable(cand.summary())}
+        if rv is not None:
+            rs = _jsonable(rv.summary())
+            entry.update({k: rs[k] for k in ("rwp", "rexp", "gof", "gof_s", "rp", "spacegroup", "spacegroup_number",
+                                             "b_iso", "preferred_orientation", "extra_phases", "weight_fraction")},
+                         rietveld=rs)
+        entries.append(entry)
+        # -- end of the Rietveld / CIF part
     file_of = {e["index"]: e["file"] for e in entries}
     for e in entries:  # a copy (solve --distinct) names the file of the structure it copies
         if e.get("duplicate_of") is not None:
@@ -112,10 +131,19 @@ def write_pxrd_report(out_dir: str | os.PathLike, result, info: dict | None = No
                                                                        f"{pf.crystal.formula}")
         np.savetxt(out / "profile_fit.xy", np.column_stack([pf.x, pf.y_obs, pf.y_calc, pf.mask.astype(float)]),
                    header="2theta (deg), measured, best candidate (scale + background), fitted (1/0)", fmt="%.6g")
+    rietveld_png = None
+    if ranked and getattr(ranked[0], "rietveld", None) is not None:  # the best candidate's Rietveld fit
+        rv = ranked[0].rietveld
+        rietveld_png = plot_pxrd_fit(rv, out / "rietveld_fit.png",
+                                     title=f"Rietveld: {rv.crystal.formula} {rv.params['phases'][0]['spacegroup']}, "
+                                           f"GoF (χ²) = {rv.gof:.2f}")
+        comps = [np.asarray(v) for v in rv.components.values()]
+        np.savetxt(out / "rietveld_fit.xy", np.column_stack([rv.x, rv.y_obs, rv.y_calc, rv.y_obs - rv.y_calc, *comps]),
+                   header="2theta (deg), measured, calculated, difference, " + ", ".join(rv.components), fmt="%.6g")
     summary = {**_jsonable(result.summary), **_jsonable(info or {}), "fit_plot": fit_png.name if fit_png else None,
-               "profile_fit_plot": profile_png.name if profile_png else None, "candidates": entries}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, out / "summary.json")
+               "profile_fit_plot": profile_png.name if profile_png else None,
+               "rietveld_fit_plot": rietveld_png.name if rietveld_png else None,
+               "rietveld_refined": sum(getattr(c, "rietveld", None) is not None for c in ranked), "candidates": entries}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")  # unique temp name, renamed
     write_html_report(out)  # report.html last: a pure function of the files above
     return summary

@@ -55,13 +55,16 @@ from nanosolve.structures.crystal import Crystal
 from nanosolve.structures.elements import atomic_mass
 
 __all__ = ["SymmetricPhase", "symmetric_phase", "RietveldResult", "rietveld_refine", "agreement",
-           "load_background", "STAGES", "tch_fwhm_eta"]
+           "load_background", "STAGES", "tch_fwhm_eta", "RietveldSettings", "rietveld_candidates", "read_measured",
+           "RIETVELD_TOP", "RIETVELD_SYMPREC"]
 
 #: release order of the nonlinear parameter blocks (cumulative), then a final run with all of them
 STAGES = (("lattice+zero", ("len", "ang", "zero")), ("width", ("W", "Y")), ("profile", ("U", "V", "X")),
           ("b_iso", ("biso",)), ("positions", ("pos",)), ("preferred_orientation", ("po",)))
 _PER_PHASE = ("len", "ang", "pos", "biso", "W", "Y", "po")
 _TCH = (2.69269, 2.42843, 4.47163, 0.07842)
+#: tube: (λ Kα1, λ Kα2, I(Kα2)/I(Kα1), λ Kα weighted average), Å (International Tables C, 4.2.2.1)
+KALPHA2 = {"Cu": (1.540562, 1.544390, 0.5, 1.541838), "Mo": (0.709300, 0.713590, 0.5, 0.710730)}
 
 
 # ----- symmetry-constrained phase -----------------------------------------------------------
@@ -130,6 +133,7 @@ def symmetric_phase(crystal, symprec: float = 0.01, angle_tolerance: float = 5.0
         raise InputError(f"no space group found for {cr.name or cr.formula} ({type(exc).__name__}: {exc})") from None
     system = sga.get_crystal_system()
     conv_cr = Crystal.from_pymatgen(conv, name=name or cr.name or cr.formula)
+    conv_cr.properties = dict(cr.properties)  # provenance (prototype label, source...) stays with it
     if not conv_cr.is_ordered:
         raise InputError(f"{conv_cr.name}: Rietveld refinement of partially occupied sites is not supported")
     rot = np.array([np.rint(o.rotation_matrix) for o in ops])
@@ -378,7 +382,7 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
                     position_range: float = 0.08, b_start: float = 0.5, b_max: float = 8.0,
                     preferred_orientation=None, tth_range=None, symprec: float = 0.01, steps: int = 60,
                     refine_positions: bool = True, refine_b: bool = True, profile: str = "tch",
-                    form_factors: str = "waasmaier-kirfel") -> RietveldResult:
+                    form_factors: str = "waasmaier-kirfel", kalpha2: bool = False) -> RietveldResult:
     """Rietveld refinement of ``crystal`` (+ ``extra_phases``) against ``pattern``; see the module docstring.
 
     Args:
@@ -399,6 +403,9 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         steps: L-BFGS-B iterations per stage (the final all-free run gets 2x).
         profile: 'tch' (U, V, W, X, Y) or 'gaussian' (U, V, W only).
         form_factors: x-ray form factors, 'waasmaier-kirfel' or 'pymatgen' (see :func:`bragg_peaks`).
+        kalpha2: the pattern holds the Kα1 + Kα2 doublet of a Cu or Mo tube (:data:`KALPHA2`): every
+            reflection also at λ(Kα2) with half the Kα1 intensity, same width; the pattern's wavelength
+            must be Kα1 or the Kα average of that tube.
 
     Returns:
         :class:`RietveldResult`; ``crystal`` is the refined first phase in its conventional cell with
@@ -422,6 +429,12 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         sigma, sigma_kind = np.sqrt(np.maximum(y, 1.0)), "sqrt(counts)"
     wl = float(pat.wavelength)
     neutron = (pat.radiation == "neutron") or pat.kind == "nd"
+    wl2 = None
+    if kalpha2:
+        tube = next((v for v in KALPHA2.values() if min(abs(wl - v[0]), abs(wl - v[3])) < 2e-4), None)
+        if tube is None:
+            raise InputError(f"Kα2 is known for Cu and Mo tubes only (Kα1 or Kα average), not λ = {wl:g} Å", src)
+        wl, wl2, ratio2 = tube[0], tube[1], tube[2]
     bg_file = None if background is None else load_background(background, pat)[m]
 
     from nanosolve.structures.io import read_structure
@@ -522,7 +535,14 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         h, eta = tch_fwhm_eta(hg, hl + 1e-12 * fw)
         keep = (center.detach() > x[0] - 30 * float(h.detach().max())) & (center.detach() < x[-1] + 30 * float(
             h.detach().max())) & (wm.detach() > 0)
-        return _render_pv(grid, center[keep], wm[keep], h[keep], torch.clamp(eta[keep], 0, 1))
+        c_, w_, h_, e_ = center[keep], wm[keep], h[keep], torch.clamp(eta[keep], 0, 1)
+        if wl2 is not None:  # the Kα2 line: same reflections at the longer wavelength, same profile
+            arg = torch.clamp(0.5 * wl2 * gm[keep], max=1 - 1e-9)
+            c2 = torch.rad2deg(2 * torch.asin(arg)) + v[sp.slices["zero"]][0]
+            ok = (0.5 * wl2 * gm[keep].detach()) < 1 - 1e-9
+            c_, w_ = torch.cat([c_, c2[ok]]), torch.cat([w_, ratio2 * w_[ok]])
+            h_, e_ = torch.cat([h_, h_[ok]]), torch.cat([e_, e_[ok]])
+        return _render_pv(grid, c_, w_, h_, e_)
 
     def evaluate(u):
         v = sp.values(u)
@@ -585,7 +605,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         lat = _phase_lattice(ph, sp, v, i, values=True).numpy()
         frac = ph.pos_b + ph.pos_a @ vn[sp.slices[f"{i}.pos"]]
         b_el = dict(zip(ph.elements, (round(float(b), 4) for b in vn[sp.slices[f"{i}.biso"]])))
-        cr = Crystal(lat, np.mod(frac, 1.0), ph.crystal.species, name=f"{ph.name} (Rietveld)")
+        cr = Crystal(lat, np.mod(frac, 1.0), ph.crystal.species, name=f"{ph.name} (Rietveld)",
+                     properties=dict(ph.crystal.properties))
         cr.properties.update(spacegroup=ph.spacegroup, spacegroup_number=ph.number, b_iso=b_el,
                              wyckoff=[s["wyckoff"] for s in ph.sites], crystal_system=ph.crystal_system)
         refined.append(cr)
@@ -611,7 +632,7 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         comps["background_file"] = float(coef[-1]) * bg_file
     for i, ph in enumerate(phases):
         comps[f"phase {i}: {ph.name}"] = float(coef[i]) * cols[:, i].numpy()
-    params = {"wavelength": wl, "zero_deg": round(float(vn[sp.slices["zero"]][0]), 6), "profile": profile,
+    params = {"wavelength": wl, "kalpha2": None if wl2 is None else {"wavelength": wl2, "ratio": ratio2}, "zero_deg": round(float(vn[sp.slices["zero"]][0]), 6), "profile": profile,
               "U": float(vn[sp.slices["U"]][0]), "V": float(vn[sp.slices["V"]][0]),
               "X": float(vn[sp.slices["X"]][0]), "phases": out_phases, "sigma": sigma_kind,
               "background_terms": (coef[len(phases):len(phases) + cheb.shape[1]]).numpy().tolist(),
@@ -636,3 +657,119 @@ def _phase_lattice(ph: SymmetricPhase, sp: _Space, v, i: int, values: bool = Fal
     for j, k in enumerate(ph.ang_free):
         cols[k] = angs[j]
     return _lattice_torch(torch.stack(cols))
+
+
+# ----- a solve's final stage ----------------------------------------------------------------
+#: candidates of a powder solve that get the Rietveld refinement (the best measured-profile fits)
+RIETVELD_TOP = 3
+#: spglib tolerance (Å) for a candidate's space group: decoded candidates are a little off their
+#: sites; the same widest tolerance the solve's symmetrised variants use
+RIETVELD_SYMPREC = 0.1
+X_UNITS = {"2theta": "tth", "tth": "tth", "q": "q", "d": "d"}
+
+
+@dataclass
+class RietveldSettings:
+    """Options of the final Rietveld stage of a powder solve (:func:`rietveld_candidates`).
+
+    ``top``: how many of the best candidates are refined (0: none). ``extra_phases``: CIF paths (or
+    crystals) of known impurity phases refined beside each candidate. ``background_file``: a
+    measured background pattern refined as a scaled component. ``preferred_orientation``: (h, k, l)
+    of a March–Dollase direction, or None. ``symprec``: tolerance (Å) of each candidate's space group.
+    ``kalpha2``: the data hold the Cu / Mo Kα1 + Kα2 doublet (:func:`rietveld_refine`)."""
+
+    top: int = RIETVELD_TOP
+    extra_phases: tuple = ()
+    background_file: object = None
+    preferred_orientation: tuple | None = None
+    symprec: float = RIETVELD_SYMPREC
+    steps: int = 60
+    kalpha2: bool = False
+
+    def validate(self) -> None:
+        """Fail before the solve's work on a bad option (one readable message)."""
+        from pathlib import Path
+
+        if self.top < 0:
+            raise InputError(f"must be >= 0, got {self.top}", "--rietveld-top")
+        for p in self.extra_phases:
+            if isinstance(p, (str, Path)):
+                from nanosolve.structures.io import read_structure
+
+                c = read_structure(p)
+                if not isinstance(c, Crystal):
+                    raise InputError("not a periodic crystal", p)
+        if isinstance(self.background_file, (str, Path)) and not Path(self.background_file).is_file():
+            raise InputError("file not found", self.background_file)
+        if self.preferred_orientation is not None:
+            po = tuple(self.preferred_orientation)
+            if len(po) != 3 or not any(po):
+                raise InputError(f"give three Miller indices, not all zero, got {po}", "--preferred-orientation")
+
+
+def read_measured(path, wavelength=None, x_unit: str | None = None) -> Pattern:
+    """A measured powder pattern with the x unit given by the user: '2theta' (degrees), 'q' (Å⁻¹) or
+    'd' (Å; converted to 2θ = 2 asin(λ / 2d) with the wavelength, points with d < λ/2 dropped).
+    None keeps the reader's own reading of the file."""
+    from nanosolve.scattering.readers import read_pattern
+    from nanosolve.scattering.units import wavelength as named_wavelength
+    from nanosolve.solve import read_input
+
+    if x_unit is None:
+        return read_input(path, wavelength)
+    unit = X_UNITS.get(str(x_unit).lower().replace("θ", "theta").replace("-", ""))
+    if unit is None:
+        raise InputError(f"unknown x unit {x_unit!r}; use 2theta, q or d", "--x-unit")
+    read_input(path, wavelength)  # the usual file checks and messages
+    if unit != "d":
+        return read_pattern(path, wavelength=wavelength, kind="xrd", x_unit=unit) if wavelength is not None \
+            else read_pattern(path, kind="xrd", x_unit=unit)
+    p = read_pattern(path, wavelength=wavelength, kind="xrd", x_unit="q") if wavelength is not None \
+        else read_pattern(path, kind="xrd", x_unit="q")
+    wl = p.wavelength if p.wavelength is not None else named_wavelength(wavelength)
+    if wl is None:
+        raise InputError("a d-spacing pattern needs the wavelength: give --wavelength", path)
+    d = p.x
+    ok = d > wl / 2
+    if ok.sum() < 2 or np.any(d <= 0):
+        raise InputError(f"d values must be > λ/2 = {wl / 2:.4g} Å (got {d.min():.4g}-{d.max():.4g})", path)
+    tth = np.degrees(2 * np.arcsin(wl / (2 * d[ok])))
+    sigma = None if p.sigma is None else p.sigma[ok][::-1]
+    meta = {**p.metadata, "x_unit_given": "d", "source": p.metadata.get("source", str(path))}
+    return Pattern(tth[::-1], p.y[ok][::-1], kind="xrd", x_unit="tth", wavelength=wl, radiation=p.radiation,
+                   sigma=sigma, metadata=meta)
+
+
+def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettings | None = None,
+                        deadline: float | None = None) -> list:
+    """Rietveld-refine the best ``settings.top`` candidates of a powder solve that have a
+    measured-profile fit (its lattice, width and zero are the start) and re-rank those by the Rietveld
+    R_wp, ahead of the rest; each gets ``cand.rietveld`` (:class:`RietveldResult`). A candidate whose
+    space group spglib cannot find, or whose refinement fails on its input, keeps its measured-profile
+    fit (``cand.rietveld`` None). ``deadline`` (time.perf_counter seconds): after the first, no
+    refinement starts once the last one's time would pass it. Blind: candidates and data only."""
+    st = settings or RietveldSettings()
+    pat = _two_theta(pattern)
+    done, last = [], 0.0
+    for cand in ranked[:st.top]:
+        fit = getattr(cand, "profile", None)
+        if fit is None:
+            break
+        if done and deadline is not None and time.perf_counter() + last > deadline:
+            break
+        t0 = time.perf_counter()
+        try:
+            cand.rietveld = rietveld_refine(fit.crystal, pat, extra_phases=st.extra_phases,
+                                            background=st.background_file, fwhm=fit.params.get("fwhm_deg"),
+                                            zero=float(fit.params.get("zero_deg", 0.0)),
+                                            preferred_orientation=st.preferred_orientation, symprec=st.symprec,
+                                            steps=st.steps, kalpha2=st.kalpha2)
+        except InputError as exc:
+            if "no space group" not in str(exc) and "partially occupied" not in str(exc):
+                raise
+            cand.rietveld = None
+        last = time.perf_counter() - t0
+        done.append(cand)
+    key = [c for c in done if getattr(c, "rietveld", None) is not None]
+    rest = [c for c in done if getattr(c, "rietveld", None) is None]
+    return sorted(key, key=lambda c: c.rietveld.rwp) + rest + ranked[len(done):]
