@@ -30,7 +30,6 @@ from pymatgen.analysis.diffraction.xrd import XRDCalculator  # noqa: E402
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     # On the shared 2-core machine, torch's intra-op threads oversubscribe the cores and small
@@ -186,7 +185,7 @@ def test_waasmaier_kirfel_default_close_to_pymatgen(structures, name, wl, tth_ra
     95th percentile 0.41, median 0.014; relative: median 0.33 %, up to 18 % on weak peaks.
     Peak positions do not depend on form factors and agree to 1e-4°."""
     devs, rels = [], []
-    for label, s in structures.items():
+    for s in structures.values():
         ref = XRDCalculator(name).get_pattern(s, two_theta_range=tth_range)
         ours = bragg_peaks(s, name, two_theta_range=tth_range)
         o, p = _match(ours, ref, min_scaled=0.5)

@@ -12,10 +12,22 @@ from scipy.spatial.distance import cdist, pdist
 from nanosolve.errors import InputError
 from nanosolve.structures import Crystal
 from nanosolve.structures.builders import (
-    CHILI_CRYSTAL_TYPES, bcc_cluster, build_chili_crystal, build_cluster, build_prototype, cut_nanoparticle,
-    cut_sphere, decahedron, fcc_cluster, hcp_cluster, icosahedron, list_prototypes, octahedron, sc_cluster,
+    CHILI_CRYSTAL_TYPES,
+    bcc_cluster,
+    build_chili_crystal,
+    build_cluster,
+    build_prototype,
+    chili_types,
+    cut_nanoparticle,
+    cut_sphere,
+    decahedron,
+    fcc_cluster,
+    hcp_cluster,
+    icosahedron,
+    list_prototypes,
+    octahedron,
+    sc_cluster,
 )
-from nanosolve.structures.builders import chili_types
 from nanosolve.structures.builders.prototypes import crystal_system_of, prototype_info
 from nanosolve.structures.elements import atomic_radius, metallic_radius
 

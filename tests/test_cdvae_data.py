@@ -10,8 +10,14 @@ import torch
 
 from nanosolve.errors import InputError
 from nanosolve.models.cdvae.data import (
-    CrystalTable, composition_split, preprocess, prototype_table, random_split, read_cdvae_csv,
-    read_cif_folder, to_data_list,
+    CrystalTable,
+    composition_split,
+    preprocess,
+    prototype_table,
+    random_split,
+    read_cdvae_csv,
+    read_cif_folder,
+    to_data_list,
 )
 from nanosolve.structures.crystal import CRYSTAL_SYSTEMS, Crystal
 from nanosolve.structures.io import write_cif

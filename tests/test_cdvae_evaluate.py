@@ -8,9 +8,18 @@ import torch
 
 from nanosolve.errors import InputError
 from nanosolve.models.cdvae.evaluate import (
-    COV_CUTOFFS, composition_feature_names, composition_fingerprint, composition_valid, coverage,
-    fingerprints, generation_metrics, match_and_rmse, reconstruction_metrics, structure_fingerprint,
-    structure_valid, success_rates,
+    COV_CUTOFFS,
+    composition_feature_names,
+    composition_fingerprint,
+    composition_valid,
+    coverage,
+    fingerprints,
+    generation_metrics,
+    match_and_rmse,
+    reconstruction_metrics,
+    structure_fingerprint,
+    structure_valid,
+    success_rates,
 )
 from nanosolve.structures.crystal import Crystal
 

@@ -122,7 +122,7 @@ def test_periodic_edges_equal_vesin_and_cap_keeps_ties():
 
     rng = np.random.default_rng(0)
     lats, carts, counts = [], [], []
-    for b in range(12):
+    for _ in range(12):
         n = int(rng.integers(1, 9))
         lat = lattice_from_parameters(*rng.uniform(2.5, 7, 3), *rng.uniform(65, 115, 3))
         lats.append(lat)
@@ -220,7 +220,7 @@ def test_resume_after_interruption_continues_identically(tmp_path):
     crystals = _prototypes()
     data = [crystal_to_data(c) for c in crystals] * 3
     cfg = _tiny_cfg(max_atoms=8, batch_size=4, enc_layers=1, dec_layers=1)
-    full = train(cfg, data, data[:4], tmp_path / "full", max_epochs=3, seed=3)
+    train(cfg, data, data[:4], tmp_path / "full", max_epochs=3, seed=3)
     part = train(cfg, data, data[:4], tmp_path / "part", max_epochs=1, seed=3)
     assert part.epochs == 1
     resumed = train(cfg, data, data[:4], tmp_path / "part", max_epochs=3, seed=3)

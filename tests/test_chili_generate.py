@@ -53,7 +53,7 @@ def au_records():
 
 
 def test_records_hold_every_chili_field_with_the_right_shapes(au_records):
-    for idx, key, rec in au_records:
+    for _idx, _key, rec in au_records:
         n, e = rec["x"].shape[0], rec["edge_index"].shape[1]
         assert rec["x"].shape == (n, 4) and rec["pos_abs"].shape == (n, 3) and rec["pos_frac"].shape == (n, 3)
         assert rec["edge_attr"].shape == (e, 1) and rec["edge_index"].dtype == np.int64

@@ -9,8 +9,16 @@ import torch
 from nanosolve import Crystal, InputError, Particle
 from nanosolve.errors import ResourceError
 from nanosolve.scattering import memory
-from nanosolve.scattering.debye import (DebyeSimulator, _as_atoms, debye_iq_torch, fq_to_gr, node_sinc_sums,
-                                        pair_sums_direct, pair_sums_grid, simulate_many)
+from nanosolve.scattering.debye import (
+    DebyeSimulator,
+    _as_atoms,
+    debye_iq_torch,
+    fq_to_gr,
+    node_sinc_sums,
+    pair_sums_direct,
+    pair_sums_grid,
+    simulate_many,
+)
 from nanosolve.scattering.form_factors import neutron_length, xray_form_factor
 
 FCC = [[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]]

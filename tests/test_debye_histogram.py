@@ -10,8 +10,15 @@ from nanosolve import InputError, Particle
 from nanosolve.errors import ResourceError
 from nanosolve.scattering import chili_signals as cs
 from nanosolve.scattering import memory
-from nanosolve.scattering.debye import (DebyeSimulator, PairHistogram, _as_atoms, coarsen_moments, grid_step,
-                                        pair_sums_direct, spread_moments)
+from nanosolve.scattering.debye import (
+    DebyeSimulator,
+    PairHistogram,
+    _as_atoms,
+    coarsen_moments,
+    grid_step,
+    pair_sums_direct,
+    spread_moments,
+)
 from nanosolve.structures.builders.chili_types import build_chili_crystal
 from nanosolve.structures.builders.clusters import icosahedron
 from nanosolve.structures.builders.cut import cut_nanoparticle

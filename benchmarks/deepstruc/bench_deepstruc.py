@@ -54,10 +54,10 @@ def _store_for(config, data: str | None, tmp: Path):
 def bench_model(run: Path, data: str | None, limit: int | None, out_dir: Path, refit_on: bool = True,
                 positions: bool = True, position_max_nfev: int | None = None) -> dict:
     from nanosolve.models.deepstruc.data import read_split
-    from nanosolve.models.deepstruc.pdf import cluster_pdf
-    from nanosolve.solve.pdf_refine import FitSettings, refine
     from nanosolve.models.deepstruc.evaluate import evaluate_split, interpolate, latent_map
+    from nanosolve.models.deepstruc.pdf import cluster_pdf
     from nanosolve.models.deepstruc.train import load_model
+    from nanosolve.solve.pdf_refine import FitSettings, refine
 
     model, config = load_model(run)
     store = _store_for(config, data, out_dir)

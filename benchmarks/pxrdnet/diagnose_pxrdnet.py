@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_pxrdnet import HERE, _save, load_test
 
 STAGES = ("l1_mu", "l1_search", "dist_search_mu", "norm_mu", "rwp2_decode_mu", "match_decode_mu", "rwp2_lattice_head")

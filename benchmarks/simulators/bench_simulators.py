@@ -33,7 +33,8 @@ SHARED = shared_data_dir()
 
 # ----- inputs ---------------------------------------------------------------------------------
 def bragg_structures(n_proto: int = 12, n_perov: int = 5):
-    from nanosolve.structures.builders.chili_types import CHILI_CRYSTAL_TYPES as CRYSTAL_TYPES, build_chili_crystal
+    from nanosolve.structures.builders.chili_types import CHILI_CRYSTAL_TYPES as CRYSTAL_TYPES
+    from nanosolve.structures.builders.chili_types import build_chili_crystal
     from nanosolve.structures.builders.prototypes import build_prototype, list_prototypes
 
     out = [build_chili_crystal(t, m) for t, m in zip(CRYSTAL_TYPES, ["Zn", "Mg", "Ce", "Li", "Zn", "Ni", "Cs",
@@ -56,9 +57,9 @@ def bragg_structures(n_proto: int = 12, n_perov: int = 5):
 
 
 def au_sphere(n_target: int):
+    from nanosolve.structures import Crystal
     from nanosolve.structures.builders.chili_types import build_chili_crystal  # noqa: F401 (warm import)
     from nanosolve.structures.builders.cut import cut_sphere
-    from nanosolve.structures import Crystal
 
     a = 4.078
     fcc = Crystal.from_parameters(a, a, a, 90, 90, 90, ["Au"] * 4, [[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])

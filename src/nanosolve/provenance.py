@@ -56,7 +56,7 @@ def stamp(record: dict, argv: list[str] | None = None) -> dict:
         "version": __version__,
         "command": " ".join(sys.argv if argv is None else argv),
         "machine": machine(),
-        "utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return out
 

@@ -8,7 +8,8 @@ than memory work, and DataLoader workers (fork or spawn) each open their own rea
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch

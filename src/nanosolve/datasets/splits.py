@@ -7,7 +7,7 @@ or first appearance, so the result does not depend on PYTHONHASHSEED or input or
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nanosolve.errors import InputError
-from nanosolve.scattering.units import q_from_two_theta, two_theta_from_q, wavelength as _wavelength
+from nanosolve.scattering.units import q_from_two_theta, two_theta_from_q
+from nanosolve.scattering.units import wavelength as _wavelength
 
 KINDS = ("xrd", "nd", "saxs", "sans", "iq", "sq", "fq", "gr")
 X_UNITS = ("q", "tth", "r")  # Q in Å⁻¹, 2θ in degrees, r in Å
@@ -73,7 +74,7 @@ class Pattern:
     def __len__(self) -> int:
         return self.x.size
 
-    def _replace(self, x, y, x_unit=None, sigma=None, mask=None, **meta) -> "Pattern":
+    def _replace(self, x, y, x_unit=None, sigma=None, mask=None, **meta) -> Pattern:
         """Copy with new x/y. Metadata arrays aligned with x (calculated profile, background...)
         follow a ``mask``; any other change of points drops them rather than leave them misaligned."""
         md = {}
@@ -89,7 +90,7 @@ class Pattern:
         return Pattern(x, y, self.kind, x_unit or self.x_unit, self.wavelength, self.radiation, sigma, md)
 
     # ----- units -----------------------------------------------------------------------------
-    def to_q(self) -> "Pattern":
+    def to_q(self) -> Pattern:
         """Same pattern on Q (Å⁻¹); needs a wavelength if it is in 2θ."""
         if self.x_unit == "q":
             return self
@@ -100,7 +101,7 @@ class Pattern:
                              self.metadata.get("source"))
         return self._replace(q_from_two_theta(self.x, self.wavelength), self.y, "q", self.sigma)
 
-    def to_two_theta(self, wavelength: float | str | None = None) -> "Pattern":
+    def to_two_theta(self, wavelength: float | str | None = None) -> Pattern:
         """Same pattern on 2θ (degrees) at ``wavelength`` (Å; default: the pattern's own).
 
         Points beyond 2θ = 180° at that wavelength are dropped.
@@ -116,7 +117,7 @@ class Pattern:
         return out
 
     # ----- grids -----------------------------------------------------------------------------
-    def resample(self, grid, fill: float | None = 0.0) -> "Pattern":
+    def resample(self, grid, fill: float | None = 0.0) -> Pattern:
         """Linear interpolation onto ``grid`` (same unit). Outside the data: ``fill`` (None raises)."""
         grid = np.asarray(grid, dtype=float)
         if fill is None and (grid.min() < self.x.min() - 1e-9 or grid.max() > self.x.max() + 1e-9):
@@ -128,7 +129,7 @@ class Pattern:
         s = None if self.sigma is None else np.interp(grid, self.x, self.sigma, left=0.0, right=0.0)
         return self._replace(grid, y, sigma=s)
 
-    def crop(self, xmin: float | None = None, xmax: float | None = None) -> "Pattern":
+    def crop(self, xmin: float | None = None, xmax: float | None = None) -> Pattern:
         m = np.ones(self.x.size, bool)
         if xmin is not None:
             m &= self.x >= xmin
@@ -136,7 +137,7 @@ class Pattern:
             m &= self.x <= xmax
         return self._replace(self.x[m], self.y[m], sigma=None if self.sigma is None else self.sigma[m], mask=m)
 
-    def normalized(self, mode: str = "max") -> "Pattern":
+    def normalized(self, mode: str = "max") -> Pattern:
         """Scaled copy: ``'max'`` (max |y| = 1), ``'area'`` (∫|y| dx = 1) or ``'minmax'`` (y in [0, 1])."""
         y = self.y
         if mode == "max":

@@ -144,24 +144,24 @@ class Crystal:
         return mass / self.volume * 1.66053906660
 
     @classmethod
-    def from_parameters(cls, a, b, c, alpha, beta, gamma, species, frac_coords, **kw) -> "Crystal":
+    def from_parameters(cls, a, b, c, alpha, beta, gamma, species, frac_coords, **kw) -> Crystal:
         """Crystal from cell parameters (Å, degrees) and fractional coordinates."""
         return cls(lattice_from_parameters(a, b, c, alpha, beta, gamma), frac_coords, list(species), **kw)
 
-    def copy(self) -> "Crystal":
+    def copy(self) -> Crystal:
         return Crystal(
             self.lattice.copy(), self.frac_coords.copy(), list(self.species), self.occupancies.copy(),
             None if self.labels is None else list(self.labels), self.name, dict(self.properties),
         )
 
-    def wrapped(self) -> "Crystal":
+    def wrapped(self) -> Crystal:
         """Copy with fractional coordinates wrapped into [0, 1)."""
         out = self.copy()
         out.frac_coords = np.mod(out.frac_coords, 1.0)
         out.frac_coords[np.isclose(out.frac_coords, 1.0, atol=1e-10)] = 0.0
         return out
 
-    def supercell(self, reps) -> "Crystal":
+    def supercell(self, reps) -> Crystal:
         """Supercell repeated ``reps`` = (n1, n2, n3) times along the lattice vectors."""
         reps = np.broadcast_to(np.asarray(reps, dtype=int), (3,))
         shifts = np.stack(np.meshgrid(*[np.arange(r) for r in reps], indexing="ij"), -1).reshape(-1, 3)
@@ -185,7 +185,7 @@ class Crystal:
             symprec=symprec,
         )
 
-    def symmetrized(self, symprec: float = 0.1, angle_tolerance: float = 5.0) -> "Crystal":
+    def symmetrized(self, symprec: float = 0.1, angle_tolerance: float = 5.0) -> Crystal:
         """The crystal snapped onto the space group spglib finds within ``symprec`` (Å) and
         ``angle_tolerance`` (degrees): pymatgen's primitive standard cell, with positions and lattice
         made exactly symmetric. ``properties['space_group']`` holds the number. Composition ratios
@@ -199,7 +199,7 @@ class Crystal:
         return out
 
     # ----- interoperability ----------------------------------------------------------------
-    def to_pymatgen(self) -> "Structure":
+    def to_pymatgen(self) -> Structure:
         """pymatgen Structure; rows sharing a position become one disordered site (occupancies kept)."""
         from pymatgen.core import Lattice, Structure
 
@@ -229,7 +229,7 @@ class Crystal:
         )
 
     @classmethod
-    def from_pymatgen(cls, structure: "Structure", name: str = "") -> "Crystal":
+    def from_pymatgen(cls, structure: Structure, name: str = "") -> Crystal:
         """Crystal from a pymatgen Structure (disordered sites become one row per element)."""
         species, frac, occ, labels = [], [], [], []
         has_labels = any(site.label and site.label != site.species_string for site in structure)
@@ -244,7 +244,7 @@ class Crystal:
             labels if has_labels else None, name or str(structure.properties.get("name", "") or ""),
         )
 
-    def to_ase(self) -> "ase.Atoms":
+    def to_ase(self) -> ase.Atoms:
         """ase.Atoms (pbc) with arrays ``occupancy`` and, if present, ``site_label``."""
         import ase
 
@@ -257,7 +257,7 @@ class Crystal:
         return atoms
 
     @classmethod
-    def from_ase(cls, atoms: "ase.Atoms", name: str = "") -> "Crystal":
+    def from_ase(cls, atoms: ase.Atoms, name: str = "") -> Crystal:
         """Crystal from ase.Atoms (reads back ``occupancy``/``site_label`` arrays written by :meth:`to_ase`)."""
         occ = atoms.arrays.get("occupancy")
         lab = atoms.arrays.get("site_label")

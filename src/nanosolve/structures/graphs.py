@@ -224,7 +224,7 @@ def node_features(species) -> np.ndarray:
     return table[inv.reshape(-1)]
 
 
-def to_pyg(obj: Particle | Crystal, graph: Graph) -> "Data":
+def to_pyg(obj: Particle | Crystal, graph: Graph) -> Data:
     """torch_geometric ``Data``: x [N,4] (Z, radius Å, weight u, electron affinity eV), pos [N,3] Å,
     edge_index [2,E], edge_attr [E,1] (length Å); periodic graphs also carry ``edge_shift`` [E,3]
     and ``cell`` [1,3,3] Å."""

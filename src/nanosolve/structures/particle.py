@@ -86,14 +86,14 @@ class Particle:
 
         return Composition(self.composition).formula.replace(" ", "")
 
-    def centered(self) -> "Particle":
+    def centered(self) -> Particle:
         """Copy translated so that the geometric centre is at the origin."""
         return Particle(self.positions - self.center, list(self.species), self.occupancies.copy(), self.name, dict(self.properties))
 
-    def copy(self) -> "Particle":
+    def copy(self) -> Particle:
         return Particle(self.positions.copy(), list(self.species), self.occupancies.copy(), self.name, dict(self.properties))
 
-    def to_ase(self) -> "ase.Atoms":
+    def to_ase(self) -> ase.Atoms:
         """ase.Atoms without a cell (pbc False); occupancies in the ``occupancy`` array."""
         import ase
 
@@ -104,12 +104,12 @@ class Particle:
         return atoms
 
     @classmethod
-    def from_ase(cls, atoms: "ase.Atoms", name: str = "") -> "Particle":
+    def from_ase(cls, atoms: ase.Atoms, name: str = "") -> Particle:
         occ = atoms.arrays.get("occupancy")
         return cls(atoms.get_positions(), atoms.get_chemical_symbols(),
                    None if occ is None else np.array(occ, dtype=float), name or str(atoms.info.get("name", "")))
 
-    def to_pymatgen(self) -> "Molecule":
+    def to_pymatgen(self) -> Molecule:
         """pymatgen Molecule (occupancies < 1 become disordered sites)."""
         from pymatgen.core import Molecule
 
@@ -117,7 +117,7 @@ class Particle:
         return Molecule(species, self.positions)
 
     @classmethod
-    def from_pymatgen(cls, molecule: "Molecule", name: str = "") -> "Particle":
+    def from_pymatgen(cls, molecule: Molecule, name: str = "") -> Particle:
         species, pos, occ = [], [], []
         for site in molecule:
             for sp, o in site.species.items():

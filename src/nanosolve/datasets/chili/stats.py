@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nanosolve.structures.crystal import CRYSTAL_SYSTEMS
 from nanosolve.scattering.plot import save_figure
+from nanosolve.structures.crystal import CRYSTAL_SYSTEMS
 
 #: CHILI paper, Table 1 (CHILI-3K); edges count both directions.
 PAPER_CHILI_3K = {"graphs": 3180, "nodes": 6_959_085, "edges": 49_624_440}

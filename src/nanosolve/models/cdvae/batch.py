@@ -14,7 +14,7 @@ The lattice convention is :func:`nanosolve.structures.crystal.lattice_from_param
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -24,9 +24,9 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class CrystalTable:
     def __len__(self) -> int:
         return len(self.crystals)
 
-    def subset(self, indices: Sequence[int]) -> "CrystalTable":
+    def subset(self, indices: Sequence[int]) -> CrystalTable:
         """Table of the given rows (e.g. one part of a split); ``rejected`` is kept as is."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return CrystalTable([self.crystals[i] for i in idx], [self.ids[i] for i in idx],

@@ -34,8 +34,8 @@ environment's pandas; so both are built here from the libraries we already depen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 

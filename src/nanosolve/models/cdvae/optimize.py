@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ def train_property_predictor(train_items: Sequence[Data], val_items: Sequence[Da
     gen = torch.Generator().manual_seed(seed)
     best, best_state, since, t0, epoch = math.inf, None, 0, time.monotonic(), 0
     train_items, val_items = list(train_items), list(val_items)
-    for epoch in range(max_epochs):
+    for epoch in range(max_epochs):  # noqa: B007 - the count is reported after the loop
         model.train()
         order = torch.randperm(len(train_items), generator=gen).tolist()
         for s in range(0, len(order), batch_size):

@@ -14,7 +14,7 @@ Teacher forcing (PXRDNet): pass ``num_atoms`` and/or ``atom_types`` to keep them
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch_geometric.data import Batch

@@ -30,17 +30,17 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from nanosolve.datasets.storage import open_store
 from nanosolve.datasets.splits import random_split
+from nanosolve.datasets.storage import open_store
 from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import atomic_json, atomic_torch_save, load_checkpoint, load_state
 from nanosolve.models.chili_bench.baselines import BASELINES, fit_baseline, predict_baseline
@@ -48,6 +48,7 @@ from nanosolve.models.chili_bench.gnns import EDGE_HEADS, make_model, task_loss,
 from nanosolve.models.chili_bench.metrics import score
 from nanosolve.models.chili_bench.tasks import TASKS, Task, build_targets, get_task
 from nanosolve.models.config_io import JsonConfig
+from nanosolve.models.training import Adapter, Step, run_loop, shard
 
 __all__ = ["RunConfig", "TaskData", "RESULTS_FILE", "BASELINE_NAMES", "GNN_NAMES", "MODEL_NAMES",
            "resolve_task", "resolve_model", "applicable_models", "plan_runs", "load_task_data", "load_fields",
@@ -201,7 +202,7 @@ class RunConfig(JsonConfig):
     crop_atoms: int = -1
     eval_crops: int = 8
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         task = resolve_task(self.task)
         self.task = task.name
         if self.model not in MODEL_NAMES:
@@ -627,7 +628,9 @@ def _predict(model, data: TaskData, idx: np.ndarray, batch_size: int, norm, crop
         if mask is not None:
             ms.append(mask)
     model.train()
-    cat = (lambda t: torch.cat(t, 0).numpy())
+    def cat(t):
+        return torch.cat(t, 0).numpy()
+
     return cat(ys), cat(ps), (cat(ms) if ms else None), loss_sum / max(weight, 1)
 
 
@@ -680,6 +683,72 @@ def _fit_baseline(config: RunConfig, data: TaskData, parts: dict) -> dict:
             "train_seconds": 0.0, "params": 0}
 
 
+class _ChiliAdapter(Adapter):
+    """One CHILI run on the shared training loop (:func:`nanosolve.models.training.run_loop`):
+    Adam, ``steps_per_epoch`` steps over fresh seeded permutations, the task's loss on
+    (standardised) targets, validation loss + metric, progress events of kind step / epoch."""
+
+    family = "CHILI benchmark"
+    loss_keys = ("loss",)
+
+    def __init__(self, model, config: RunConfig, data: TaskData, parts: dict, norm, crop: int, eval_crop: int,
+                 val_idx: np.ndarray, progress: Progress | None):
+        self.model, self.config, self.data, self.parts, self.norm = model, config, data, parts, norm
+        self.crop, self.eval_crop, self.val_idx, self.progress = crop, eval_crop, val_idx, progress
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.budget = 60.0 * config.budget_minutes
+        self.n_steps = config.steps_per_epoch or math.ceil(len(parts["train"]) / config.batch_size)
+        self.monitor_name = f"the validation loss of {config.run_id()}"
+        self.steps, self.loss_value, self.t0, self.state = 0, 0.0, 0.0, None
+
+    def begin_epoch(self, epoch: int, state) -> None:
+        self.steps, self.t0, self.state = 0, time.monotonic(), state
+
+    def batches(self, epoch: int, rank: int, world: int):
+        cfg, train = self.config, self.parts["train"]
+        gen = _shuffle_generator(cfg.seed, epoch)
+        # an epoch of steps_per_epoch steps walks a fresh permutation, repeated as needed
+        order = np.concatenate([train[torch.randperm(len(train), generator=gen).numpy()]
+                                for _ in range(max(1, math.ceil(self.n_steps * cfg.batch_size / len(train))))])
+        for s in range(self.n_steps):
+            b_idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            if len(b_idx) == 0:
+                break
+            part = shard(len(b_idx), rank, world)
+            mine = b_idx[part]
+            yield Step(mine if len(mine) else b_idx[:1], len(mine), len(b_idx))
+
+    def loss(self, call, b_idx, epoch: int) -> dict:
+        x, y, mask = self.data.batch(b_idx, self.crop)
+        if self.norm is not None:
+            y = (y - self.norm[0]) / self.norm[1]
+        loss = _loss(self.model, self.data.task, call(x), y, mask)
+        self.loss_value = float(loss.detach())
+        return {"loss": loss}
+
+    def after_step(self, epoch: int, step: int, n_steps: int | None) -> None:
+        self.steps = step + 1
+        if self.progress is not None:
+            self.progress({"kind": "step", "epoch": epoch, "step": self.steps, "loss": self.loss_value,
+                           "elapsed": self.state.train_seconds + time.monotonic() - self.t0, "budget": self.budget})
+
+    def epoch_info(self, epoch: int) -> dict:
+        return {"steps": self.steps}
+
+    def validate(self, epoch: int) -> dict:
+        cfg = self.config
+        yt, yp, ym, val_loss = _predict(self.model, self.data, self.val_idx, cfg.batch_size, self.norm,
+                                        self.eval_crop, cfg.eval_crops)
+        return {"val_loss": val_loss, "val_score": score(self.data.task.metric, yt, yp, ym)}
+
+    def monitored(self, record: dict) -> float:
+        return record["val_loss"]
+
+    def epoch_done(self, record: dict, state) -> None:
+        if self.progress is not None:
+            self.progress({"kind": "epoch", **record, "elapsed": state.train_seconds, "budget": self.budget})
+
+
 def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress: Progress | None) -> dict:
     task = data.task
     arch, edge_head = resolve_model(config.model, task, config.edge_head)
@@ -691,22 +760,7 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
     if hasattr(model, "fit_library"):  # the template model's library: the training part's targets
         train_t = torch.as_tensor(parts["train"])
         model.fit_library(data.targets[train_t], data.mask[train_t])
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     norm = _normaliser(task, data, parts["train"])
-    state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "since_best": 0, "history": [],
-             "stopped": "", "train_seconds": 0.0}
-    last = rdir / "last.pt"
-    if last.is_file():
-        ckpt = load_checkpoint(last)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise InputError("not a CHILI benchmark checkpoint", last)
-        load_state(model, ckpt["model"], last)
-        try:
-            opt.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["rng"])
-            state = {k: ckpt[k] for k in state}
-        except (KeyError, ValueError, RuntimeError, TypeError) as err:
-            raise InputError(f"incomplete checkpoint ({type(err).__name__}: {err})", last) from None
     crop = _crop_atoms(config, task)
     # classification scores the mean over seeded crops (as trained); bonds are scored on whole particles
     eval_crop = crop if task.is_particle_classification else 0
@@ -714,73 +768,13 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
     if config.val_graphs and len(val_idx) > config.val_graphs:
         rng = np.random.default_rng(config.seed)
         val_idx = np.sort(rng.choice(val_idx, config.val_graphs, replace=False))
-    budget = 60.0 * config.budget_minutes
-    n_steps = config.steps_per_epoch or math.ceil(len(parts["train"]) / config.batch_size)
-    stopped = state["stopped"]
-    model.train()
-    while not stopped:
-        if state["epoch"] >= config.max_epochs:
-            stopped = "max_epochs"
-            break
-        if state["train_seconds"] >= budget:
-            stopped = "budget"
-            break
-        t0 = time.perf_counter()
-        epoch = state["epoch"]
-        gen = _shuffle_generator(config.seed, epoch)
-        # an epoch of steps_per_epoch steps walks a fresh permutation, repeated as needed
-        order = np.concatenate([parts["train"][torch.randperm(len(parts["train"]), generator=gen).numpy()]
-                                for _ in range(max(1, math.ceil(n_steps * config.batch_size / len(parts["train"]))))])
-        loss_sum, seen, steps = 0.0, 0, 0
-        out_of_time = False
-        for s in range(n_steps):
-            b_idx = order[s * config.batch_size:(s + 1) * config.batch_size]
-            if len(b_idx) == 0:
-                break
-            x, y, mask = data.batch(b_idx, crop)
-            if norm is not None:
-                y = (y - norm[0]) / norm[1]
-            loss = _loss(model, task, model(x), y, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_value = float(loss.detach())
-            loss_sum += loss_value * len(b_idx)
-            seen += len(b_idx)
-            steps += 1
-            elapsed = state["train_seconds"] + time.perf_counter() - t0
-            if progress is not None:
-                progress({"kind": "step", "epoch": epoch, "step": steps, "loss": loss_value,
-                          "elapsed": elapsed, "budget": budget})
-            if elapsed >= budget:
-                out_of_time = True
-                break
-        yt, yp, ym, val_loss = _predict(model, data, val_idx, config.batch_size, norm, eval_crop, config.eval_crops)
-        val_score = score(task.metric, yt, yp, ym)
-        if not math.isfinite(val_loss):
-            raise InputError(f"training diverged: validation loss {val_loss} in epoch {epoch} of "
-                             f"{config.run_id()}; lower the lr", rdir)
-        if val_loss < state["best_val"]:
-            state.update(best_val=val_loss, best_epoch=epoch, since_best=0)
-            atomic_torch_save(model.state_dict(), rdir / "best.pt")
-        else:
-            state["since_best"] += 1
-        state["train_seconds"] += time.perf_counter() - t0
-        record = {"epoch": epoch, "steps": steps, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss,
-                  "val_score": val_score, "seconds": time.perf_counter() - t0}
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        if config.patience and state["since_best"] >= config.patience:
-            stopped = "early_stopping"
-        elif out_of_time:
-            stopped = "budget"
-        state["stopped"] = stopped
-        atomic_json(state["history"], rdir / "history.json")
-        atomic_torch_save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "rng": torch.get_rng_state(), **state}, last)
-        if progress is not None:
-            progress({"kind": "epoch", **record, "best_val": state["best_val"], "elapsed": state["train_seconds"],
-                      "budget": budget})
+    adapter = _ChiliAdapter(model, config, data, parts, norm, crop, eval_crop, val_idx, progress)
+    # config.json is the run's (written by run_one); the loop keeps last.pt / best.pt / history.json
+    loop = run_loop(adapter, rdir, max_epochs=config.max_epochs, patience=config.patience,
+                    budget_minutes=config.budget_minutes, resume=True, seed=config.seed, fmt=CHECKPOINT_FORMAT)
+    state = {"epoch": loop.epoch, "best_epoch": loop.best_epoch, "history": loop.history,
+             "train_seconds": loop.train_seconds}
+    stopped = loop.stopped
     plot_curve(state["history"], rdir / "curve.png", f"{task.name} - {config.model} ({arch}) - seed {config.seed}",
                task.metric)
     best = rdir / "best.pt"
@@ -849,7 +843,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None
               "higher_is_better": task.higher_is_better, "n_train": len(parts["train"]), "n_val": len(parts["val"]),
               "n_test": len(parts["test"]), "budget_minutes": config.budget_minutes,
               "load_seconds": round(data.load_seconds, 2), "data_source": data.source,
-              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "run_dir": str(rdir.relative_to(out)), **res}
     atomic_json(result, done)
     _ensure_result_line(out, result)

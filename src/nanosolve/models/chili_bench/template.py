@@ -86,7 +86,7 @@ class TemplateNet(SignalNet):
         self.register_buffer("cost", torch.zeros(0, 0))
         self.register_buffer("decision_index", torch.tensor(0))
 
-    def fit_library(self, y: Tensor, mask: Tensor) -> "TemplateNet":
+    def fit_library(self, y: Tensor, mask: Tensor) -> TemplateNet:
         """Library = the distinct training targets (to 1e-4), the most frequent first if capped."""
         y = torch.where(mask, y.float(), torch.zeros_like(y, dtype=torch.float32))
         keys, inverse, counts = torch.unique(torch.round(y * 1e4), dim=0, return_inverse=True, return_counts=True)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nanosolve.errors import InputError
-from nanosolve.models.cdvae.config import CDVAEConfig, preset as cdvae_preset
+from nanosolve.models.cdvae.config import CDVAEConfig
+from nanosolve.models.cdvae.config import preset as cdvae_preset
 
 PRESETS = ("cpu", "paper")
 SIZE_MODELS = ("pxrdnet", "scherrer")

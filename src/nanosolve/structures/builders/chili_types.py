@@ -42,7 +42,7 @@ by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -51,7 +51,7 @@ from nanosolve.structures.crystal import Crystal
 from nanosolve.structures.elements import atomic_radius, is_metal, normalize_symbol
 
 
-@lru_cache(maxsize=None)
+@cache
 def lattice_radius(symbol: str) -> float:
     """Radius (Å) used for lattice estimates: Pauling's single-bond metallic radius where one is
     tabulated, else the empirical (Slater) atomic radius - mendeleev's ``metallic_radius`` and
@@ -282,7 +282,7 @@ def fit_type(crystal_type: str) -> TypeFit:
     return _fit(_canonical(crystal_type))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fit(key: str) -> TypeFit:
     refs = REFERENCES[key]
     rs = np.array([r.radius_sum(*formula_counts(key)) for r in refs])

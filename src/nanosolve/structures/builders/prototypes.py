@@ -24,15 +24,15 @@ so the space group is unchanged as long as distinct letters get distinct element
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from fractions import Fraction
-import importlib.util
+from functools import lru_cache
 from itertools import permutations
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
