@@ -61,14 +61,13 @@ def _as_crystal(crystal) -> Crystal:
                 return Crystal.from_pymatgen(crystal)
     except ImportError:  # pragma: no cover
         pass
-    try:
-        import ase
+    from nanosolve.structures.coerce import as_structure
 
-        if isinstance(crystal, ase.Atoms):
-            return Crystal.from_ase(crystal)
-    except ImportError:  # pragma: no cover
-        pass
-    raise InputError(f"expected a Crystal, pymatgen Structure or ase.Atoms, got {type(crystal).__name__}")
+    out = as_structure(crystal)  # ase.Atoms, a structure file path...
+    if not isinstance(out, Crystal):
+        raise InputError(f"expected a periodic crystal (Crystal, pymatgen Structure, periodic ase.Atoms or a CIF), "
+                         f"got a finite {type(out).__name__}")
+    return out
 
 
 def _form_factor_kind(form_factors: str) -> str:

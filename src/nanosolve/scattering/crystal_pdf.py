@@ -89,7 +89,8 @@ def crystal_pdf(
     """G(r) (Å⁻²) of ``crystal`` on ``arange(rmin, rmax, rstep)`` (Å); see the module docstring.
 
     Args:
-        crystal: the periodic crystal (partial occupancies allowed).
+        crystal: the periodic crystal (partial occupancies allowed): Crystal, pymatgen Structure,
+            periodic ase.Atoms or a structure file path.
         rmin, rmax, rstep: r grid, Å.
         qmax: Å⁻¹; if given, the peaks carry the termination ripples of a Qmax-truncated transform.
         qdamp: Å⁻¹, Gaussian damping exp(-(qdamp r)²/2).
@@ -98,6 +99,9 @@ def crystal_pdf(
         radiation: ``'xray'`` or ``'neutron'``.
         diameter: Å; multiply by the spherical envelope γ0(r) of a particle of this diameter.
     """
+    from nanosolve.scattering.bragg import _as_crystal
+
+    crystal = _as_crystal(crystal)  # pymatgen Structure, periodic ase.Atoms, a CIF path
     radiation = normalize_radiation(radiation)
     if not rstep > 0 or not rmax > rmin or rmin < 0:
         raise InputError(f"bad r grid rmin={rmin}, rmax={rmax}, rstep={rstep}")

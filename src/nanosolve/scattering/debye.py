@@ -132,7 +132,15 @@ class _Atoms:
 
 
 def _as_atoms(particle, species=None, occupancies=None) -> _Atoms:
-    """Accept a Particle, or positions [N,3] (array or tensor) with ``species``."""
+    """Accept a Particle (or ase.Atoms / pymatgen Molecule / xyz path), or positions [N,3] (array or
+    tensor) with ``species``."""
+    from nanosolve.structures.coerce import as_structure, is_structure_like
+
+    if not isinstance(particle, Particle) and is_structure_like(particle):
+        particle = as_structure(particle)
+        if not isinstance(particle, Particle):
+            raise InputError("the Debye equation needs a finite particle, got a periodic crystal; cut one "
+                             "(nanosolve.structures.builders.cut) or use simulate(), which cuts a sphere")
     if isinstance(particle, Particle):
         pos, species, occ, name = particle.positions, particle.species, particle.occupancies, particle.name
     else:

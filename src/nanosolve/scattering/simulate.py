@@ -23,12 +23,13 @@ from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import KINDS, Pattern
 from nanosolve.scattering.units import wavelength as _wavelength
 from nanosolve.structures import Crystal, Particle
+from nanosolve.structures.coerce import as_structure
 
 #: Diameter (Å) of the sphere cut from a crystal when a particle-only signal is asked of it.
 DEFAULT_CUT_DIAMETER = 30.0
 
 
-def simulate(kind: str, structure: Crystal | Particle, wavelength: float | str | None = None, *,
+def simulate(kind: str, structure, wavelength: float | str | None = None, *,
              qmin: float | None = None, qmax: float | None = None, qstep: float | None = None,
              rmin: float = 0.0, rmax: float = 30.0, rstep: float = 0.01, qdamp: float = 0.04,
              biso: float = 0.3, fwhm: float | None = None, size: float | None = None,
@@ -36,6 +37,8 @@ def simulate(kind: str, structure: Crystal | Particle, wavelength: float | str |
     """Simulate one pattern of ``kind`` (xrd nd saxs sans iq sq fq gr) for a crystal or particle.
 
     Args:
+        structure: Crystal, Particle, ase.Atoms, pymatgen Structure/Molecule or a structure file path
+            (:func:`nanosolve.structures.coerce.as_structure`).
         wavelength: Å or a name ('CuKa'); for xrd/nd gives a 2θ axis (degrees).
         qmin, qmax, qstep: Q grid in Å⁻¹ (defaults per kind: Bragg 0.5-8, Debye 1-30 (PDF) or
             0-3 (SAXS)).
@@ -48,6 +51,7 @@ def simulate(kind: str, structure: Crystal | Particle, wavelength: float | str |
     if kind not in KINDS:
         raise InputError(f"unknown pattern kind {kind!r}; expected one of {', '.join(KINDS)}")
     wl = _wavelength(wavelength)
+    structure = as_structure(structure)
     if isinstance(structure, Crystal):
         if kind in ("xrd", "nd"):
             from nanosolve.scattering.bragg import simulate_xrd

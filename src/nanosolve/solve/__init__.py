@@ -36,14 +36,15 @@ def example_pdf() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "deepstruc" / "example_simulated_Au_decahedron.gr"
 
 
-def read_input(path_or_pattern, wavelength=None):
-    """A Pattern from a file (or the Pattern itself); InputError for empty / unreadable files.
-    ``wavelength`` (Å or a name) for 2θ files that do not state one."""
-    from nanosolve.scattering.pattern import Pattern
+def read_input(path_or_pattern, wavelength=None, kind: str | None = None, x_unit: str | None = None):
+    """A Pattern from a file, a Pattern or arrays ((x, y), (x, y, sigma), [M, 2|3]); InputError for empty /
+    unreadable files. ``wavelength`` (Å or a name) for 2θ data that do not state one; ``kind`` and
+    ``x_unit`` describe arrays (:func:`nanosolve.scattering.coerce.as_pattern`; files state their own)."""
+    from nanosolve.scattering.coerce import as_pattern
     from nanosolve.scattering.readers import read_pattern
 
-    if isinstance(path_or_pattern, Pattern):
-        return path_or_pattern
+    if not isinstance(path_or_pattern, (str, os.PathLike)):
+        return as_pattern(path_or_pattern, kind=kind, x_unit=x_unit, wavelength=wavelength)
     path = Path(path_or_pattern)
     if not path.exists():
         raise InputError("file not found", path)
@@ -102,7 +103,7 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
     """Solve a nanoparticle structure from its PDF.
 
     Args:
-        data: a ``.gr`` path or a Pattern of kind ``gr``.
+        data: a ``.gr`` path, a Pattern of kind ``gr`` or (r, G) arrays (Å, Å⁻²).
         element: the metal (checked: known, a metal); None guesses it from the first PDF peak.
         k: DeepStruc candidates (latent samples).
         seed: seed of the latent draws.
@@ -120,7 +121,7 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
     from nanosolve.models.deepstruc.train import load_model
 
     t0 = time.perf_counter()
-    pattern = read_input(data)
+    pattern = read_input(data, kind="gr", x_unit="r")  # arrays: (r, G)
     src = pattern.metadata.get("source")
     choose_model(pattern, model)
     r, g = np.asarray(pattern.x, float), np.asarray(pattern.y, float)

@@ -386,10 +386,15 @@ def refine(particle: Particle, r, g_obs, settings: FitSettings | None = None) ->
     (any further expansion is in them); ``rw_global`` is the Rw before the position step.
 
     Args:
-        particle: candidate (Å), one element.
+        particle: candidate (Å), one element: Particle, ase.Atoms, pymatgen Molecule or an xyz path.
         r, g_obs: [n] data (Å, Å⁻²), uniform r step.
         settings: :class:`FitSettings`.
     """
+    from nanosolve.structures.coerce import as_structure
+
+    particle = as_structure(particle)
+    if not isinstance(particle, Particle):
+        raise InputError("PDF refinement of a cluster needs a finite particle, got a periodic crystal")
     t_start = time.perf_counter()
     s = settings or FitSettings()
     r, g = _fit_points(r, g_obs, s)
