@@ -54,3 +54,11 @@ def test_terminal_shows_a_bar():
         p.advance(4)
     out = buf.getvalue()
     assert "refining" in out and "4/4" in out
+
+
+def test_stage_callback_form():
+    con, buf = _console(False)
+    with stage_progress(con) as p:
+        p("refining", "best 10 candidates")
+        p("writing the report")
+    assert buf.getvalue().splitlines() == ["[stage 1] refining: best 10 candidates", "[stage 2] writing the report"]

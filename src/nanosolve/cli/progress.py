@@ -14,7 +14,8 @@ Use::
         p.update(completed=3, total=10)           # or set the counts directly
 
 ``p.callback`` is a ``(done, total)`` function for library code that reports progress that way
-(``batch_progress``, ``on_result``...). Library code below the CLI must not import this module (it is
+(``batch_progress``, ``on_result``...), and ``p`` itself is a ``progress(stage, detail)`` callback
+for library code that announces stages (``PowderSolveSettings.progress``, ``solve_pdf(progress=)``). Library code below the CLI must not import this module (it is
 the CLI layer); it takes such a callback instead.
 
 On a terminal (``console.is_terminal``) each stage is a rich progress bar (spinner, bar, count,
@@ -100,6 +101,12 @@ class StageProgress:
             self.console.print(f"  {self.name}: {self.completed}/{self.total}", highlight=False, soft_wrap=True, markup=False)
             self._printed = self.completed
             self._next_report = self.completed + self._step(self.total)
+
+    def __call__(self, stage: str, detail: str | None = None, total: int | None = None) -> None:
+        """``progress(stage, detail)``: the stage-announcing callback library code takes
+        (e.g. ``PowderSolveSettings.progress``, ``solve_pdf(progress=...)``); starts stage
+        ``"<stage>: <detail>"``."""
+        self.stage(f"{stage}: {detail}" if detail else stage, total=total)
 
     def callback(self, done: int, total: int | None = None) -> None:
         """``(done, total)`` progress function for library code (sets the current stage's counts)."""
