@@ -156,6 +156,9 @@ class Adapter:
         model's ``train_method`` (through DDP when data-parallel)."""
         return call(batch)
 
+    def begin_epoch(self, epoch: int, state: "LoopState") -> None:
+        """Called before an epoch's first batch (every rank)."""
+
     def after_step(self, epoch: int, step: int, n_steps: int | None) -> None:
         """Called after each optimiser step (e.g. a per-step scheduler)."""
 
@@ -173,6 +176,9 @@ class Adapter:
 
     def end_epoch(self, epoch: int, monitored: float) -> None:
         """After the epoch's record (e.g. a plateau scheduler)."""
+
+    def epoch_done(self, record: dict, state: "LoopState") -> None:
+        """After the epoch's files are written (rank 0 only; e.g. progress events)."""
 
 
 # ---- device and distributed set-up -----------------------------------------------------------
@@ -357,7 +363,9 @@ def _rng_state(device: torch.device, world: int) -> dict:
     return rng
 
 
-def _set_rng_state(rng: dict, device: torch.device, rank_: int, world: int, seed: int, epoch: int) -> None:
+def _set_rng_state(rng, device: torch.device, rank_: int, world: int, seed: int, epoch: int) -> None:
+    if torch.is_tensor(rng):  # the CHILI runner's checkpoints saved the CPU state bare
+        rng = {"torch": rng}
     torch.set_rng_state(rng["torch"])
     if device.type == "cuda" and "cuda" in rng:
         torch.cuda.set_rng_state(rng["cuda"], device)
@@ -463,16 +471,20 @@ def _all_sum(sums: dict[str, float], n: int, world: int, device: torch.device) -
 
 
 def run_loop(adapter: Adapter, out_dir: str | os.PathLike, *, config=None, max_epochs: int, patience: int,
-             max_minutes: float | None = None, resume: bool = True, seed: int = 0, fmt: int = 1,
+             max_minutes: float | None = None, budget_minutes: float | None = None, resume: bool = True,
+             seed: int = 0, fmt: int = 1,
              device: str | torch.device = "cpu", tensorboard: bool = False,
              progress: Callable[[dict], None] | None = None,
              batch_progress: Callable[[int, int], None] | None = None) -> LoopState:
     """Train ``adapter.model`` until ``max_epochs`` (total, resumed ones included), early stopping
     (``patience`` epochs without a strictly better monitored value; 0 = off) or the ``max_minutes``
     budget of this call; returns the final :class:`LoopState` (its ``stopped`` is one of
-    "early_stopping", "max_epochs", "max_minutes") with ``adapter.model`` holding the best weights
+    "early_stopping", "max_epochs", "max_minutes", "budget") with ``adapter.model`` holding the best weights
     in eval mode (on ``device``).
 
+    ``budget_minutes``: a budget of training + validation time over all calls of the run (the
+    loop state's ``train_seconds``); an epoch that runs out of it ends early but is validated and
+    kept, then the run stops with "budget" (the CHILI benchmark's per-run budget).
     ``config`` (a JsonConfig) is written to ``out/config.json``; ``resume``: continue from
     ``out/last.pt`` when present (else start afresh, overwriting); ``progress(record)`` after each
     epoch and ``batch_progress(done, total)`` after each step (rank 0 only). Randomness the family
@@ -514,6 +526,9 @@ def run_loop(adapter: Adapter, out_dir: str | os.PathLike, *, config=None, max_e
     def out_of_time() -> bool:
         return _any(max_minutes is not None and (time.monotonic() - t_start) / 60 >= max_minutes, world, dev)
 
+    def over_budget(running: float = 0.0) -> bool:
+        return _any(budget_minutes is not None and state.train_seconds + running >= 60.0 * budget_minutes, world, dev)
+
     stopped = state.stopped or ""  # an early-stopped run stays finished: resuming is a no-op
     n_steps = adapter.n_batches()
     while not stopped:
@@ -524,10 +539,14 @@ def run_loop(adapter: Adapter, out_dir: str | os.PathLike, *, config=None, max_e
         if out_of_time():
             stopped = "max_minutes"
             break
+        if budget_minutes is not None and over_budget():
+            stopped = "budget"
+            break
         t0 = time.monotonic()
         model.train()
+        adapter.begin_epoch(epoch, state)
         sums: dict[str, float] = {}
-        n_seen, k, cut = 0, 0, False
+        n_seen, k, cut, spent = 0, 0, False, False
         for k, step in enumerate(adapter.batches(epoch, rank_, world)):
             batch = move_to(step.batch, dev)
             res = adapter.loss(call, batch, epoch)
@@ -549,6 +568,9 @@ def run_loop(adapter: Adapter, out_dir: str | os.PathLike, *, config=None, max_e
                 batch_progress(k + 1, n_steps)
             if adapter.cut_epochs and (n_steps is None or k + 1 < n_steps) and out_of_time():
                 cut = True
+                break
+            if budget_minutes is not None and over_budget(time.monotonic() - t0):
+                spent = True  # the epoch ends here, but is validated and kept
                 break
         if cut:  # discard the partial epoch: the next call resumes from the last completed one
             stopped = "max_minutes"
@@ -584,7 +606,9 @@ def run_loop(adapter: Adapter, out_dir: str | os.PathLike, *, config=None, max_e
         state.train_seconds += seconds
         if patience and state.since_best >= patience:
             stopped = "early_stopping"
-        state.stopped = stopped if stopped == "early_stopping" else ""
+        elif spent:
+            stopped = "budget"
+        state.stopped = stopped if stopped in ("early_stopping", "budget") else ""
         rng = _rng_state(dev, world)
         if main:
             _save_last(out, fmt, adapter, state, rng)
@@ -592,6 +616,7 @@ def run_loop(adapter: Adapter, out_dir: str | os.PathLike, *, config=None, max_e
             log.add(record)
             if progress is not None:
                 progress(dict(record))
+            adapter.epoch_done(dict(record), state)
 
     if log is not None:
         log.close()
