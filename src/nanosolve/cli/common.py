@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import warnings
 
 import typer
@@ -76,3 +77,109 @@ def finish_training(out, result, seconds: float, label: str, digits: int = 5, **
     console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
                   f"({label} {result.best_val:.{digits}f}); weights in {out}/best.pt", highlight=False)
     return summary
+
+
+# ----- usage errors (click/typer) as one line -------------------------------------------------------
+def _one_line_usage_error(exc) -> None:
+    """click's usage errors (bad option value, out of range, missing argument) as one
+    ``error: <option>: <problem>`` line instead of a framed panel; exit code stays 2."""
+    if exc.__class__.__name__ == "NoArgsIsHelpError":
+        return
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    msg = " ".join(exc.format_message().split())
+    param = getattr(exc, "param", None)
+    if param is not None and msg.startswith("Invalid value for "):
+        # "Invalid value for '--steps': -5 is not in the range x>=1." -> "--steps: -5 is not in the range x>=1."
+        msg = msg[len("Invalid value for "):].replace("'", "", 2)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(msg + hint)}", highlight=False, soft_wrap=True)
+
+
+def install_usage_errors() -> None:
+    """Make typer print usage errors through :func:`_one_line_usage_error` (called once by the app)."""
+    import typer.rich_utils
+
+    typer.rich_utils.rich_format_error = _one_line_usage_error
+
+
+# ----- range checks of option values, before any work -------------------------------------------------
+def check_number(option: str, value, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+                 hi_open: bool = False, unit: str = "") -> None:
+    """InputError ``<option>: must be in <range>, got <value>`` unless ``value`` (None passes) is finite
+    and inside [lo, hi] (open ends with ``lo_open`` / ``hi_open``)."""
+    if value is None:
+        return
+    v = float(value)
+    ok = math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and \
+        (hi is None or (v < hi if hi_open else v <= hi))
+    if not ok:
+        left = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
+        right = "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}"
+        rule = " and ".join(p for p in (left, right) if p) or "finite"
+        raise InputError(f"must be {rule}{(' ' + unit) if unit else ''}, got {value}", option)
+
+
+# ----- output files and folders ------------------------------------------------------------------------
+#: Files a ``solve`` run writes into its folder: fixed names, and the ranked candidates ``NN_….xyz/.cif``.
+RUN_FILES = ("summary.json", "fit.png", "fit.gr", "fit.xy", "profile_fit.png", "profile_fit.xy", "report.html")
+RUN_FILE_PATTERN = r"^\d{2,}_[\w\-.]+\.(xyz|cif)$"
+
+
+def _earlier_run_files(out) -> list:
+    """Files of an earlier run in folder ``out``: those its summary.json lists, the fixed report names
+    and ranked candidate files; nothing else (a user's own files are never touched)."""
+    import re
+
+    names = set()
+    summary = out / "summary.json"
+    if summary.is_file():
+        try:
+            data = json.loads(summary.read_text())
+            names |= {str(c["file"]) for c in data.get("candidates", []) if isinstance(c, dict) and "file" in c}
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass  # unreadable summary: fall back to the name patterns
+    names |= {n for n in RUN_FILES if (out / n).exists()}
+    names |= {p.name for p in out.iterdir() if p.is_file() and re.match(RUN_FILE_PATTERN, p.name)}
+    return sorted(out / n for n in names if "/" not in n and (out / n).is_file())
+
+
+def output_folder(out, option: str = "-o", overwrite: bool = False):
+    """Check a results folder before any work: not an existing file, and holding no earlier run's
+    results unless ``overwrite`` — then exactly those files (see :func:`_earlier_run_files`) are removed
+    first, so no stale candidate is left beside the new ones. Returns ``out`` (not created here)."""
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is an existing file; {option} needs a folder (a new or an earlier results one)",
+                         option)
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{parent} is a file, so {out} cannot be a folder", option)
+    if out.is_dir():
+        old = _earlier_run_files(out)
+        if old and not overwrite:
+            raise InputError(f"{out} holds the results of an earlier run ({len(old)} files, e.g. {old[0].name}); "
+                             f"pass --overwrite to replace them, or choose another {option}", option)
+        for p in old:
+            p.unlink()
+    return out
+
+
+def output_file(path, extensions, option: str = "-o"):
+    """Check an output file path before any work: a known extension, not a folder, its parent not a
+    file. Returns the path."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; {option} needs a file name ending in {', '.join(extensions)}", option)
+    if path.suffix.lower() not in extensions:
+        raise InputError(f"unknown output extension {path.suffix or '(none)'!r} of {path.name}; use one of "
+                         f"{', '.join(extensions)}", option)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{parent} is a file, so {path} cannot be written", option)
+    return path

@@ -16,15 +16,20 @@ from ase.data import chemical_symbols as _ASE_SYMBOLS
 
 from nanosolve.errors import InputError
 
-_SYMBOL_RE = re.compile(r"^\s*([A-Za-z]{1,3})")
+# The leading letters of a label are the symbol, EXACTLY (case-insensitive): 'Fe', 'FE', 'Fe1', 'Fe2+',
+# 'O-2', 'Co1a'. Whatever follows must start with a digit, a sign or a separator, so a misspelt
+# symbol ('Uuo', 'Ww', 'Xx') is refused instead of matched by its first letter(s).
+_SYMBOL_RE = re.compile(r"^([A-Za-z]+)([0-9+\-_.()'*#:,;].*)?$")
 
 
 def normalize_symbol(raw: str, path=None) -> str:
     """Return the element symbol in a species label such as ``'FE'``, ``'Fe2+'``, ``'Fe1'`` or ``'O-2'``.
 
+    The letters before the first digit/sign/separator must be an element symbol exactly:
+    ``'Uuo'``, ``'Ww'`` or ``'Xx'`` are refused (no prefix matching).
     Raises InputError (naming ``path`` if given) for anything that is not an element.
     """
-    sym = _symbol_of(str(raw))
+    sym = _symbol_of(str(raw).strip())
     if sym is None:
         raise InputError(f"unknown element {raw!r}", path)
     return sym
@@ -34,11 +39,9 @@ def normalize_symbol(raw: str, path=None) -> str:
 def _symbol_of(raw: str) -> str | None:
     m = _SYMBOL_RE.match(raw)
     if m:
-        letters = m.group(1)
-        for n in (2, 1):  # longest prefix first: 'Co1' is cobalt, not carbon
-            cand = letters[:n].capitalize()
-            if len(letters) >= n and cand in _ASE_Z and cand != "X":
-                return cand
+        cand = m.group(1).capitalize()
+        if cand in _ASE_Z and cand != "X":
+            return cand
     return None
 
 

@@ -405,7 +405,9 @@ def screen_folder(folder: str | os.PathLike, recursive: bool = False,
     if workers > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from nanosolve._workers import pool_kwargs
+
+        with ProcessPoolExecutor(max_workers=workers, **pool_kwargs()) as pool:  # workers die with us
             results = list(pool.map(screen_cif, files, chunksize=max(1, len(files) // (4 * workers))))
     else:
         results = [screen_cif(p) for p in files]

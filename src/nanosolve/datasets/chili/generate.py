@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
+from nanosolve._workers import pool_kwargs
 from nanosolve.datasets.chili.recipe import CrystalTask
 from nanosolve.datasets.chili.record import RECORD_VERSION, build_records
 
@@ -99,6 +100,13 @@ def generate(tasks: list[CrystalTask], store, *, workers: int | None = None, sch
             when given, tasks run on that cluster instead of the local pool.
         on_result: progress callback ``(result, done, total)``.
     """
+    from nanosolve.datasets.storage import store_lock
+
+    with store_lock(store.path):  # one writer per store: a second one is refused, not interleaved
+        return _generate(tasks, store, workers, scheduler, signals, on_result, max_in_flight)
+
+
+def _generate(tasks, store, workers, scheduler, signals, on_result, max_in_flight) -> GenerationReport:
     t0 = time.perf_counter()
     present = set(store.keys())
     todo = [t for t in tasks if not all(k in present for k in t.record_keys)]
@@ -132,7 +140,8 @@ def _results(tasks: list[CrystalTask], workers, scheduler, signals, max_in_fligh
         return
     # spawn, not fork: the parent may already run torch/OpenMP threads, which fork cannot copy.
     limit = max_in_flight or 4 * workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    # Workers die with this process (kill -9 included) instead of computing on as orphans.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), **pool_kwargs()) as pool:
         pending = set()
         queue = iter(tasks)
         for t in queue:

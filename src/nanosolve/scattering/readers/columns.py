@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from nanosolve.errors import InputError
+from nanosolve.scattering.readers.validate import check_x_order
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.scattering.units import wavelength as _named_wavelength
 
@@ -201,6 +202,10 @@ def read_columns(path, wavelength=None, kind: str | None = None, x_unit: str | N
 def build_pattern(data: np.ndarray, unit: str, factor: float, header: list[str], path,
                   file_wavelength, wavelength_arg, kind, sigma_col: int | None = None, **meta) -> Pattern:
     """Pattern from parsed columns: x = col 0 × factor, y = col 1, sigma = ``sigma_col`` (default: col 2 of 3)."""
+    # Increasing x is kept, decreasing x reversed, x that goes back and forth refused (two scans
+    # pasted together or a column mix-up would otherwise be sorted into a wrong pattern).
+    if check_x_order(data[:, 0], path):
+        data = data[::-1]
     data = data[np.argsort(data[:, 0], kind="stable")]  # keep extra columns aligned with sorted x
     ncol = data.shape[1]
     if sigma_col is None and ncol == 3:

@@ -25,6 +25,9 @@ from nanosolve.structures.elements import normalize_symbol
 # Two images of one CIF row closer than this (Å) are the same atom (a special position).
 SITE_TOLERANCE_A = 0.01
 _NUM_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\((\d+)\))?\s*$")
+#: Longest cell edge accepted (Å): beyond it a "cell" is a typo or a unit mix-up, and every
+#: simulation of it would need a huge reciprocal grid.
+MAX_CELL_LENGTH_A = 1000.0
 _CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
               "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
 
@@ -184,6 +187,10 @@ def _crystal_from_block(name: str, block, parser, path) -> Crystal:
         v = cif_float(raw)
         if not np.isfinite(v):
             raise InputError(f"{where}: {t} = {raw!r} is not a number", path)
+        if t.startswith("_cell_length") and not 0 < v <= MAX_CELL_LENGTH_A:
+            raise InputError(f"{where}: {t} = {raw!r} must be a length in (0, {MAX_CELL_LENGTH_A:g}] Å", path)
+        if t.startswith("_cell_angle") and not 0 < v < 180:
+            raise InputError(f"{where}: {t} = {raw!r} must be an angle in (0, 180) degrees", path)
         params.append(v)
     try:
         lattice = lattice_from_parameters(*params)
