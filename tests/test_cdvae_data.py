@@ -1,7 +1,6 @@
 """CDVAE data: CSV / CIF-folder loading, cache, Niggli preprocessing, splits, prototypes."""
 
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -148,16 +147,12 @@ def test_corrupted_cif_row_rejected_and_reported(tmp_path):
 
 
 @needs_data
-def test_cache_round_trip_identical_and_faster(tmp_path):
+def test_cache_round_trip_identical(tmp_path):
     path = _head(DATA / "perov_5" / "val.csv", tmp_path / "perov.csv", 200)
     cache = tmp_path / "cache"
-    t0 = time.perf_counter()
     a = read_cdvae_csv(path, cache=cache)
-    t1 = time.perf_counter()
-    b = read_cdvae_csv(path, cache=cache)
-    t2 = time.perf_counter()
+    b = read_cdvae_csv(path, cache=cache)  # the speed-up: benchmarks/speed/bench_speed.py
     assert len(list(cache.glob("*.npz"))) == 1
-    assert t2 - t1 < 0.5 * (t1 - t0), (t1 - t0, t2 - t1)
     assert a.ids == b.ids and a.rejected == b.rejected and list(a.props) == list(b.props)
     for k in a.props:
         np.testing.assert_array_equal(a.props[k], b.props[k])

@@ -3,7 +3,6 @@ density -> crystal decoding, and the network."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +100,6 @@ def test_density_periodic_and_peaked_at_atoms(rutile):
     top = np.unravel_index(np.argmax(rho), rho.shape)
     ti = vox[[s == "Ti" for s in rutile.species]]
     assert any(np.array_equal(top, v) for v in ti)
-
-
-def test_density_speed_20_atoms(triclinic20):
-    dens.procrystal_density(triclinic20)  # warm the form-factor table
-    t = time.perf_counter()
-    dens.procrystal_density(triclinic20)
-    dt = time.perf_counter() - t
-    assert dt < 2.0, f"{dt:.2f} s for 20 atoms on 50³ (target < 1 s on an idle machine)"
 
 
 def _write_chgcar(path, crystal, rho):
@@ -392,8 +383,7 @@ def test_model_learns_two_tiny_crystals(nacl, rutile):
     model = CrystalNet(_tiny_cfg())
     opt = torch.optim.Adam(model.parameters(), lr=model.config.lr)
     losses = []
-    t = time.perf_counter()
-    for _ in range(40):
+    for _ in range(40):  # time: benchmarks/speed/bench_speed.py
         pts = [inputs.sample_grid_points(r / r.max(), 256, rng) for r in rhos]  # targets scaled to max 1
         coords = torch.tensor(np.stack([p[0] for p in pts]))
         target = torch.tensor(np.stack([p[1] for p in pts]))
@@ -403,6 +393,5 @@ def test_model_learns_two_tiny_crystals(nacl, rutile):
         opt.step()
         losses.append(float(out["l1"].detach()))
         assert float(out["kl"].detach()) >= 0
-    assert time.perf_counter() - t < 30
     print(f"L1 first 5 {np.mean(losses[:5]):.4f} last 5 {np.mean(losses[-5:]):.4f}")
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses

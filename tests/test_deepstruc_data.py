@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +77,16 @@ def test_pdf_rejects_bad_input():
         cluster_pdf(np.eye(3), qmin=5, qmax=1)
 
 
-def test_pdf_speed_100_atom_clusters():
+def test_pdf_batch_equals_one_by_one():
+    # speed: benchmarks/speed/bench_speed.py (target ≥ 200 clusters/s)
     base = [fcc_cluster("Cu", layers=lay).positions for lay in ((4, 4, 3), (3, 4, 4), (4, 4, 4))]
     structs = [base[i % 3] * (0.99 + 1e-4 * i) for i in range(300)]
     rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    g = cluster_pdf(structs, biso=rng.uniform(0.2, 0.8, 300), delta2=rng.uniform(0, 4, 300))
-    rate = len(structs) / (time.perf_counter() - t)
+    biso, delta2 = rng.uniform(0.2, 0.8, 300), rng.uniform(0, 4, 300)
+    g = cluster_pdf(structs, biso=biso, delta2=delta2)
     assert g.shape == (300, 3000) and np.all(np.isfinite(g))
-    assert rate > 200, f"{rate:.0f} clusters/s"
+    for i in (0, 151, 299):
+        np.testing.assert_allclose(g[i], cluster_pdf(structs[i], biso=biso[i], delta2=delta2[i]), rtol=1e-6, atol=1e-9)
 
 
 def test_pdf_reproduces_shared_deepstruc_file():
@@ -167,12 +167,9 @@ def test_trilaterate_recovers_cluster_from_exact_distances(n_sat):
     p = fcc_cluster("Au", layers=(4, 4, 4))  # 93 atoms
     u, scale, _ = to_unit_sphere(p.positions)
     f, m = node_features(u, n_sat, 100)
-    t = time.perf_counter()
-    x = trilaterate(f, satellites(n_sat), mask=m, scale=scale)
-    elapsed = time.perf_counter() - t
+    x = trilaterate(f, satellites(n_sat), mask=m, scale=scale)  # speed: benchmarks/speed/bench_speed.py
     truth = u[atom_order(u)] * scale
     assert _rmsd(x, truth) < 1e-3
-    assert elapsed < 1.0
     # padding recognised without a mask, and the satellite-only form
     np.testing.assert_allclose(trilaterate(f, satellites(n_sat), scale=scale), x, atol=1e-6)
     assert _rmsd(trilaterate(f[m][:, 100:], satellites(n_sat), scale=scale), truth) < 1e-3
@@ -218,10 +215,7 @@ def test_nn_scale_from_pdf_recovers_angstrom_scale():
 
 # ------------------------------------------------------------------------------------------ data
 def test_generate_paper_set_store_and_splits(tmp_path):
-    t = time.perf_counter()
-    store = ds.generate(tmp_path / "paper.sqlite", "paper", seed=0)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 120, f"{elapsed:.0f} s"
+    store = ds.generate(tmp_path / "paper.sqlite", "paper", seed=0)  # time: benchmarks/speed/bench_speed.py
     n = len(store)
     assert n == store.attrs["n_records"] and 1000 < n < 3137
     meta = store.meta_table()

@@ -1,6 +1,5 @@
 """Pattern readers: the 15 IUCr powder CIFs, PDF .gr files, column text, and bad input."""
 
-import time
 import warnings
 from pathlib import Path
 
@@ -44,12 +43,9 @@ def _pxrd(shared_data, stem):
 @pytest.mark.parametrize("stem", sorted(PXRD_PROFILES))
 def test_pxrd_profiles_match_file_text(shared_data, stem):
     lo, hi, n, wl = PXRD_PROFILES[stem]
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # read time: benchmarks/speed/bench_speed.py
         warnings.simplefilter("ignore")
         p = read_pattern(_pxrd(shared_data, stem))
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 1.0, f"{stem} took {elapsed:.2f} s"
     assert (p.kind, p.x_unit, p.radiation) == ("xrd", "tth", "xray")
     assert len(p) == n
     assert p.x[0] == pytest.approx(lo, abs=1e-6) and p.x[-1] == pytest.approx(hi, abs=1e-6)
