@@ -186,3 +186,13 @@ def test_interleaved_shards_cover_each_global_batch_once():
     # one sample for two ranks: rank 1 takes part with weight zero
     assert list(interleaved_batches([7], 4, 1, 2)) == [([7], 0, 1)]
     assert shard(5, 1, 2) == slice(1, 5, 2)
+
+
+def test_budget_over_all_calls_keeps_the_last_epoch(tmp_path):
+    """budget_minutes counts training + validation time of every call; the epoch that runs out
+    ends early, is validated and kept, and the run stays stopped with 'budget'."""
+    state = run_loop(ToyAdapter(sleep=0.05), tmp_path, max_epochs=5, patience=10, budget_minutes=0.04 / 60)
+    assert state.stopped == "budget" and state.epoch == 1 and len(state.history) == 1
+    assert 0.04 <= state.train_seconds < 1.0 and "val_loss" in state.history[0]
+    again = run_loop(ToyAdapter(sleep=0.05), tmp_path, max_epochs=5, patience=10, budget_minutes=10.0)
+    assert again.stopped == "budget" and again.epoch == 1  # a spent run stays finished
