@@ -105,3 +105,23 @@ def test_stratified_subset():
     assert len(stratified_subset(labels, 0)) == 0
     with pytest.raises(InputError):
         stratified_subset(labels, -1)
+
+
+def test_derangement_is_one_seeded_cycle_without_fixed_points():
+    from nanosolve.datasets.splits import derangement
+    from nanosolve.models.deepstruc.evaluate import derangement as deepstruc_derangement
+    from nanosolve.solve.pxrd_eval import derangement as pxrd_derangement
+
+    assert deepstruc_derangement is derangement is pxrd_derangement  # one function for every control
+    for n in (2, 3, 7, 50):
+        d = derangement(n, seed=n)
+        assert sorted(d.tolist()) == list(range(n)) and not np.any(d == np.arange(n))
+        seen, i = set(), 0  # following i -> d[i] visits every item once before returning: one cycle
+        while i not in seen:
+            seen.add(i)
+            i = int(d[i])
+        assert len(seen) == n
+        np.testing.assert_array_equal(d, derangement(n, seed=n))
+    assert derangement(2).tolist() == [1, 0]
+    with pytest.raises(InputError, match="at least two"):
+        derangement(1)

@@ -13,7 +13,7 @@ import numpy as np
 
 from nanosolve.errors import InputError
 
-__all__ = ["random_split", "grouped_split", "stratified_subset", "part_sizes"]
+__all__ = ["random_split", "grouped_split", "stratified_subset", "part_sizes", "derangement"]
 
 _DEFAULT_NAMES = {1: ("train",), 2: ("train", "test"), 3: ("train", "val", "test")}
 
@@ -58,6 +58,28 @@ def _as_list(values) -> list:
     if isinstance(values, np.ndarray):
         return values.tolist()
     return list(values)
+
+
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A seeded permutation of ``0..n-1`` with no fixed point: one random cycle through all n.
+
+    The shuffled-input controls of the benchmarks use it: item ``i`` is solved from the input of
+    item ``out[i]``, never its own. A single cycle needs no rejection loop, so it takes O(n) time
+    for any n.
+
+    Args:
+        n: number of items (at least 2).
+        seed: seed of the permutation.
+
+    Returns:
+        Index array [n] (int64) with ``out[i] != i`` for every i.
+    """
+    if n < 2:
+        raise InputError(f"a shuffled control needs at least two items, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    out = np.empty(n, dtype=np.int64)
+    out[perm] = np.roll(perm, -1)
+    return out
 
 
 def random_split(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:

@@ -29,19 +29,11 @@ from typing import Sequence
 
 import numpy as np
 
+from nanosolve.datasets.splits import derangement  # control[i] = index whose pattern crystal i is solved from
 from nanosolve.solve.pxrd import (METHODS, extend_ranking, generate_candidate_lists, profile_r, prototype_crystals,
                                   rank_candidates, refine_candidates)
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
-
-
-def derangement(n: int, seed: int = 0) -> np.ndarray:
-    """A permutation with no fixed point (a random cycle), n ≥ 2: control[i] = index whose pattern
-    crystal i is solved from."""
-    perm = np.random.default_rng(seed).permutation(n)
-    out = np.empty(n, dtype=np.int64)
-    out[perm] = np.roll(perm, -1)
-    return out
 
 
 def _score(ranked, truth, y, mask, top: int = 10) -> dict:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nanosolve.datasets.splits import derangement  # the shuffled-PDF control's permutation
 from nanosolve.errors import InputError
 from nanosolve.models.deepstruc.config import DeepStrucConfig
 from nanosolve.models.deepstruc.model import DeepStruc
@@ -83,17 +84,6 @@ def normalized_rp(x, x_hat) -> tuple[float, float]:
     rp = float(np.linalg.norm(xn - xh))
     pearson = float(np.corrcoef(xn, xh)[0, 1]) if np.std(xh) > 0 else 0.0
     return rp, pearson
-
-
-def derangement(n: int, seed: int = 0) -> np.ndarray:
-    """Seeded permutation of 0..n-1 with no fixed point (n >= 2)."""
-    if n < 2:
-        raise InputError("the shuffled control needs at least two records")
-    rng = np.random.default_rng(seed)
-    while True:
-        p = rng.permutation(n)
-        if not np.any(p == np.arange(n)):
-            return p
 
 
 def _score(pred_unit: np.ndarray, truth: np.ndarray, meta: dict, x_in: np.ndarray, r: np.ndarray, settings: dict,
