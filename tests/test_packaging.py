@@ -40,3 +40,24 @@ def test_shared_data_dir_honours_the_environment(monkeypatch, tmp_path):
     default = shared_data_dir()
     assert default.parts[-2:] == ("shared", "data")
     assert default.parent.parent == Path(nanosolve.__file__).resolve().parents[2].parent
+
+
+def test_error_subclasses_keep_the_input_error_message_and_exit_code():
+    from nanosolve.cli.common import friendly_errors
+    from nanosolve.errors import CheckpointError, ConfigError, FileFormatError, InputError
+
+    for cls in (FileFormatError, ConfigError, CheckpointError):
+        err = cls("no data block", path="x.cif")
+        assert isinstance(err, InputError) and isinstance(err, ValueError)
+        assert str(err) == "x.cif: no data block" and err.problem == "no data block" and err.path == "x.cif"
+
+    @friendly_errors
+    def broken():
+        raise CheckpointError("no best.pt", path="run/")
+
+    import pytest
+    import typer
+
+    with pytest.raises(typer.Exit) as info:
+        broken()
+    assert info.value.exit_code == 2

@@ -3,8 +3,9 @@
 Layers (imports only point down): structures -> scattering -> datasets -> models -> solve -> cli.
 """
 
-from nanosolve.errors import InputError, NanosolveError, ResourceError
+from nanosolve.errors import CheckpointError, ConfigError, FileFormatError, InputError, NanosolveError, ResourceError
 from nanosolve.structures import Crystal, Particle
 
-__all__ = ["Crystal", "Particle", "InputError", "NanosolveError", "ResourceError"]
+__all__ = ["Crystal", "Particle", "InputError", "NanosolveError", "ResourceError", "FileFormatError", "ConfigError",
+           "CheckpointError"]
 __version__ = "0.1.0"

@@ -23,3 +23,18 @@ class InputError(NanosolveError, ValueError):
 
 class ResourceError(NanosolveError):
     """A job that would not fit in memory (or time) on this machine; refused before it starts."""
+
+
+class FileFormatError(InputError):
+    """A file that cannot be read as the format it claims: malformed CIF or column text, a wrong
+    column count, a header without the data it announces. Same message shape as :class:`InputError`."""
+
+
+class ConfigError(InputError):
+    """A model or run configuration that cannot be used: an unknown key, a value out of range, a
+    ``config.json`` written for another model family."""
+
+
+class CheckpointError(InputError):
+    """A checkpoint or shipped model that cannot be loaded: missing weights, a state dict that does not
+    fit the configured model, a run folder without ``config.json``."""
