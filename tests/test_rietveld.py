@@ -220,3 +220,58 @@ def test_bad_input_is_an_input_error():
         rietveld_refine(nacl(), p)
     with pytest.raises(InputError, match="direction"):
         rietveld_refine(nacl(), pattern(np.ones_like(TTH)), preferred_orientation=(0, 0, 0))
+
+
+def test_time_limit_stops_at_the_best_point_so_far():
+    clean = oracle_profile(nacl(), b={"Na": 1.0, "Cl": 0.8})
+    y = counts(clean * (5000 / clean.max()) + chebyshev([100, -20]), 8)
+    res = rietveld_refine(nacl(5.63), pattern(y), time_limit=0.5)
+    assert res.params["time_limited"] is True
+    assert [s["stage"] for s in res.stages][-1] == "all" and len(res.stages) < 6
+    assert res.rwp <= res.stages[0]["rwp"] + 1e-5  # never worse than the start (stage R_wp rounded)
+
+
+def test_solve_stage_ranks_by_rietveld_and_writes_symmetric_cifs(tmp_path):
+    """The solve's final stage: candidates with a measured-profile fit are Rietveld-refined, re-ranked by
+    R_wp (the right structure type first), and the report writes their CIFs with B_iso and R factors."""
+    import json
+    from types import SimpleNamespace
+
+    from pymatgen.io.cif import CifParser
+
+    from nanosolve.solve.pxrd import Candidate
+    from nanosolve.solve.pxrd_refine import PXRDFit
+    from nanosolve.solve.report import write_pxrd_report
+    from nanosolve.solve.rietveld import RietveldSettings, rietveld_candidates
+    from nanosolve.structures.crystal import Crystal
+
+    clean = oracle_profile(rutile(), b={"Ti": 0.6, "O": 0.9}, zero=0.03)
+    y = counts(clean * (10000 / clean.max()) + chebyshev([200, -40]), 9)
+    pat = pattern(y)
+    wrong = Crystal.from_pymatgen(Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.75), ["Ti", "O"],
+                                                            [[0, 0, 0], [0.25, 0.25, 0.25]]))
+    right = Crystal.from_pymatgen(rutile(x=0.295, a=4.60, c=2.955))
+    ranked = []
+    for i, c in enumerate([wrong, right]):  # the wrong type first, as a model-grid ranking might put it
+        cand = Candidate(c, np.zeros(512), 0.3 + 0.1 * i, 1.0, "prototype", i)
+        cand.profile = PXRDFit(c, TTH, y, y, np.ones(TTH.size, bool), 1.0, 0.5, 0.4,
+                               {"fwhm_deg": 0.12, "zero_deg": 0.0}, 0.0, "tth")
+        ranked.append(cand)
+    out = rietveld_candidates(ranked, pat, RietveldSettings(top=2, steps=30))
+    assert out[0] is ranked[1] and out[0].rietveld.rwp < out[1].rietveld.rwp
+    assert out[0].final_crystal is out[0].rietveld.crystal
+    result = SimpleNamespace(ranked=out, q=np.linspace(0.5, 8, 512), y=np.ones(512), mask=np.ones(512, bool),
+                             summary={"formula": "TiO2"})
+    summary = write_pxrd_report(tmp_path, result)
+    best = summary["candidates"][0]
+    assert best["spacegroup"] == "P4_2/mnm" and best["spacegroup_number"] == 136
+    assert best["rwp"] == pytest.approx(out[0].rietveld.rwp, abs=1e-5) and best["gof"] > 0
+    assert set(best["b_iso"]) == {"Ti", "O"} and summary["rietveld_refined"] == 2
+    text = (tmp_path / best["file"]).read_text()
+    assert "_atom_site_B_iso_or_equiv" in text and "_refine_ls_wR_factor_all" in text
+    assert "_atom_site_Wyckoff_symbol" in text
+    back = CifParser(tmp_path / best["file"]).parse_structures(primitive=False)[0]
+    assert SpacegroupAnalyzer(back, symprec=1e-3).get_space_group_number() == 136
+    xy = np.loadtxt(tmp_path / "rietveld_fit.xy")
+    assert xy.shape[0] == TTH.size and np.allclose(xy[:, 1], y)
+    assert json.loads((tmp_path / "summary.json").read_text())["rietveld_fit_plot"] == "rietveld_fit.png"

@@ -117,6 +117,8 @@ class Candidate:
     symmetrized_from: int | None = None
     #: the fit against the pattern as measured (:func:`refine_on_profile`), when there was one
     profile: "PXRDFit | None" = field(default=None, repr=False)
+    #: the Rietveld refinement (:func:`nanosolve.solve.rietveld.rietveld_candidates`), when there was one
+    rietveld: object = field(default=None, repr=False)
 
     @property
     def source(self) -> str:
@@ -137,6 +139,8 @@ class Candidate:
     def final_crystal(self) -> Crystal:
         """The structure a solve writes: refined against the measured profile when it was, else the
         candidate (refined on the model grid when it was)."""
+        if self.rietveld is not None:
+            return self.rietveld.crystal
         return self.crystal if self.profile is None else self.profile.crystal
 
     def summary(self) -> dict:

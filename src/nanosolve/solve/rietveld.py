@@ -196,9 +196,10 @@ def tch_fwhm_eta(hg, hl):
     return h, 1.36603 * q - 0.47719 * q * q + 0.11116 * q ** 3
 
 
-def _render_pv(grid, center, weight, fwhm, eta, n_fwhm: float = 40.0):
+def _render_pv(grid, center, weight, fwhm, eta, n_fwhm: float = 30.0):
     """Σ_m weight_m · pV(grid − center_m; fwhm_m, eta_m) (unit-area peaks), each peak on the grid
-    points within ±n_fwhm FWHM (the Lorentzian tail beyond holds ≈ 1.6 % / n_fwhm of its area)."""
+    points within ±n_fwhm FWHM (the Lorentzian tail beyond holds 1/(π n_fwhm) of its area, 1 % at
+    30 FWHM; the Chebyshev background takes up the smooth remainder)."""
     g = grid.shape[0]
     step = float(torch.diff(grid).min())
     half = int(math.ceil(n_fwhm * float(fwhm.detach().max()) / step)) + 1
@@ -382,7 +383,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
                     position_range: float = 0.08, b_start: float = 0.5, b_max: float = 8.0,
                     preferred_orientation=None, tth_range=None, symprec: float = 0.01, steps: int = 60,
                     refine_positions: bool = True, refine_b: bool = True, profile: str = "tch",
-                    form_factors: str = "waasmaier-kirfel", kalpha2: bool = False) -> RietveldResult:
+                    form_factors: str = "waasmaier-kirfel", kalpha2: bool = False,
+                    time_limit: float | None = None) -> RietveldResult:
     """Rietveld refinement of ``crystal`` (+ ``extra_phases``) against ``pattern``; see the module docstring.
 
     Args:
@@ -406,6 +408,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         kalpha2: the pattern holds the Kα1 + Kα2 doublet of a Cu or Mo tube (:data:`KALPHA2`): every
             reflection also at λ(Kα2) with half the Kα1 intensity, same width; the pattern's wavelength
             must be Kα1 or the Kα average of that tube.
+        time_limit: seconds; when reached, the stage running stops at its best point so far and the
+            later stages are skipped (``params['time_limited']``).
 
     Returns:
         :class:`RietveldResult`; ``crystal`` is the refined first phase in its conventional cell with
@@ -553,22 +557,34 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         yc = a @ coef
         return (w * (yt - yc) ** 2).sum() / den, yc, coef, cols
 
+    timed_out = []
+
     def run(u0, free, maxiter):
-        if not free.any():
+        if not free.any() or timed_out:
             return u0
+        best = [math.inf, u0[free].copy()]
 
         def f(uf):
+            if time_limit is not None and time.perf_counter() - t0 > time_limit:
+                timed_out.append(True)
+                raise _TimeUp
             u = u0.copy()
             u[free] = uf
             t = torch.tensor(u, requires_grad=True)
             loss = evaluate(t)[0]
             loss.backward()
-            return float(loss.detach()), t.grad.numpy()[free].copy()
+            val = float(loss.detach())
+            if val < best[0]:
+                best[0], best[1] = val, np.array(uf, float)
+            return val, t.grad.numpy()[free].copy()
 
-        res = minimize(f, u0[free], jac=True, method="L-BFGS-B", bounds=[(-1, 1)] * int(free.sum()),
-                       options={"maxiter": int(maxiter)})
         out = u0.copy()
-        out[free] = res.x
+        try:
+            res = minimize(f, u0[free], jac=True, method="L-BFGS-B", bounds=[(-1, 1)] * int(free.sum()),
+                           options={"maxiter": int(maxiter)})
+            out[free] = res.x if res.fun <= best[0] else best[1]
+        except _TimeUp:  # the best point evaluated so far
+            out[free] = best[1]
         return out
 
     u = sp.to_u(sp.x0)
@@ -581,6 +597,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         free = sp.mask(kinds)
         if not (sp.mask(set(ks))).any():
             continue
+        if timed_out:
+            break
         u = run(u, free, steps)
         with torch.no_grad():
             stages.append({"stage": name, "rwp": round(math.sqrt(float(evaluate(torch.tensor(u))[0])), 5)})
@@ -632,7 +650,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         comps["background_file"] = float(coef[-1]) * bg_file
     for i, ph in enumerate(phases):
         comps[f"phase {i}: {ph.name}"] = float(coef[i]) * cols[:, i].numpy()
-    params = {"wavelength": wl, "kalpha2": None if wl2 is None else {"wavelength": wl2, "ratio": ratio2}, "zero_deg": round(float(vn[sp.slices["zero"]][0]), 6), "profile": profile,
+    params = {"time_limited": bool(timed_out), "wavelength": wl,
+              "kalpha2": None if wl2 is None else {"wavelength": wl2, "ratio": ratio2}, "zero_deg": round(float(vn[sp.slices["zero"]][0]), 6), "profile": profile,
               "U": float(vn[sp.slices["U"]][0]), "V": float(vn[sp.slices["V"]][0]),
               "X": float(vn[sp.slices["X"]][0]), "phases": out_phases, "sigma": sigma_kind,
               "background_terms": (coef[len(phases):len(phases) + cheb.shape[1]]).numpy().tolist(),
@@ -641,6 +660,10 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         params["background_file_scale"] = float(coef[-1])
     return RietveldResult(refined[0], refined, x, y, yc_np, np.ones(x.size, bool), comps, agr["rwp"], agr["rp"],
                           agr["rexp"], int(x.size), n_par, params, stages, time.perf_counter() - t0)
+
+
+class _TimeUp(Exception):
+    """Raised inside an optimiser's objective when the refinement's time limit is reached."""
 
 
 def _phase_lattice(ph: SymmetricPhase, sp: _Space, v, i: int, values: bool = False):
@@ -666,6 +689,9 @@ RIETVELD_TOP = 3
 #: sites; the same widest tolerance the solve's symmetrised variants use
 RIETVELD_SYMPREC = 0.1
 X_UNITS = {"2theta": "tth", "tth": "tth", "q": "q", "d": "d"}
+#: seconds one candidate's refinement may take in a solve (its stages stop at their best point then);
+#: the solve's time budget can shorten it, never below RIETVELD_MIN_TIME for the best candidate
+RIETVELD_TIME_LIMIT, RIETVELD_MIN_TIME = 90.0, 20.0
 
 
 @dataclass
@@ -683,8 +709,9 @@ class RietveldSettings:
     background_file: object = None
     preferred_orientation: tuple | None = None
     symprec: float = RIETVELD_SYMPREC
-    steps: int = 60
+    steps: int = 40
     kalpha2: bool = False
+    time_limit: float = RIETVELD_TIME_LIMIT
 
     def validate(self) -> None:
         """Fail before the solve's work on a bad option (one readable message)."""
@@ -758,12 +785,13 @@ def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettin
         if done and deadline is not None and time.perf_counter() + last > deadline:
             break
         t0 = time.perf_counter()
+        limit = st.time_limit if deadline is None else max(min(st.time_limit, deadline - t0), RIETVELD_MIN_TIME)
         try:
             cand.rietveld = rietveld_refine(fit.crystal, pat, extra_phases=st.extra_phases,
                                             background=st.background_file, fwhm=fit.params.get("fwhm_deg"),
                                             zero=float(fit.params.get("zero_deg", 0.0)),
                                             preferred_orientation=st.preferred_orientation, symprec=st.symprec,
-                                            steps=st.steps, kalpha2=st.kalpha2)
+                                            steps=st.steps, kalpha2=st.kalpha2, time_limit=limit)
         except InputError as exc:
             if "no space group" not in str(exc) and "partially occupied" not in str(exc):
                 raise
