@@ -196,3 +196,22 @@ def test_budget_over_all_calls_keeps_the_last_epoch(tmp_path):
     assert 0.04 <= state.train_seconds < 1.0 and "val_loss" in state.history[0]
     again = run_loop(ToyAdapter(sleep=0.05), tmp_path, max_epochs=5, patience=10, budget_minutes=10.0)
     assert again.stopped == "budget" and again.epoch == 1  # a spent run stays finished
+
+
+@pytest.mark.parametrize("family", ["deepstruc", "pxrdnet"])
+def test_shipped_models_still_load(family):
+    """The models shipped in the package (trained before the shared loop) load with their family's
+    load_model, in eval mode, with every weight finite and the checkpoint's tensors all used."""
+    import importlib
+    from importlib import resources
+
+    root = resources.files("nanosolve") / "data" / family
+    dirs = [d for d in root.iterdir() if (d / "config.json").is_file()]
+    assert dirs, f"no shipped {family} model"
+    load_model = importlib.import_module(f"nanosolve.models.{family}.train").load_model
+    for d in dirs:
+        model, config = load_model(str(d))
+        assert not model.training and config.to_dict()
+        state = torch.load(str(d / "best.pt"), weights_only=True)
+        assert set(state) == set(model.state_dict())
+        assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())

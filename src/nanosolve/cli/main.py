@@ -16,13 +16,16 @@ from nanosolve.cli import crystalnet as crystalnet_cli
 from nanosolve.cli import report as report_cli
 from nanosolve.cli import solve as solve_cli
 from nanosolve.cli import train as train_cli
-from nanosolve.cli.common import console, friendly_errors
+from nanosolve.cli.common import console, friendly_errors, install_usage_errors, output_file
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import KINDS, X_LABELS
 from nanosolve.scattering.readers.lab import LAB_EXTENSIONS
 
 PATTERN_EXTENSIONS = (".xy", ".xye", ".dat", ".csv", ".chi", ".gr", ".sq", ".fq", ".iq", ".txt") + LAB_EXTENSIONS
+#: Extensions ``simulate -o`` writes (whitespace columns; comma-separated for .csv).
+PATTERN_WRITE_EXTENSIONS = (".xy", ".xye", ".dat", ".csv", ".chi", ".gr", ".sq", ".fq", ".iq", ".txt")
 
+install_usage_errors()  # bad option values -> one `error: <option>: <problem>` line, exit 2
 app = typer.Typer(
     help="nanosolve: atomic structures of crystals and nanomaterials from scattering data "
          "(powder XRD, PDF, SAXS). Lengths and r in Å, Q in Å⁻¹, 2θ in degrees, wavelengths in Å.",
@@ -90,7 +93,6 @@ def simulate(
     with console.status(f"simulating {kind} of {structure.name}"):
         pattern = run(kind, s, wavelength, qmin=qmin, qmax=qmax, qstep=qstep, rmin=rmin, rmax=rmax, rstep=rstep,
                       qdamp=qdamp, biso=biso, fwhm=fwhm, size=size, size_model=size_model, diameter=diameter)
-    data, png = _out_paths(out, structure, kind)
     write_pattern(pattern, data)
     console.print(f"wrote {data}  ({pattern!r})", highlight=False)
     if plot:
@@ -100,6 +102,8 @@ def simulate(
 
 @app.command()
 @friendly_errors
+    data, png = _out_paths(out, structure, kind)
+    output_file(data, PATTERN_WRITE_EXTENSIONS)
 def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .chi .gr .xrdml .brml .raw "
                                                ".gsa .fxye, powder CIF) or a "
                                                "structure (CIF, xyz, POSCAR...)"),

@@ -462,7 +462,7 @@ def _any(flag: bool, world: int, device: torch.device) -> bool:
 def _all_sum(sums: dict[str, float], n: int, world: int, device: torch.device) -> tuple[dict[str, float], int]:
     if world <= 1:
         return sums, n
-    keys = sorted(sums)
+    keys = list(sums)  # the same order on every rank (the same loss terms, first seen in the same step)
     t = torch.tensor([sums[k] for k in keys] + [float(n)], dtype=torch.float64,
                      device=device if device.type == "cuda" else "cpu")
     torch.distributed.all_reduce(t)

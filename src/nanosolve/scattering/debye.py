@@ -56,7 +56,7 @@ from torch.utils.checkpoint import checkpoint
 
 from nanosolve.errors import InputError
 from nanosolve.scattering.form_factors import normalize_radiation, scattering_factors, scattering_factors_torch
-from nanosolve.scattering.memory import debye_grid_nodes, guard_debye
+from nanosolve.scattering.memory import debye_grid_nodes, guard_debye, guard_grid
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.structures.elements import normalize_symbol
 from nanosolve.structures.particle import Particle
@@ -891,6 +891,15 @@ class DebyeSimulator:
         out: dict[str, Pattern] = {}
         meta = self._params() | {"particle": atoms.name, "n_atoms": int(atoms.positions.shape[0])}
         wide = any(k in kinds for k in ("iq", "sq", "fq", "gr"))
+        # Grid sizes are checked from their bounds before any grid is allocated (the pair-sum
+        # guard below needs the grids, and a 1e-9 step would not survive their allocation).
+        if wide:
+            guard_grid(self.qmin, self.qmax, self.qstep, f"Q grid {self.qmin:g}-{self.qmax:g} Å⁻¹, step {self.qstep:g}")
+        if "saxs" in kinds:
+            guard_grid(self.saxs_qmin, self.saxs_qmax, self.saxs_qstep,
+                       f"SAXS Q grid {self.saxs_qmin:g}-{self.saxs_qmax:g} Å⁻¹, step {self.saxs_qstep:g}")
+        if "gr" in kinds:
+            guard_grid(self.rmin, self.rmax, self.rstep, f"r grid {self.rmin:g}-{self.rmax:g} Å, step {self.rstep:g}")
         grids = ([self.q] if wide else []) + ([self.q_saxs] if "saxs" in kinds else [])
         r = self.r if "gr" in kinds else np.zeros(0)
         sums = self._pair_sums(atoms, grids, r.size)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import KINDS, Pattern
 from nanosolve.scattering.units import wavelength as _wavelength
@@ -52,9 +54,48 @@ def simulate(kind: str, structure, wavelength: float | str | None = None, *,
         raise InputError(f"unknown pattern kind {kind!r}; expected one of {', '.join(KINDS)}")
     wl = _wavelength(wavelength)
     structure = as_structure(structure)
+    _check_arguments(wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso, fwhm, size, diameter)
+    pattern = _simulate(kind, structure, wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso, fwhm, size,
+                        size_model, diameter)
+    if not np.any(pattern.y):  # e.g. no reflection reachable at this wavelength: say so, write nothing
+        raise InputError(f"the simulated {kind} pattern is zero everywhere (no reflection or pair distance in "
+                         f"range{f' at λ = {wl:g} Å' if wl else ''}); widen the range or change the wavelength")
+    return pattern
+
+
+def _check_arguments(wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso, fwhm, size, diameter) -> None:
+    """Range checks of every argument, naming the CLI option, before any work."""
+    from nanosolve.scattering.readers.validate import MAX_Q, MAX_R, check_wavelength
+
+    check_wavelength(wl, "--wavelength")
+
+    def need(ok, option, value, rule):
+        if value is not None and not (math.isfinite(value) and ok(value)):
+            raise InputError(f"{option} must be {rule}, got {value:g}")
+
+    need(lambda v: 0 <= v <= MAX_Q, "--qmin", qmin, f"in [0, {MAX_Q:g}] Å⁻¹")
+    need(lambda v: 0 < v <= MAX_Q, "--qmax", qmax, f"in (0, {MAX_Q:g}] Å⁻¹")
+    need(lambda v: v > 0, "--qstep", qstep, "> 0 Å⁻¹")
+    need(lambda v: 0 <= v <= MAX_R, "--rmin", rmin, f"in [0, {MAX_R:g}] Å")
+    need(lambda v: 0 < v <= MAX_R, "--rmax", rmax, f"in (0, {MAX_R:g}] Å")
+    need(lambda v: v > 0, "--rstep", rstep, "> 0 Å")
+    need(lambda v: 0 <= v <= 10, "--qdamp", qdamp, "in [0, 10] Å⁻¹")
+    need(lambda v: 0 <= v <= 100, "--biso", biso, "in [0, 100] Å²")
+    need(lambda v: 0 < v <= 180, "--fwhm", fwhm, "in (0, 180]")
+    need(lambda v: 0 < v <= 1e6, "--size", size, "in (0, 1e6] Å")
+    need(lambda v: 0 < v <= 1000, "--diameter", diameter, "in (0, 1000] Å")
+    if qmin is not None and qmax is not None and not qmax > qmin:
+        raise InputError(f"--qmax ({qmax:g}) must exceed --qmin ({qmin:g})")
+    if rmin is not None and rmax is not None and not rmax > rmin:
+        raise InputError(f"--rmax ({rmax:g}) must exceed --rmin ({rmin:g})")
+
+
+def _simulate(kind, structure, wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso, fwhm, size, size_model,
+              diameter) -> Pattern:
     if isinstance(structure, Crystal):
         if kind in ("xrd", "nd"):
             from nanosolve.scattering.bragg import simulate_xrd
+            from nanosolve.scattering.memory import guard_bragg, guard_grid
 
             q_range = (qmin if qmin is not None else 0.5, qmax if qmax is not None else 8.0)
             tth_range = (5.0, 90.0)
@@ -63,12 +104,20 @@ def simulate(kind: str, structure, wavelength: float | str | None = None, *,
 
                 hi = two_theta_from_q(min(q_range[1], 4 * math.pi / wl), wl)
                 tth_range = (float(two_theta_from_q(q_range[0], wl)), float(min(hi, 179.9)))
+            if wl is None:
+                guard_grid(*q_range, qstep or 0.005, f"--qstep {qstep or 0.005:g} over Q {q_range[0]:g}-{q_range[1]:g} Å⁻¹")
+            else:
+                guard_grid(*tth_range, 0.02, f"2θ grid {tth_range[0]:g}-{tth_range[1]:g}°")
+            q_hi = q_range[1] if wl is None else 4 * math.pi * math.sin(math.radians(tth_range[1] / 2)) / wl
+            guard_bragg(structure.lattice, len(structure), q_hi, f"{kind} pattern")
             return simulate_xrd(structure, wl, kind=kind, fwhm=fwhm, size=size, size_model=size_model,
                                 q_range=q_range, two_theta_range=tth_range,
                                 step=qstep if wl is None else None, b_iso=biso)
         if kind == "gr":
             from nanosolve.scattering.crystal_pdf import crystal_pdf
+            from nanosolve.scattering.memory import guard_grid
 
+            guard_grid(rmin, rmax, rstep, f"--rstep {rstep:g} over r {rmin:g}-{rmax:g} Å")
             return crystal_pdf(structure, rmin=rmin, rmax=rmax, rstep=rstep,
                                qmax=qmax if qmax is not None else 30.0, qdamp=qdamp, biso=biso,
                                radiation="xray", diameter=diameter)
