@@ -6,11 +6,19 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors
+from nanosolve.cli.common import check_number, console, friendly_errors, output_file
 from nanosolve.errors import InputError
 
 app = typer.Typer(help="Build crystals (CHILI types, AFLOW prototypes) and particles (clusters, cuts). "
                        "Lengths in Å; crystals are written as CIF, particles as xyz.", no_args_is_help=True)
+
+
+#: Structure files ``build -o`` writes (CIF for crystals only; the others through ase).
+STRUCTURE_EXTENSIONS = (".cif", ".xyz", ".extxyz", ".vasp", ".pdb", ".xsf")
+
+
+def _check_out(out: Path) -> Path:
+    return output_file(out, STRUCTURE_EXTENSIONS)
 
 
 def _write(structure, out: Path):
@@ -39,6 +47,7 @@ def build_type(crystal_type: str = typer.Argument(..., help="CHILI type (see `na
     """A CHILI mono-metal-oxide crystal type for any metal; lattice parameters (Å) from atomic radii."""
     from nanosolve.structures.builders.chili_types import build_chili_crystal
 
+    _check_out(out)
     _write(build_chili_crystal(crystal_type, metal, anion), out)
 
 
@@ -50,6 +59,7 @@ def build_proto(label: str = typer.Argument(..., help="AFLOW prototype label (se
     """A crystal from one of pymatgen's 288 AFLOW prototypes by element substitution (volume rescaled)."""
     from nanosolve.structures.builders.prototypes import build_prototype
 
+    _check_out(out)
     _write(build_prototype(label, elements or None), out)
 
 
@@ -69,6 +79,14 @@ def build_cluster_cmd(shape: str = typer.Argument(..., help="fcc, bcc, sc, hcp, 
     """A mono-metallic cluster; lattice constant (Å) from the metallic radius times --scale."""
     from nanosolve.structures.builders.clusters import build_cluster
 
+    _check_out(out)
+    check_number("--scale", scale, 0.5, 2.0)
+    for name, v in (("--shells", shells), ("--p", p), ("--q", q), ("--length", length)):
+        check_number(name, v, 1, 50)
+    for name, v in (("--r", r), ("--cutoff", cutoff)):
+        check_number(name, v, 0, 50)
+    for v in _ints(layers) or []:
+        check_number("--layers", v, 1, 50)
     params = {"layers": _ints(layers), "shells": shells, "p": p, "q": q, "r": r, "length": length, "cutoff": cutoff}
     _write(build_cluster(shape, element, scale=scale, **{k: v for k, v in params.items() if v is not None}), out)
 
@@ -86,6 +104,8 @@ def build_cut(structure: Path = typer.Argument(..., help="crystal file (CIF, POS
     from nanosolve.structures.builders.cut import cut_nanoparticle, cut_sphere
     from nanosolve.structures.io import read_structure
 
+    _check_out(out)
+    check_number("--radius", radius, 0, 100, lo_open=True, unit="Å")
     crystal = read_structure(structure)
     if not isinstance(crystal, Crystal):
         raise InputError("a nanoparticle is cut from a periodic crystal; this file holds a finite particle", structure)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_write
 from nanosolve.scattering.pattern import X_LABELS, Y_LABELS, Pattern
 
 _X_NAMES = {"q": "Q_inv_angstrom", "tth": "two_theta_deg", "r": "r_angstrom"}
@@ -26,8 +27,7 @@ def write_pattern(pattern: Pattern, path: str | os.PathLike) -> Path:
     data = np.column_stack(cols)
     names = [_X_NAMES[pattern.x_unit], pattern.kind] + (["sigma"] if pattern.sigma is not None else [])
     meta = {k: v for k, v in pattern.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
+    with atomic_write(path) as fh:  # unique temporary name beside the target, renamed at the end
         if path.suffix.lower() == ".csv":
             fh.write(",".join(names) + "\n")
             np.savetxt(fh, data, delimiter=",", fmt="%.8g")
@@ -41,5 +41,4 @@ def write_pattern(pattern: Pattern, path: str | os.PathLike) -> Path:
             fh.write(f"# metadata = {json.dumps(meta, default=str)}\n")
             fh.write("# " + " ".join(names) + "\n")
             np.savetxt(fh, data, fmt="%.8g")
-    os.replace(tmp, path)
     return path

@@ -22,43 +22,14 @@ from nanosolve.structures.crystal import Crystal, lattice_from_parameters
 
 # ---- inputs ----------------------------------------------------------------------------------
 def parse_formula(text) -> dict[str, float]:
-    """{element: amount} from 'SrTiO3', 'Sr4Ti4O12', 'Sr:1,Ti:1,O:3' or a dict; InputError on an
-    empty formula or an unknown element."""
-    from pymatgen.core import Composition
+    """{element: amount} from 'SrTiO3', 'Sr4Ti4O12', 'Sr:1,Ti:1,O:3' or a dict (amounts > 0, decimals
+    allowed); InputError on an empty formula, an unknown element or a count <= 0 (see
+    :func:`nanosolve.structures.formula.parse_formula`, the one parser)."""
+    from nanosolve.structures.formula import parse_formula as _parse
 
-    from nanosolve.structures.elements import normalize_symbol
-
-    if isinstance(text, dict):
-        raw = {str(k): float(v) for k, v in text.items()}
-    else:
-        s = str(text or "").strip()
-        if not s:
-            raise InputError("no composition given: pass the formula, e.g. --formula SrTiO3")
-        if ":" in s:
-            raw = {}
-            for part in s.split(","):
-                if ":" not in part:
-                    raise InputError(f"formula item {part!r} is not element:amount")
-                el, amount = part.split(":", 1)
-                try:
-                    raw[el.strip()] = float(amount)
-                except ValueError:
-                    raise InputError(f"amount {amount!r} of {el.strip()} is not a number") from None
-        else:
-            try:
-                raw = {str(el): float(x) for el, x in Composition(s).items()}
-            except Exception as err:  # pymatgen: ValueError / KeyError on unknown symbols
-                raise InputError(f"cannot read formula {s!r}: {err}") from None
-    out = {}
-    for el, x in raw.items():
-        sym = normalize_symbol(el)  # raises InputError for unknown elements
-        if not np.isfinite(x) or x < 0:
-            raise InputError(f"amount of {sym} must be a finite number >= 0, got {x}")
-        if x > 0:
-            out[sym] = out.get(sym, 0.0) + x
-    if not out:
-        raise InputError("the composition is empty")
-    return out
+    if not isinstance(text, dict) and not str(text or "").strip():
+        raise InputError("no composition given: pass the formula, e.g. --formula SrTiO3")
+    return {el: float(x) for el, x in _parse(text, integer=False).items()}
 
 
 def parse_cell(text) -> np.ndarray:

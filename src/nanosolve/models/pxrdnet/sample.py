@@ -37,25 +37,13 @@ def formula_types(formula: str | dict, model: PXRDNet | None = None) -> list[str
     """Element symbols of every atom in the cell, sorted by Z, from a cell formula ('Sr1Ti1O3',
     'SrTiO3', {'Sr': 1, ...}). InputError for a non-integer or empty formula, more atoms than the
     model allows, or an element the model never saw in training (``config.extra['elements']``)."""
-    from pymatgen.core import Composition
+    from nanosolve.structures.formula import MAX_FORMULA_ATOMS, formula_atoms, parse_formula
 
-    try:
-        comp = Composition(formula)
-    except Exception as err:  # pymatgen raises ValueError / KeyError / CompositionError
-        raise InputError(f"cannot read formula {formula!r}: {err}") from None
-    counts = {}
-    for el, amt in comp.get_el_amt_dict().items():
-        if abs(amt - round(amt)) > 1e-6 or round(amt) < 1:
-            raise InputError(f"formula {formula!r} must give whole atom counts per cell ({el}: {amt:g})")
-        counts[el] = int(round(amt))
-    if not counts:
-        raise InputError(f"formula {formula!r} has no atoms")
-    for el in counts:
-        try:
-            atomic_number(el)
-        except InputError as err:
-            raise InputError(f"formula {formula!r}: {err.problem}") from None
-    types = sorted((el for el, n in counts.items() for _ in range(n)), key=atomic_number)
+    counts = parse_formula(formula, integer=True)  # strict: exact symbols, counts >= 1, size cap
+    if model is not None and sum(counts.values()) > model.cfg.max_atoms:  # before one entry per atom is made
+        raise InputError(f"formula {formula!r} has {sum(counts.values())} atoms in the cell; the model allows at "
+                         f"most {model.cfg.max_atoms}")
+    types = sorted(formula_atoms(counts, MAX_FORMULA_ATOMS), key=atomic_number)
     if model is not None:
         cfg = model.cfg
         if len(types) > cfg.max_atoms:

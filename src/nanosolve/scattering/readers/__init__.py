@@ -20,6 +20,7 @@ from nanosolve.scattering.readers.columns import read_columns, read_lines
 from nanosolve.scattering.readers.gr import PDF_EXTENSIONS, looks_like_pdf_header, read_gr
 from nanosolve.scattering.readers.lab import LAB_EXTENSIONS, is_binary, lab_reader, read_lab
 from nanosolve.scattering.readers.pdcif import read_pdcif_fit, read_pdcif_patterns
+from nanosolve.scattering.readers.validate import validate_pattern  # every reader's result passes here
 
 __all__ = ["read_pattern", "read_patterns", "read_columns", "read_gr", "read_pdcif_patterns", "read_pdcif_fit",
            "read_lab", "PATTERN_EXTENSIONS"]
@@ -74,6 +75,10 @@ def read_pattern(path: str | os.PathLike, wavelength=None, kind: str | None = No
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError("file not found", path)
+    return validate_pattern(_read_one(path, wavelength, kind, x_unit), path)
+
+
+def _read_one(path: str, wavelength, kind, x_unit) -> Pattern:
     fmt = _format(path)
     if fmt == "lab":
         return read_lab(path, wavelength=wavelength, kind=kind)[0]
@@ -92,7 +97,7 @@ def read_patterns(path: str | os.PathLike, wavelength=None, kind: str | None = N
         raise InputError("file not found", path)
     fmt = _format(path)
     if fmt == "lab":
-        return read_lab(path, wavelength=wavelength, kind=kind)
+        return [validate_pattern(p, path) for p in read_lab(path, wavelength=wavelength, kind=kind)]
     if fmt == "cif":
-        return read_pdcif_patterns(path, wavelength=wavelength, kind=kind)
+        return [validate_pattern(p, path) for p in read_pdcif_patterns(path, wavelength=wavelength, kind=kind)]
     return [read_pattern(path, wavelength=wavelength, kind=kind)]

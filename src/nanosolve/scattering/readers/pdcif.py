@@ -36,6 +36,7 @@ import warnings
 import numpy as np
 
 from nanosolve.errors import InputError
+from nanosolve.scattering.readers.validate import check_x_order
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.scattering.units import wavelength as _named_wavelength
 from nanosolve.structures.io.cif import cif_number, parse_cif_blocks, read_text
@@ -223,6 +224,7 @@ def _profile(block: _Block, path, file_wl, kind) -> tuple[Pattern, dict]:
         if mass and len(mass) == len(phases):
             fit["phase_mass_percent"] = [cif_number(m)[0] for m in mass]
     x, y = x[keep], y[keep]
+    check_x_order(x, path)  # up and down refused; increasing or decreasing is sorted below
     order = np.argsort(x, kind="stable")  # Pattern sorts x; keep the fit's arrays aligned
     for k in ("calculated", "background", "ls_weight"):
         if k in fit:

@@ -6,6 +6,7 @@ import os
 import warnings
 from pathlib import Path
 
+from nanosolve._io import atomic_path
 from nanosolve.errors import InputError
 from nanosolve.structures.crystal import Crystal
 from nanosolve.structures.io.cif import read_cif, write_cif
@@ -56,13 +57,15 @@ def read_structure(path: str | os.PathLike) -> Crystal | Particle:
 def write_structure(structure: Crystal | Particle, path: str | os.PathLike) -> Path:
     """Write by extension: ``.cif`` (crystals only) or ``.xyz``/``.extxyz``; other formats via ``ase.io.write``."""
     ext = Path(path).suffix.lower()
-    if ext == ".cif":
-        if not isinstance(structure, Crystal):
-            raise InputError("only a periodic Crystal can be written as CIF; use .xyz for a particle", path)
-        return write_cif(structure, path)
-    if ext in (".xyz", ".extxyz"):
-        return write_xyz(structure, path)
-    import ase.io
+    if ext == ".cif" and not isinstance(structure, Crystal):
+        raise InputError("only a periodic Crystal can be written as CIF; use .xyz for a particle", path)
+    with atomic_path(path) as tmp:  # unique temporary name beside the target, renamed when complete
+        if ext == ".cif":
+            write_cif(structure, tmp)
+        elif ext in (".xyz", ".extxyz"):
+            write_xyz(structure, tmp)
+        else:
+            import ase.io
 
-    ase.io.write(path, structure.to_ase())
+            ase.io.write(tmp, structure.to_ase())
     return Path(path)
