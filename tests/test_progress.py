@@ -62,3 +62,25 @@ def test_stage_callback_form():
         p("refining", "best 10 candidates")
         p("writing the report")
     assert buf.getvalue().splitlines() == ["[stage 1] refining: best 10 candidates", "[stage 2] writing the report"]
+
+
+def test_mute_lasts_for_the_command_only():
+    import typer
+    from typer.testing import CliRunner
+
+    from nanosolve.cli.progress import mute
+
+    con, buf = _console(False)
+    app = typer.Typer()
+
+    @app.command()
+    def run(ctx: typer.Context, quiet: bool = typer.Option(False, "--quiet")):
+        mute(con, quiet, ctx)
+        with stage_progress(con, quiet) as p:
+            p("working")
+        con.print("result table")
+
+    assert CliRunner().invoke(app, ["--quiet"]).exit_code == 0
+    assert buf.getvalue() == "" and con.quiet is False  # restored when the command ended
+    assert CliRunner().invoke(app, []).exit_code == 0
+    assert buf.getvalue().splitlines() == ["[stage 1] working", "result table"]

@@ -38,21 +38,17 @@ def _open_for_writing(out: Path, shard_size: int | None, attrs: dict):
 
 def _run(tasks, out: Path, attrs: dict, workers: int, scheduler: str | None, shard_size: int | None,
          signals: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+    from nanosolve.cli.progress import stage_progress
     from nanosolve.datasets.chili.generate import generate
 
     store = _open_for_writing(out, shard_size, attrs)
     try:
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
-            bar = progress.add_task("crystals", total=len(tasks))
-
-            def tick(res, done, total):
-                progress.update(bar, completed=done)
-
-            report = generate(tasks, store, workers=workers, scheduler=scheduler, signals=signals, on_result=tick)
-            progress.update(bar, completed=len(tasks))
+        # a bar on a terminal, a line every 10 % when piped, nothing with --quiet
+        with stage_progress(console, quiet=console.quiet) as progress:
+            progress.stage("crystals", total=len(tasks))
+            report = generate(tasks, store, workers=workers, scheduler=scheduler, signals=signals,
+                              on_result=lambda res, done, total: progress.update(completed=done))
+            progress.update(completed=len(tasks))
         n = len(store)
     finally:
         store.close()
@@ -69,7 +65,8 @@ def _run(tasks, out: Path, attrs: dict, workers: int, scheduler: str | None, sha
 
 @app.command("chili3k")
 @friendly_errors
-def chili3k(out: Path = typer.Argument(..., help="output store (.sqlite file, or a folder with --shard-size)"),
+def chili3k(ctx: typer.Context,
+            out: Path = typer.Argument(..., help="output store (.sqlite file, or a folder with --shard-size)"),
             workers: int = typer.Option(2, help="local worker processes"),
             scheduler: str = typer.Option(None, help="Dask scheduler address (tcp://host:8786); runs there "
                                                      "instead of locally"),
@@ -77,11 +74,15 @@ def chili3k(out: Path = typer.Argument(..., help="output store (.sqlite file, or
             types: str = typer.Option(None, help="subset of crystal types (default: all 12)"),
             radii: str = typer.Option(None, help="nanoparticle radii in Å (default 5,10,15,20,25)"),
             shard_size: int = typer.Option(None, help="records per shard: a sharded folder store"),
-            signals: bool = typer.Option(True, help="simulate SAXS/SANS, XRD/ND and x-ray/neutron PDFs")):
+            signals: bool = typer.Option(True, help="simulate SAXS/SANS, XRD/ND and x-ray/neutron PDFs"),
+            quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress)")):
     """CHILI-3K: 12 crystal types × 53 metals, cut at radii 5-25 Å = 3,180 graphs. Resumable: run the
     same command again after an interruption and it continues where it stopped."""
     from nanosolve.datasets.chili.generate import dataset_attrs
+    from nanosolve.cli.progress import mute
     from nanosolve.datasets.chili.recipe import CHILI_3K_METALS, CHILI_RADII, chili3k_tasks
+
+    mute(console, quiet, ctx)
 
     metal_list = tuple(m.strip() for m in metals.split(",")) if metals else CHILI_3K_METALS
     type_list = tuple(t.strip() for t in types.split(",")) if types else None
@@ -94,20 +95,25 @@ def chili3k(out: Path = typer.Argument(..., help="output store (.sqlite file, or
 
 @app.command("from-cifs")
 @friendly_errors
-def from_cifs(folder: Path = typer.Argument(..., help="folder of CIF files (searched recursively)"),
+def from_cifs(ctx: typer.Context,
+              folder: Path = typer.Argument(..., help="folder of CIF files (searched recursively)"),
               out: Path = typer.Argument(..., help="output store (.sqlite file, or a folder with --shard-size)"),
               workers: int = typer.Option(2, help="local worker processes"),
               scheduler: str = typer.Option(None, help="Dask scheduler address; runs there instead of locally"),
               radii: str = typer.Option(None, help="nanoparticle radii in Å (default 5,10,15,20,25)"),
               shard_size: int = typer.Option(None, help="records per shard: a sharded folder store"),
               report: Path = typer.Option(None, help="reject report CSV (default: OUT.rejects.csv)"),
-              signals: bool = typer.Option(True, help="simulate the six scattering signals")):
+              signals: bool = typer.Option(True, help="simulate the six scattering signals"),
+              quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress)")):
     """CHILI-style dataset from any CIF folder (the CHILI-100K recipe): CIFs are cleaned, filtered
     (elements, occupancy ≥ 0.9, cell < 1000 Å³, no pair closer than 1.2 Å, a metal present) and
     cut; every rejected file is listed with its reason in the reject report."""
     from nanosolve.datasets.chili.cif_clean import screen_folder, write_reject_report
     from nanosolve.datasets.chili.generate import dataset_attrs
+    from nanosolve.cli.progress import mute
     from nanosolve.datasets.chili.recipe import CHILI_RADII, cif_tasks
+
+    mute(console, quiet, ctx)
 
     if not folder.is_dir():
         raise InputError("not a folder", folder)

@@ -32,7 +32,7 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-__all__ = ["StageProgress", "stage_progress"]
+__all__ = ["StageProgress", "stage_progress", "mute"]
 
 
 class StageProgress:
@@ -145,3 +145,14 @@ def stage_progress(console: Console, quiet: bool = False, live: bool | None = No
     p = StageProgress(console, quiet=quiet, live=live)
     with p:
         yield p
+
+
+def mute(console: Console, quiet: bool, ctx=None) -> None:
+    """``--quiet``: the console prints nothing more (progress, tables, summaries; errors go to stderr
+    through another console) until the command ends; ``ctx`` (a ``typer.Context``) restores it then."""
+    if not quiet:
+        return
+    before = console.quiet
+    console.quiet = True
+    if ctx is not None:
+        ctx.call_on_close(lambda: setattr(console, "quiet", before))

@@ -12,6 +12,7 @@ from nanosolve.cli.common import console, friendly_errors
 
 @friendly_errors
 def solve(
+    ctx: typer.Context,
     file: Path = typer.Argument(..., help="measured data: a PDF G(r) (.gr; r in Å, G in Å⁻²) or a powder pattern "
                                           "(.xy/.xye/.dat/.csv/.chi or an IUCr powder CIF; 2θ needs a wavelength)"),
     model: str = typer.Option("auto", "--model", help="auto (PDF -> deepstruc, powder pattern -> pxrdnet), "
@@ -60,6 +61,7 @@ def solve(
     qdamp: float = typer.Option(None, help="Qdamp of the data (Å⁻¹); default: file header, else 0.04"),
     rmin: float = typer.Option(1.0, help="fit range start (Å)"),
     delta2: bool = typer.Option(False, "--delta2/--no-delta2", help="also refine delta2 (Å²)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress, no table)"),
     show: int = typer.Option(10, help="rows of the printed table"),
 ):
     """Solve a structure from FILE. A PDF: DeepStruc samples K candidate nanoparticles, each refined
@@ -74,7 +76,10 @@ def solve(
     01_... is the best."""
     from rich.table import Table
 
+    from nanosolve.cli.progress import mute, stage_progress
     from nanosolve.errors import InputError
+
+    mute(console, quiet, ctx)
     from nanosolve.solve import choose_model, read_input, settings_from_metadata, solve_pdf
 
     if k is not None and k < 1:
@@ -93,9 +98,9 @@ def solve(
     k = 20 if k is None else k
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,
                                       refine_delta2=delta2, refine_positions=True if positions is None else positions)
-    with console.status(f"solving {file.name}: sampling {k} candidates and refining them"):
+    with stage_progress(console, quiet) as progress:
         result = solve_pdf(pattern, element=element, k=k, seed=seed, model_dir=model_dir, model=model,
-                           settings=settings, out_dir=out)
+                           settings=settings, out_dir=out, progress=progress)
     s = result.summary
     cols = ["rank", "file", "atoms", "Rw", "scale", "expansion", "Biso (Å²)"] + (["δ2 (Å²)"] if delta2 else [])
     t = Table(*cols,
@@ -105,6 +110,6 @@ def solve(
         t.add_row(str(c["rank"]), c["file"], str(c["n_atoms"]), f"{c['rw']:.4f}", f"{c['scale']:.3g}",
                   f"{100 * c['expansion']:+.2f} %", f"{c['biso']:.3f}", *([f"{c['delta2']:.3f}"] if delta2 else []))
     console.print(t)
-    console.print(f"wrote {len(s['candidates'])} xyz files, {s['fit_plot']} and summary.json into {out}/ "
+    console.print(f"wrote {len(s['candidates'])} xyz files, {s['fit_plot']}, summary.json and report.html into {out}/ "
                   f"({s['seconds']:.1f} s)", highlight=False)
 

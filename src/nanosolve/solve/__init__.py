@@ -28,7 +28,9 @@ _POWDER = ("xrd", "nd")
 
 def default_model_dir() -> Path:
     """The DeepStruc CVAE shipped with nanosolve (``nanosolve/data/deepstruc/cvae_cpu``)."""
-    return Path(str(resources.files("nanosolve") / "data" / "deepstruc" / "cvae_cpu"))
+    from nanosolve.registry import pretrained
+
+    return pretrained("deepstruc")
 
 
 def example_pdf() -> Path:
@@ -99,7 +101,7 @@ class SolveResult:
 
 def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, model_dir: str | os.PathLike | None = None,
               model: str = "auto", settings: FitSettings | None = None, out_dir: str | os.PathLike | None = None,
-              refine_positions: bool | None = None) -> SolveResult:
+              refine_positions: bool | None = None, progress=None) -> SolveResult:
     """Solve a nanoparticle structure from its PDF.
 
     Args:
@@ -113,12 +115,18 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
         out_dir: if given, write the report there (:func:`nanosolve.solve.report.write_report`).
         refine_positions: also refine every atom position of every candidate after the global fit
             (``FitSettings.refine_positions``); None: on, unless ``settings`` are given (then theirs).
+        progress: ``progress(stage, detail)`` called at the start of each stage (loading the model,
+            sampling, refining, writing), e.g. :class:`nanosolve.cli.progress.StageProgress`.
 
     Returns:
         :class:`SolveResult`: refined candidates best-first (lowest Rw against the data) + summary.
     """
     from nanosolve.models.deepstruc.sample import candidates, check_element, pdf_on_model_grid
     from nanosolve.models.deepstruc.train import load_model
+
+    def stage(name, detail=None):
+        if progress is not None:
+            progress(name, detail)
 
     t0 = time.perf_counter()
     pattern = read_input(data, kind="gr", x_unit="r")  # arrays: (r, G)
@@ -130,8 +138,10 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
     guessed = element is None
     sym = check_element(guess_element(r, g) if guessed else element)
     mdir = Path(model_dir) if model_dir is not None else default_model_dir()
+    stage("loading the DeepStruc model", mdir.name)
     net, config = load_model(mdir)
     pdf_on_model_grid(pattern, config)  # coverage check before any sampling
+    stage("sampling candidates", f"{k} {sym} clusters")
     cands = candidates(net, config, pattern, sym, k=k, seed=seed)
     fit = dataclasses.replace(settings) if settings is not None else settings_from_metadata(pattern.metadata)
     if refine_positions is not None or settings is None:
@@ -139,6 +149,8 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
         fit.refine_positions = True if refine_positions is None else bool(refine_positions)
     if fit.rmax is None:
         fit.rmax = float(r.max())
+    stage("refining candidates against the data",
+          f"{len(cands)} candidates" + (", atom positions too" if fit.refine_positions else ""))
     ranked = rank(r, g, cands, fit)
     summary = {
         "input": str(src) if src else None, "model": "deepstruc", "model_kind": config.kind, "model_dir": str(mdir),
@@ -150,5 +162,6 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
     if out_dir is not None:
         from nanosolve.solve.report import write_report
 
+        stage("writing the report", str(out_dir))
         summary = write_report(out_dir, ranked, summary)
     return SolveResult(ranked, summary)
