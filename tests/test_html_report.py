@@ -227,3 +227,20 @@ def test_page_in_headless_chromium(powder_report, tmp_path):
     # drawn: many colours and a non-white fraction of the canvas (a blank canvas is one colour)
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50
     assert 0.01 < np.mean(img.sum(axis=2) < 600) < 0.9
+
+
+def test_rietveld_fit_preferred(tmp_path):
+    folder = powder_folder(tmp_path / "rv")
+    prof = np.loadtxt(folder / "profile_fit.xy")
+    x, obs = prof[:, 0], prof[:, 1]
+    calc = 0.5 * obs  # distinguishable from the profile fit's curve
+    np.savetxt(folder / "rietveld_fit.xy", np.column_stack([x, obs, calc, obs - calc]),
+               header="2theta (deg), measured, calculated, difference")
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["candidates"][0]["rietveld"] = {"zero_deg": 0.05, "wavelength": WL}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    text = write_html_report(folder).read_text()
+    assert "Rietveld fit" in text
+    ticks = [float(v) for v in re.findall(r"\) at ([\d.]+)</title>", text)]
+    ref, _ = _hkl_ticks(folder / "01_BaTiO3_prototype.cif", "tth", (x.min(), x.max()), WL, {"zero_deg": 0.05})
+    np.testing.assert_allclose(ticks, np.round(ref, 3), atol=1e-3)

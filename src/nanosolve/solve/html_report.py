@@ -1,14 +1,14 @@
 """``report.html``: one self-contained page of a solve output folder (works offline, nothing fetched).
 
 :func:`write_html_report` is a pure function of the folder: it reads ``summary.json``, the ranked
-structure files (``NN_*.cif`` / ``NN_*.xyz``) and the fit data files (``profile_fit.xy``, ``fit.xy``,
-``fit.gr``) and writes ``report.html`` with
+structure files (``NN_*.cif`` / ``NN_*.xyz``) and the fit data files (``rietveld_fit.xy``,
+``profile_fit.xy``, ``fit.xy``, ``fit.gr``) and writes ``report.html`` with
 
 * the input and the solve settings (top-level scalar fields of ``summary.json``);
-* the ranked candidate table: every column of docs/SCHEMA-style candidate fields that is present
+* the ranked candidate table: every column of the shared candidate fields that is present
   (source, space group, Z, R / Rwp / Rw, GoF, sanity flags...); missing fields are left out;
-* the fit of the best candidate against the data with the difference curve, as inline SVG; powder
-  data also get hkl tick marks of the best candidate, computed from its CIF with
+* the fit of the best candidate against the data with the difference curve, as inline SVG (powder:
+  ``rietveld_fit.xy``, else ``profile_fit.xy``, else ``fit.xy``); powder data also get hkl tick marks of the best candidate, computed from its CIF with
   :func:`nanosolve.scattering.bragg.bragg_peaks` at the data's wavelength (on Q without one);
   a PDF solve also gets the best Rw per motif (``motif_comparison``, else per candidate source);
 * an interactive 3-D view of each candidate (atoms, bonds, unit cell) drawn by 3Dmol.js
@@ -273,11 +273,23 @@ def _hkl_ticks(structure_path: Path, x_unit: str, x_range, wavelength, params: d
     return [float(v) for v in pos], labels
 
 
+def _find_number(d, key: str):
+    """First positive number stored under ``key`` anywhere in nested dicts (depth-first), or None."""
+    if isinstance(d, dict):
+        v = d.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        for x in d.values():
+            found = _find_number(x, key)
+            if found is not None:
+                return found
+    return None
+
+
 def _input_wavelength(folder: Path, summary: dict) -> float | None:
-    """The wavelength (Å) of the solve's input: stated in summary.json, else read from the input file."""
-    for v in (summary.get("wavelength"),
-              ((summary.get("candidates") or [{}])[0].get("measured_profile_refinement") or {})
-              .get("params", {}).get("wavelength")):
+    """The wavelength (Å) of the solve's input: stated in summary.json (top level or the best
+    candidate's fit records), else read from the input file."""
+    for v in (summary.get("wavelength"), _find_number((summary.get("candidates") or [{}])[0], "wavelength")):
         if isinstance(v, (int, float)) and v > 0:
             return float(v)
     src = summary.get("input")
@@ -294,16 +306,28 @@ def _input_wavelength(folder: Path, summary: dict) -> float | None:
 
 
 def _powder_fit(folder: Path, summary: dict, best_file: Path | None) -> tuple[str, str]:
-    """(heading, SVG) of the best candidate's fit to the input (measured profile when fitted)."""
-    cands = summary.get("candidates") or [{}]
-    params = (cands[0].get("measured_profile_refinement") or {}).get("params") or {}
+    """(heading, SVG) of the best candidate's fit to the input: the Rietveld fit when there is one,
+    else the measured-profile fit, else the fit on the model grid."""
+    best = (summary.get("candidates") or [{}])[0]
+    params: dict = {}
+    rv = _load_columns(folder / "rietveld_fit.xy") if (folder / "rietveld_fit.xy").is_file() else None
     prof = _load_columns(folder / "profile_fit.xy") if (folder / "profile_fit.xy").is_file() else None
-    if prof is not None and prof.shape[1] >= 3:
+    if rv is not None and rv.shape[1] >= 3:
+        x, obs, calc = rv[:, 0], rv[:, 1], rv[:, 2]
+        unit, xlabel, heading = "tth", "2θ (°)", "Best candidate: Rietveld fit to the pattern as measured"
+        # the Rietveld record's zero shift: at the entry's top level or under "rietveld"
+        zero = _find_number({k: v for k, v in best.items() if not isinstance(v, dict)}, "zero_deg")
+        if zero is None:
+            zero = _find_number(best.get("rietveld") or {}, "zero_deg")
+        params = {"zero_deg": zero} if zero is not None else {}  # the CIF holds the refined cell
+        wl = _input_wavelength(folder, summary)
+    elif prof is not None and prof.shape[1] >= 3:
         x, obs, calc = prof[:, 0], prof[:, 1], prof[:, 2]
         if prof.shape[1] >= 4:  # only the fitted points enter the difference
             keep = prof[:, 3] > 0.5
             x, obs, calc = x[keep], obs[keep], calc[keep]
         unit, xlabel, heading = "tth", "2θ (°)", "Best candidate against the pattern as measured"
+        params = (best.get("measured_profile_refinement") or {}).get("params") or {}
         wl = _input_wavelength(folder, summary)
     else:
         fit = _load_columns(folder / "fit.xy") if (folder / "fit.xy").is_file() else None
@@ -315,7 +339,7 @@ def _powder_fit(folder: Path, summary: dict, best_file: Path | None) -> tuple[st
             keep = fit[:, 2] > 0.5
             x, obs, calc = x[keep], obs[keep], calc[keep]
         unit, xlabel, heading = "q", "Q (Å⁻¹)", "Best candidate against the input (model grid)"
-        wl, params = None, {k: v for k, v in params.items() if k not in ("a", "b", "c", "alpha", "beta", "gamma")}
+        wl = None
     ticks, labels = [], []
     if best_file is not None and best_file.suffix.lower() == ".cif" and x.size and (unit == "q" or wl):
         try:
