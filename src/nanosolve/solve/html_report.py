@@ -486,7 +486,11 @@ def _views(folder: Path, candidates: list[dict], max_views: int) -> list[dict | 
     out: list[dict | None] = []
     for i, c in enumerate(candidates):
         f = c.get("file")
-        if i >= max_views or not f or not (folder / f).is_file():
+        if i >= max_views:
+            out.append({"error": f"no 3-D view embedded beyond the best {max_views} (nanosolve report --max-views)",
+                        "file": f})
+            continue
+        if not f or not (folder / f).is_file():
             out.append(None)
             continue
         try:
@@ -564,6 +568,17 @@ dl.meta dt{font-weight:600}dl.meta dd{margin:0;font-family:monospace;word-break:
 """
 
 
+def _merit(cand: dict) -> str:
+    """One line of the best candidate's figures of merit that summary.json holds."""
+    names = (("rwp", "R<sub>wp</sub>"), ("rexp", "R<sub>exp</sub>"), ("gof", "GoF (χ²)"),
+             ("rwp_measured", "R<sub>wp</sub> (measured profile)"), ("score", "R (model grid)"), ("rw", "Rw"),
+             ("rw_positions", "Rw (positions refined)"))
+    parts = [f"{label} = {cand[k]:.4g}" for k, label in names
+             if isinstance(cand.get(k), (int, float)) and not isinstance(cand.get(k), bool)]
+    name = html.escape(str(cand.get("file") or ""))
+    return f"<p class='merit'>{name}: {', '.join(parts)}</p>" if parts else ""
+
+
 def _meta_html(summary: dict) -> str:
     items = []
     for k in _TOP_KEYS:
@@ -604,16 +619,17 @@ def write_html_report(out_dir: str | os.PathLike, path: str | os.PathLike | None
     best = folder / files[0] if files and files[0] and (folder / files[0]).is_file() else None
 
     sections = []
+    merit = _merit(candidates[0]) if candidates else ""
     if is_pdf:
         bars_heading, fit_svg, bars = _pdf_fit(folder, summary)
         if fit_svg:
-            sections.append(f"<h2>Best candidate against the data</h2>{fit_svg}")
+            sections.append(f"<h2>Best candidate against the data</h2>{merit}{fit_svg}")
         if bars:
             sections.append(f"<h2>{bars_heading}</h2>{bars}")
     else:
         heading, fit_svg = _powder_fit(folder, summary, best)
         if fit_svg:
-            sections.append(f"<h2>{heading}</h2>{fit_svg}<p class='note'>Green bars: reflections of the best "
+            sections.append(f"<h2>{heading}</h2>{merit}{fit_svg}<p class='note'>Green bars: reflections of the best "
                             "candidate's cell (hover for hkl).</p>")
 
     viewer_js = (resources.files("nanosolve") / "data" / "viewer" / VIEWER_JS).read_text(encoding="utf-8")
