@@ -89,6 +89,8 @@ def simulate(
 
     if kind not in KINDS:
         raise InputError(f"unknown pattern kind {kind!r}; expected one of {', '.join(KINDS)}")
+    data, png = _out_paths(out, structure, kind)
+    output_file(data, PATTERN_WRITE_EXTENSIONS)
     s = read_structure(structure)
     with console.status(f"simulating {kind} of {structure.name}"):
         pattern = run(kind, s, wavelength, qmin=qmin, qmax=qmax, qstep=qstep, rmin=rmin, rmax=rmax, rstep=rstep,
@@ -102,8 +104,6 @@ def simulate(
 
 @app.command()
 @friendly_errors
-    data, png = _out_paths(out, structure, kind)
-    output_file(data, PATTERN_WRITE_EXTENSIONS)
 def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .chi .gr .xrdml .brml .raw "
                                                ".gsa .fxye, powder CIF) or a "
                                                "structure (CIF, xyz, POSCAR...)"),
