@@ -12,7 +12,7 @@ import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
 from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP, check_device,
-                                         finish, progress_bars, resolve_out, say)
+                                         finish, legacy_positional, progress_bars, resolve_out, say)
 from nanosolve.errors import InputError
 
 PRESETS = ("cpu", "paper")  # as nanosolve.models.crystalnet.run.PRESETS (not imported: keeps the CLI start fast)
@@ -30,9 +30,9 @@ def make_config(preset: str, overrides: dict):
 
 @friendly_errors
 def train_command(
+    ctx: typer.Context,
     data_dir: Path = typer.Argument(..., help="data set folder; built there (from --cdvae and AFLOW prototypes) "
                                               "if it holds none"),
-    out_positional: Path = typer.Argument(None, hidden=True, show_default=False),
     out: Path = typer.Option(None, "--out", "-o", help=OUT_HELP, show_default=False),
     system: str = typer.Option("cubic", help="crystal system of the data set: cubic or trigonal"),
     preset: str = typer.Option("cpu", help="cpu (small, trains in minutes) or paper (the paper's widths)"),
@@ -55,7 +55,7 @@ def train_command(
     from nanosolve.models.crystalnet.run import prepare_run
     from nanosolve.models.crystalnet.train import train
 
-    out = resolve_out(out, out_positional)
+    out = resolve_out(out, legacy_positional(ctx))
     if system not in SYSTEMS:
         raise InputError(f"unknown crystal system {system!r}; use one of {', '.join(SYSTEMS)}")
     torch.set_num_threads(int(threads))

@@ -19,6 +19,7 @@ from nanosolve.cli import deepstruc as deepstruc_cli
 from nanosolve.cli import pxrdnet as pxrdnet_cli
 from nanosolve.cli.common import console, friendly_errors
 from nanosolve.cli.deepstruc import PRESETS, SPLITS, make_config  # noqa: F401  (their former home)
+from nanosolve.cli.train_options import LEGACY_POSITIONAL
 
 app = typer.Typer(help="Train generative structure-solution models. Lengths in Å.", no_args_is_help=True)
 
@@ -30,17 +31,23 @@ TRAIN_COMMANDS = {
     "pxrdnet": pxrdnet_cli.train_cmd,  # CDVAE + PXRD regressor (powder solve)
 }
 for _name, _command in TRAIN_COMMANDS.items():
-    app.command(_name)(_command)
+    # crystalnet still takes its run folder as a trailing positional (the older form)
+    app.command(_name, context_settings=LEGACY_POSITIONAL if _name == "crystalnet" else None)(_command)
 
 
-@app.command("export")
+@app.command("export", context_settings=LEGACY_POSITIONAL)
 @friendly_errors
-def export(run: Path = typer.Argument(..., help="a training run directory"),
-           dest: Path = typer.Argument(..., help="output directory (config.json + best.pt)"),
+def export(ctx: typer.Context, run: Path = typer.Argument(..., help="a training run directory"),
+           dest: Path = typer.Option(None, "--out", "-o", help="output directory (config.json + best.pt)",
+                                     show_default=False),
            half: bool = typer.Option(True, help="store weights as float16 (half the size; loaded back as float32)")):
-    """Copy a run's best weights + config to DEST (e.g. to ship them), optionally as float16.
+    """Copy a run's best weights + config to --out (e.g. to ship them), optionally as float16.
     DeepStruc and PXRDNet runs (told apart by their config)."""
     import torch
+
+    from nanosolve.cli.train_options import legacy_positional, resolve_out
+
+    dest = resolve_out(dest, legacy_positional(ctx))
 
     from nanosolve.models.deepstruc.train import load_model
 

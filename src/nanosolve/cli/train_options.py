@@ -17,6 +17,18 @@ TENSORBOARD_HELP = "also log the per-epoch metrics for TensorBoard in OUT/tensor
 MAX_MINUTES_HELP = "wall-time budget of this call (minutes); rerun to continue"
 
 
+#: click settings of a command that still takes its run folder as a trailing positional (older form)
+LEGACY_POSITIONAL = {"allow_extra_args": True}
+
+
+def legacy_positional(ctx) -> Path | None:
+    """The one extra positional argument of the older ``COMMAND ... OUT`` form, if given."""
+    extra = list(getattr(ctx, "args", None) or [])
+    if len(extra) > 1:
+        raise InputError(f"unexpected arguments {' '.join(extra)}")
+    return Path(extra[0]) if extra else None
+
+
 def resolve_out(out: Path | None, positional: Path | None) -> Path:
     """The run folder from ``--out`` or the deprecated positional OUT (not both)."""
     if out is not None and positional is not None:
