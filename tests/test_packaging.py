@@ -61,3 +61,27 @@ def test_error_subclasses_keep_the_input_error_message_and_exit_code():
     with pytest.raises(typer.Exit) as info:
         broken()
     assert info.value.exit_code == 2
+
+
+def test_pretrained_finds_each_shipped_model_by_family_and_settings():
+    import json
+
+    import pytest
+
+    from nanosolve import InputError, pretrained
+    from nanosolve.registry import shipped_models
+    from nanosolve.solve import default_model_dir as deepstruc_default
+    from nanosolve.solve.pxrd import default_model_dir as pxrdnet_default
+
+    models = shipped_models()
+    assert {m.family for m in models} >= {"deepstruc", "pxrdnet"}
+    for m in models:  # every shipped config names its family
+        assert json.loads((m.path / "config.json").read_text())["extra"]["family"] == m.family
+        assert (m.path / "best.pt").is_file()
+    assert pretrained("deepstruc") == deepstruc_default() and pretrained("deepstruc").name == "cvae_cpu"
+    assert pretrained("pxrdnet", size=10) == pretrained("pxrdnet") == pxrdnet_default()
+    assert pretrained("pxrdnet/cpu_10A") == pretrained("pxrdnet")
+    with pytest.raises(InputError, match="size=10"):
+        pretrained("pxrdnet", size=100)
+    with pytest.raises(InputError, match="shipped families"):
+        pretrained("schnet")

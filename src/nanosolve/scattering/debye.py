@@ -770,7 +770,7 @@ class PairHistogram:
         return _structure_functions(q_np, iq, f, self.element_occupancy)[0]
 
     def fq(self, q, radiation: str = "xray", biso: float = 0.0) -> np.ndarray:
-        """F(Q) = Q[S(Q) - 1] [n_q] (Å⁻¹)."""
+        """F(Q) = Q (S(Q) - 1), shape [n_q] (Å⁻¹)."""
         q_np, iq, f = self._iq_f(q, radiation, biso)
         return _structure_functions(q_np, iq, f, self.element_occupancy)[1]
 
