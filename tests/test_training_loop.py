@@ -215,3 +215,36 @@ def test_shipped_models_still_load(family):
         state = torch.load(str(d / "best.pt"), weights_only=True)
         assert set(state) == set(model.state_dict())
         assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
+
+
+# ---- the train commands' shared options -------------------------------------------------------
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from nanosolve.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", [["cdvae", "x.csv"], ["pxrdnet", "--prototypes", "20"], ["deepstruc"],
+                                     ["crystalnet", "data_dir"]])
+def test_every_train_command_refuses_an_unavailable_device_before_any_work(command, tmp_path):
+    out = tmp_path / "run"
+    res = _cli("train", *command, "--out", out, "--device", "cuda")
+    assert res.exit_code == 2 and "--device: cuda is not available" in res.output, res.output
+    assert not out.exists()
+    res = _cli("train", *command, "--out", out, "--device", "tpu")
+    assert res.exit_code == 2 and "unknown device 'tpu'" in res.output
+
+
+def test_run_folder_is_given_once(tmp_path):
+    res = _cli("train", "cdvae", tmp_path / "a.csv")
+    assert res.exit_code == 2 and "no run folder given: pass --out" in res.output
+    res = _cli("train", "crystalnet", tmp_path / "d", tmp_path / "r1", "--out", tmp_path / "r2")
+    assert res.exit_code == 2 and "given twice" in res.output
+    res = _cli("train", "export", tmp_path / "run")
+    assert res.exit_code == 2 and "no run folder given" in res.output
+    res = _cli("predict", "crystalnet", tmp_path / "p.xy", "--formula", "NaCl", "--model", tmp_path / "a",
+               "--model-dir", tmp_path / "b")
+    assert res.exit_code == 2 and "given twice" in res.output

@@ -53,7 +53,10 @@ def check_device(device: str) -> str:
     process group now (so that data preparation can let the main process go first)."""
     from nanosolve.models.training import init_distributed, resolve_device
 
-    init_distributed(resolve_device(device))
+    if init_distributed(resolve_device(device)):
+        import torch.distributed as dist
+
+        say(f"data-parallel training: {dist.get_world_size()} processes ({dist.get_backend()})")
     return device
 
 

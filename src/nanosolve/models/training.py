@@ -323,7 +323,7 @@ class MetricsLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise InputError("--tensorboard: the tensorboard package is not installed "
-                                 "(pip install 'nanosolve[tensorboard]')") from None
+                                 "(pip install tensorboard)") from None
             self.writer = SummaryWriter(log_dir=str(Path(out) / "tensorboard"))
 
     def write(self, history: list[dict]) -> None:
