@@ -244,3 +244,19 @@ def test_rietveld_fit_preferred(tmp_path):
     ticks = [float(v) for v in re.findall(r"\) at ([\d.]+)</title>", text)]
     ref, _ = _hkl_ticks(folder / "01_BaTiO3_prototype.cif", "tth", (x.min(), x.max()), WL, {"zero_deg": 0.05})
     np.testing.assert_allclose(ticks, np.round(ref, 3), atol=1e-3)
+
+
+def test_pdf_solve_report_writes_report_html(tmp_path):
+    from nanosolve.solve.pdf_refine import FitSettings, refine
+    from nanosolve.solve.report import write_report
+    from nanosolve.scattering.simulate import simulate
+    from nanosolve.structures.builders.clusters import icosahedron
+
+    p = icosahedron("Au", 2)
+    g = simulate("gr", p, rmin=1.0, rmax=12.0, qmax=25.0)
+    res = refine(p, g.x, g.y, FitSettings(qmax=25.0, rmax=12.0, refine_positions=False, max_nfev=5,
+                                          expansion_scan=3))
+    summary = write_report(tmp_path, [res], {"input": "sim.gr", "model": "test"})
+    rows = table_from_html((tmp_path / "report.html").read_text())
+    assert len(rows) == 1 and rows[0]["rw"] == summary["candidates"][0]["rw"]
+    assert rows[0]["file"] == summary["candidates"][0]["file"]

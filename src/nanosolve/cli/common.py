@@ -183,3 +183,18 @@ def output_file(path, extensions, option: str = "-o"):
         if parent.exists() and not parent.is_dir():
             raise InputError(f"{parent} is a file, so {path} cannot be written", option)
     return path
+
+
+def check_wavelength_option(value, option: str = "--wavelength") -> float | None:
+    """The wavelength (Å) of ``-w``/``--wavelength`` (a number or a tube name such as CuKa), refused
+    outside the range of real sources even when the file states its own."""
+    if value is None:
+        return None
+    from nanosolve.scattering.readers.validate import check_wavelength
+    from nanosolve.scattering.units import wavelength
+
+    try:
+        return check_wavelength(wavelength(value), "wavelength")
+    except InputError as exc:
+        raise InputError(exc.problem, option) from None
+

@@ -16,8 +16,9 @@ from nanosolve.cli import crystalnet as crystalnet_cli
 from nanosolve.cli import report as report_cli
 from nanosolve.cli import solve as solve_cli
 from nanosolve.cli import train as train_cli
-from nanosolve.cli.common import console, friendly_errors, install_usage_errors, output_file
-from nanosolve.errors import InputError
+from nanosolve.cli.common import (check_wavelength_option, console, friendly_errors, install_usage_errors,
+                                  output_file)
+from nanosolve.errors import InputError, ResourceError
 from nanosolve.scattering.pattern import KINDS, X_LABELS
 from nanosolve.scattering.readers.lab import LAB_EXTENSIONS
 
@@ -93,8 +94,12 @@ def simulate(
     output_file(data, PATTERN_WRITE_EXTENSIONS)
     s = read_structure(structure)
     with console.status(f"simulating {kind} of {structure.name}"):
-        pattern = run(kind, s, wavelength, qmin=qmin, qmax=qmax, qstep=qstep, rmin=rmin, rmax=rmax, rstep=rstep,
-                      qdamp=qdamp, biso=biso, fwhm=fwhm, size=size, size_model=size_model, diameter=diameter)
+        try:
+            pattern = run(kind, s, wavelength, qmin=qmin, qmax=qmax, qstep=qstep, rmin=rmin, rmax=rmax,
+                          rstep=rstep, qdamp=qdamp, biso=biso, fwhm=fwhm, size=size, size_model=size_model,
+                          diameter=diameter)
+        except ResourceError as exc:  # name the structure the estimate is about
+            raise ResourceError(f"{structure}: {exc}") from None
     write_pattern(pattern, data)
     console.print(f"wrote {data}  ({pattern!r})", highlight=False)
     if plot:
@@ -131,7 +136,9 @@ def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .c
             except InputError as exc:
                 errors.append(exc)
         if not patterns and not structures:
-            raise errors[-1]
+            # a file with powder-profile items is a pattern first: its reading error is the one to show
+            raise errors[0] if "_pd_" in file.read_text(errors="replace") else errors[-1]
+    check_wavelength_option(wavelength)
     else:
         try:
             structures = [read_structure(file)]

@@ -7,7 +7,44 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors
+from nanosolve.cli.common import check_number, check_wavelength_option, console, friendly_errors, output_folder
+
+#: Rough cost of one candidate on this class of machine (refinement dominates): used only to refuse
+#: a -k whose time or memory is out of reach before any work starts.
+SECONDS_PER_CANDIDATE = {"pdf": 1.0, "powder": 0.3}
+BYTES_PER_CANDIDATE = {"pdf": 2 * 1024**2, "powder": 4 * 1024**2}
+
+
+def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength=None) -> None:
+    """Every option of ``solve`` range-checked before the input is read."""
+    from nanosolve.scattering.memory import guard_candidates
+    from nanosolve.structures.elements import normalize_symbol
+    from nanosolve.structures.formula import parse_formula
+
+    check_wavelength_option(wavelength)
+    check_number("--size", size, 0, 1e4, lo_open=True, unit="Å")
+    check_number("--qmin", qmin, 0, 200, unit="Å⁻¹")
+    check_number("--qmax", qmax, 0, 200, lo_open=True, unit="Å⁻¹")
+    check_number("--qdamp", qdamp, 0, 10, unit="Å⁻¹")
+    check_number("--rmin", rmin, 0, 1e4, unit="Å")
+    if qmin is not None and qmax is not None and not qmax > qmin:
+        from nanosolve.errors import InputError
+
+        raise InputError(f"must exceed --qmin ({qmin:g}), got {qmax:g}", "--qmax")
+    if formula is not None:
+        parse_formula(formula, option="--formula")  # strict, size-capped: before anything is built from it
+    if element is not None:
+        from nanosolve.errors import InputError
+
+        try:
+            normalize_symbol(element)
+        except InputError:
+            raise InputError(f"unknown element {element!r}", "--element") from None
+    if k is not None:
+        kind = "powder" if formula else "pdf"
+        guard_candidates(k, BYTES_PER_CANDIDATE[kind], SECONDS_PER_CANDIDATE[kind], f"{k} candidates")
+
+
 
 
 @friendly_errors
@@ -21,9 +58,9 @@ def solve(
     size: float = typer.Option(10.0, "--size", help="powder: crystallite size τ (Å) of the shipped PXRDNet model"),
     wavelength: str = typer.Option(None, "--wavelength", "-w", help="powder: Å or a name (CuKa, MoKa) when the "
                                                                     "file does not give it"),
-    steps: int = typer.Option(None, help="powder: latent-optimisation steps (default: the model's)"),
-    langevin_steps: int = typer.Option(None, help="powder: Langevin steps per noise level (default: the model's)"),
-    top: int = typer.Option(None, help="powder: best candidates refined against the input (lattice ±20 %, scale; "
+    steps: int = typer.Option(None, min=1, help="powder: latent-optimisation steps (default: the model's)"),
+    langevin_steps: int = typer.Option(None, min=1, help="powder: Langevin steps per noise level (default: the model's)"),
+    top: int = typer.Option(None, min=0, help="powder: best candidates refined against the input (lattice ±20 %, scale; "
                                        "~1-2 s each) [default: nanosolve.solve.pxrd.REFINE_TOP, 10]"),
     method: str = typer.Option("pxrdnet", help="powder: pxrdnet (latent optimisation), cdvae-search (prior "
                                                "samples) or random (random coordinates) — the baselines"),
@@ -44,13 +81,13 @@ def solve(
     symmetrize: bool = typer.Option(None, "--symmetrize/--no-symmetrize",
                                     help="powder: also rank the best model candidates snapped onto the space group "
                                          "spglib finds (0.05-0.5 Å) [default: on, nanosolve.solve.pxrd.SYMMETRIZE]"),
-    profile_top: int = typer.Option(None, "--profile-top",
+    profile_top: int = typer.Option(None, "--profile-top", min=0,
                                     help="powder, sharp data: best candidates refined against the pattern as "
                                          "measured (own 2θ grid, width, zero, background) and re-ranked by "
                                          "R_wp; 0 = off [default: nanosolve.solve.pxrd.PROFILE_TOP]"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
-    k: int = typer.Option(None, "-k", help="number of candidate structures (default: 20 for a PDF, 100 for a "
+    k: int = typer.Option(None, "-k", min=1, help="number of candidate structures (default: 20 for a PDF, 100 for a "
                                             "powder pattern)"),
     out: Path = typer.Option(None, "-o", "--out", help="output folder (default: <file stem>_solve)"),
     model_dir: Path = typer.Option(None, "--model-dir", help="trained run (config.json + best.pt); default: the "
@@ -62,7 +99,9 @@ def solve(
     rmin: float = typer.Option(1.0, help="fit range start (Å)"),
     delta2: bool = typer.Option(False, "--delta2/--no-delta2", help="also refine delta2 (Å²)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress, no table)"),
-    show: int = typer.Option(10, help="rows of the printed table"),
+    show: int = typer.Option(10, min=0, help="rows of the printed table"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the results of an earlier run in the output "
+                                                              "folder (only the files that run wrote)"),
 ):
     """Solve a structure from FILE. A PDF: DeepStruc samples K candidate nanoparticles, each refined
     against the data (scale, lattice expansion, Biso, then every atom position unless --no-positions),
@@ -82,12 +121,11 @@ def solve(
     mute(console, quiet, ctx)
     from nanosolve.solve import choose_model, read_input, settings_from_metadata, solve_pdf
 
-    if k is not None and k < 1:
-        raise InputError(f"-k must be >= 1, got {k}")
+    _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength)
     with warnings.catch_warnings():  # a guessed x unit of a non-PDF file is moot: it is refused below
         warnings.simplefilter("ignore", UserWarning)
         pattern = read_input(file, wavelength)
-    out = out or file.with_name(f"{file.stem}_solve")
+    out = output_folder(out or file.with_name(f"{file.stem}_solve"), "-o", overwrite)
     if choose_model(pattern, model) == "pxrdnet":
         from nanosolve.cli.pxrdnet import solve_powder
 
@@ -98,6 +136,10 @@ def solve(
     k = 20 if k is None else k
     settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,
                                       refine_delta2=delta2, refine_positions=True if positions is None else positions)
+    from nanosolve.scattering.memory import guard_pdf_fit
+
+    r_fit = pattern.x[pattern.x >= settings.rmin]  # the [Q × r] kernel of the fit, before it is built
+    guard_pdf_fit(r_fit.size, float(pattern.x.max()), settings.qmax, what=f"PDF fit of {file.name}")
     with stage_progress(console, quiet) as progress:
         result = solve_pdf(pattern, element=element, k=k, seed=seed, model_dir=model_dir, model=model,
                            settings=settings, out_dir=out, progress=progress)

@@ -315,8 +315,8 @@ def refine_crystal(crystal, target_y=None, grid_kind: str = "model", mask=None, 
             :func:`nano_pxrd.to_model_grid`; mask: [512] bool (default all True).
         size, sigma_q: τ (Å) and starting Gaussian σ (Å⁻¹, default midpoint of SIGMA_Q_RANGE;
             refined within 0.5–2x) of the model-grid profile.
-        pattern: a measured 2θ Pattern with a wavelength (a Q pattern needs one too); then
-            ``target_y`` is not used and the fit runs on the pattern's own grid.
+        pattern: a measured 2θ Pattern with a wavelength (a Q pattern needs one too), or a file
+            path; then ``target_y`` is not used and the fit runs on the pattern's own grid.
         n_restarts: starting points (best of the lattice scan) that get a short local refinement.
         lattice_range: every refined length stays within ±range (relative) of the start, angles
             within ±min(range·angle, 10°); lengths (angles) equal within 1e-3 stay tied, angles of
@@ -346,6 +346,10 @@ def refine_crystal(crystal, target_y=None, grid_kind: str = "model", mask=None, 
         raise InputError(f"lattice_range must be in (0, 0.5), got {lattice_range}")
     if split_length not in (None, 0, 1, 2):
         raise InputError(f"split_length must be None, 0, 1 or 2 (a, b, c), got {split_length!r}")
+    if pattern is not None and not isinstance(pattern, Pattern):
+        from nanosolve.scattering.coerce import as_pattern
+
+        pattern = as_pattern(pattern)  # a file path, or (2θ, I) arrays with x_unit guessed
     measured = pattern is not None
     if measured:
         src = pattern.metadata.get("source")

@@ -182,6 +182,12 @@ def _profile(block: _Block, path, file_wl, kind) -> tuple[Pattern, dict]:
     x, unit, x_src = _x_values(block, n, path)
     y_raw = obs if obs is not None else calc
     y, su = _numbers(y_raw)
+    # '?' and '.' are CIF's "unknown" / "not applicable" and are dropped; anything else that is not
+    # a number (nan, inf, junk) is a broken file, not a point to skip silently.
+    junk = [i for i in np.nonzero(~np.isfinite(y))[0] if str(y_raw[i]).strip() not in ("?", ".")]
+    if junk:
+        raise InputError(f"block {block.name}: intensity {y_raw[junk[0]]!r} at point {junk[0] + 1} is not a "
+                         f"number ({len(junk)} such points)", path)
     keep = np.isfinite(x) & np.isfinite(y)
     if not keep.any():
         raise InputError(f"block {block.name}: no numeric intensities", path)
