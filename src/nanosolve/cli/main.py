@@ -32,6 +32,20 @@ app = typer.Typer(
          "(powder XRD, PDF, SAXS). Lengths and r in Å, Q in Å⁻¹, 2θ in degrees, wavelengths in Å.",
     no_args_is_help=True, pretty_exceptions_enable=False,
 )
+def _print_version(value: bool) -> None:
+    if value:
+        from nanosolve import __version__
+
+        typer.echo(f"nanosolve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """nanosolve: atomic structures of crystals and nanomaterials from scattering data."""
+
+
 app.add_typer(build.app, name="build")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(train_cli.app, name="train")
@@ -123,6 +137,7 @@ def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .c
 
     if not file.exists():
         raise InputError("file not found", file)
+    check_wavelength_option(wavelength)
     ext = file.suffix.lower()
     patterns, structures = [], []
     if ext in PATTERN_EXTENSIONS:
@@ -138,7 +153,6 @@ def info(file: Path = typer.Argument(..., help="a pattern (.xy .xye .dat .csv .c
         if not patterns and not structures:
             # a file with powder-profile items is a pattern first: its reading error is the one to show
             raise errors[0] if "_pd_" in file.read_text(errors="replace") else errors[-1]
-    check_wavelength_option(wavelength)
     else:
         try:
             structures = [read_structure(file)]
