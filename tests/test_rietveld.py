@@ -212,6 +212,19 @@ def test_kalpha2_doublet():
     assert on.gof < 1.25 and off.gof > 2 * on.gof
     with pytest.raises(InputError, match="Kα2"):
         rietveld_refine(nacl(), pattern(y, wavelength=1.2), kalpha2=True)
+    # a solve's 'auto': the fit of the best candidate decides for the doublet
+    from nanosolve.solve.pxrd import Candidate
+    from nanosolve.solve.pxrd_refine import PXRDFit
+    from nanosolve.solve.rietveld import RietveldSettings, rietveld_candidates
+    from nanosolve.structures.crystal import Crystal
+
+    c = Crystal.from_pymatgen(nacl(5.63))
+    cand = Candidate(c, np.zeros(512), 0.3, 1.0, "prototype", 0)
+    cand.profile = PXRDFit(c, TTH, y, y, np.ones(TTH.size, bool), 1.0, 0.5, 0.4, {"fwhm_deg": 0.1, "zero_deg": 0.0},
+                           0.0, "tth")
+    out = rietveld_candidates([cand], pattern(y, wavelength=1.540562), RietveldSettings(top=1, steps=30))
+    assert out[0].rietveld.params["kalpha2"] is not None
+    assert out[0].rietveld.params["kalpha2_choice"]["rwp_with"] < out[0].rietveld.params["kalpha2_choice"]["rwp_without"]
 
 
 def test_bad_input_is_an_input_error():
@@ -254,11 +267,14 @@ def test_solve_stage_ranks_by_rietveld_and_writes_symmetric_cifs(tmp_path):
     ranked = []
     for i, c in enumerate([wrong, right]):  # the wrong type first, as a model-grid ranking might put it
         cand = Candidate(c, np.zeros(512), 0.3 + 0.1 * i, 1.0, "prototype", i)
-        cand.profile = PXRDFit(c, TTH, y, y, np.ones(TTH.size, bool), 1.0, 0.5, 0.4,
+        cand.profile = PXRDFit(c, TTH, y, y, np.ones(TTH.size, bool), 1.0, 0.5, 0.6 - 0.3 * i,
                                {"fwhm_deg": 0.12, "zero_deg": 0.0}, 0.0, "tth")
         ranked.append(cand)
     out = rietveld_candidates(ranked, pat, RietveldSettings(top=2, steps=30))
     assert out[0] is ranked[1] and out[0].rietveld.rwp < out[1].rietveld.rwp
+    # Cu wavelength: Kα2 or not was decided on the first candidate refined; single-line data -> not
+    choice = next(c.rietveld.params["kalpha2_choice"] for c in out if "kalpha2_choice" in c.rietveld.params)
+    assert choice["rwp_without"] < choice["rwp_with"] and all(c.rietveld.params["kalpha2"] is None for c in out)
     assert out[0].final_crystal is out[0].rietveld.crystal
     result = SimpleNamespace(ranked=out, q=np.linspace(0.5, 8, 512), y=np.ones(512), mask=np.ones(512, bool),
                              summary={"formula": "TiO2"})

@@ -435,7 +435,7 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
     neutron = (pat.radiation == "neutron") or pat.kind == "nd"
     wl2 = None
     if kalpha2:
-        tube = next((v for v in KALPHA2.values() if min(abs(wl - v[0]), abs(wl - v[3])) < 2e-4), None)
+        tube = _tube(wl)
         if tube is None:
             raise InputError(f"Kα2 is known for Cu and Mo tubes only (Kα1 or Kα average), not λ = {wl:g} Å", src)
         wl, wl2, ratio2 = tube[0], tube[1], tube[2]
@@ -662,6 +662,13 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
                           agr["rexp"], int(x.size), n_par, params, stages, time.perf_counter() - t0)
 
 
+def _tube(wl) -> tuple | None:
+    """The :data:`KALPHA2` entry whose Kα1 or Kα-average wavelength is ``wl`` (within 2e-4 Å), or None."""
+    if wl is None:
+        return None
+    return next((v for v in KALPHA2.values() if min(abs(wl - v[0]), abs(wl - v[3])) < 2e-4), None)
+
+
 class _TimeUp(Exception):
     """Raised inside an optimiser's objective when the refinement's time limit is reached."""
 
@@ -702,7 +709,10 @@ class RietveldSettings:
     crystals) of known impurity phases refined beside each candidate. ``background_file``: a
     measured background pattern refined as a scaled component. ``preferred_orientation``: (h, k, l)
     of a March–Dollase direction, or None. ``symprec``: tolerance (Å) of each candidate's space group.
-    ``kalpha2``: the data hold the Cu / Mo Kα1 + Kα2 doublet (:func:`rietveld_refine`)."""
+    ``kalpha2``: the data hold the Cu / Mo Kα1 + Kα2 doublet (:func:`rietveld_refine`); 'auto': for a
+    Cu or Mo wavelength the best candidate is refined with and without Kα2 and the lower R_wp decides
+    for every candidate (no parameter is added, so the two R_wp compare fairly); ``time_limit``: seconds
+    per refinement."""
 
     top: int = RIETVELD_TOP
     extra_phases: tuple = ()
@@ -710,7 +720,7 @@ class RietveldSettings:
     preferred_orientation: tuple | None = None
     symprec: float = RIETVELD_SYMPREC
     steps: int = 40
-    kalpha2: bool = False
+    kalpha2: bool | str = "auto"
     time_limit: float = RIETVELD_TIME_LIMIT
 
     def validate(self) -> None:
@@ -778,20 +788,35 @@ def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettin
     st = settings or RietveldSettings()
     pat = _two_theta(pattern)
     done, last = [], 0.0
-    for cand in ranked[:st.top]:
-        fit = getattr(cand, "profile", None)
-        if fit is None:
+    decide = st.kalpha2 == "auto" and _tube(pat.wavelength) is not None
+    ka2 = False if st.kalpha2 == "auto" else bool(st.kalpha2)
+    head = []
+    for cand in ranked[:st.top]:  # the leading candidates with a measured-profile fit
+        if getattr(cand, "profile", None) is None:
             break
+        head.append(cand)
+    # best measured-profile fit first: it decides Kα2 and is refined even when time is short
+    for cand in sorted(head, key=lambda c: c.profile.rwp_after):
+        fit = cand.profile
         if done and deadline is not None and time.perf_counter() + last > deadline:
             break
         t0 = time.perf_counter()
         limit = st.time_limit if deadline is None else max(min(st.time_limit, deadline - t0), RIETVELD_MIN_TIME)
+        def refine(with_ka2):
+            return rietveld_refine(fit.crystal, pat, extra_phases=st.extra_phases, background=st.background_file,
+                                   fwhm=fit.params.get("fwhm_deg"), zero=float(fit.params.get("zero_deg", 0.0)),
+                                   preferred_orientation=st.preferred_orientation, symprec=st.symprec,
+                                   steps=st.steps, kalpha2=with_ka2, time_limit=limit)
+
         try:
-            cand.rietveld = rietveld_refine(fit.crystal, pat, extra_phases=st.extra_phases,
-                                            background=st.background_file, fwhm=fit.params.get("fwhm_deg"),
-                                            zero=float(fit.params.get("zero_deg", 0.0)),
-                                            preferred_orientation=st.preferred_orientation, symprec=st.symprec,
-                                            steps=st.steps, kalpha2=st.kalpha2, time_limit=limit)
+            if decide:  # Kα2 or not, decided once by the fit of the best candidate
+                runs = {False: refine(False), True: refine(True)}
+                ka2 = runs[True].rwp < runs[False].rwp
+                cand.rietveld = runs[ka2]
+                cand.rietveld.params["kalpha2_choice"] = {"rwp_without": runs[False].rwp, "rwp_with": runs[True].rwp}
+                decide = False
+            else:
+                cand.rietveld = refine(ka2)
         except InputError as exc:
             if "no space group" not in str(exc) and "partially occupied" not in str(exc):
                 raise
@@ -800,4 +825,5 @@ def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettin
         done.append(cand)
     key = [c for c in done if getattr(c, "rietveld", None) is not None]
     rest = [c for c in done if getattr(c, "rietveld", None) is None]
-    return sorted(key, key=lambda c: c.rietveld.rwp) + rest + ranked[len(done):]
+    left = [c for c in ranked if not any(c is d for d in done)]
+    return sorted(key, key=lambda c: c.rietveld.rwp) + rest + left
