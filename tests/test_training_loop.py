@@ -248,3 +248,26 @@ def test_run_folder_is_given_once(tmp_path):
     res = _cli("predict", "crystalnet", tmp_path / "p.xy", "--formula", "NaCl", "--model", tmp_path / "a",
                "--model-dir", tmp_path / "b")
     assert res.exit_code == 2 and "given twice" in res.output
+
+
+@pytest.mark.slow
+def test_train_pxrdnet_cli_prepares_trains_and_resumes(tmp_path):
+    """`nanosolve train pxrdnet`: the run preparation of models/pxrdnet/run.py (split, crystal
+    list, pattern cache) and the loop's files; a rerun continues."""
+    tiny = ["--set", "latent_dim=8", "--set", "enc_hidden=16", "--set", "dec_hidden=16", "--set", "head_hidden=16",
+            "--set", "batch_size=8", "--threads", "1"]
+    out = tmp_path / "run"
+    res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 8, "-o", out, "--max-epochs", 1, *tiny)
+    assert res.exit_code == 0, res.output
+    for name in ("config.json", "best.pt", "last.pt", "history.json", "metrics.csv", "split.json", "crystals.json",
+                 "patterns.npy", "summary.json"):
+        assert (out / name).is_file(), name
+    split = json.loads((out / "split.json").read_text())
+    crystals = json.loads((out / "crystals.json").read_text())
+    assert sorted(i for part in split.values() for i in part) == list(range(len(crystals)))
+    res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 8, "-o", out, "--max-epochs", 2, *tiny)
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1] and json.loads((out / "summary.json").read_text())["epochs"] == 2
+    res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 9, "-o", out, "--max-epochs", 2, *tiny)
+    assert res.exit_code == 2 and "different settings" in res.output
