@@ -7,8 +7,9 @@ What is read (schema versions 1.0-2.x; the XML namespace is ignored): every ``sc
 ``usedWavelength/kAlpha1`` (Å); Kα2, the Kα2/Kα1 ratio, Kβ, the intended line, the counting time,
 the step and the sample name go to ``metadata``. Counted intensities get Poisson σ = √counts.
 
-No maintained library reads XRDML (``xrdtools`` 0.1.1 dates from 2017); this is a small parser on
-the standard library's ElementTree.
+No maintained library reads XRDML (``xrdtools`` 0.1.1, from 2017, installs without the XSD
+schemas it validates against and fails on every file); this is a small parser on the standard
+library's ElementTree.
 """
 
 from __future__ import annotations
