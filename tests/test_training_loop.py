@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from nanosolve.errors import InputError
-from nanosolve.models.training import (Adapter, LoopState, Step, interleaved_batches, resolve_device, run_loop,
-                                       shard)
+from nanosolve.models.training import Adapter, LoopState, Step, interleaved_batches, resolve_device, run_loop, shard
 
 
 class Toy(torch.nn.Module):

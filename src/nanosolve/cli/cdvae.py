@@ -13,8 +13,17 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
-from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP, check_device,
-                                         progress_bars, resolve_out, run_training, say)
+from nanosolve.cli.train_options import (
+    DEVICE_HELP,
+    MAX_MINUTES_HELP,
+    OUT_HELP,
+    TENSORBOARD_HELP,
+    check_device,
+    progress_bars,
+    resolve_out,
+    run_training,
+    say,
+)
 from nanosolve.errors import InputError
 
 generate_app = typer.Typer(help="Generate structures with a trained generative model (CIF output).",
@@ -210,8 +219,8 @@ def evaluate_cmd(
             m = generation_metrics(gen, [table.crystals[i] for i in idx], n_eval=len(gen), dataset=dataset)
             metrics = {k: v for k, v in m.items() if isinstance(v, (int, float))}
         else:
-            from nanosolve.models.cdvae.optimize import benchmark_optimization
             from nanosolve.models.cdvae.data import to_data_list
+            from nanosolve.models.cdvae.optimize import benchmark_optimization
 
             if not config.props:
                 raise InputError("this model has no property head (trained without --prop)", model_dir)

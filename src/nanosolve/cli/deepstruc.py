@@ -12,8 +12,15 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
-from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, TENSORBOARD_HELP, check_device, finish,
-                                         progress_bars, say)
+from nanosolve.cli.train_options import (
+    DEVICE_HELP,
+    MAX_MINUTES_HELP,
+    TENSORBOARD_HELP,
+    check_device,
+    finish,
+    progress_bars,
+    say,
+)
 from nanosolve.errors import InputError
 
 PRESETS = ("cpu", "paper")  # as nanosolve.models.deepstruc.run (not imported: keeps the CLI start fast)

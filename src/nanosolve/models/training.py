@@ -46,10 +46,11 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 
@@ -79,14 +80,14 @@ class LoopState:
     train_seconds: float = 0.0
 
     @classmethod
-    def fresh(cls, higher_is_better: bool = False) -> "LoopState":
+    def fresh(cls, higher_is_better: bool = False) -> LoopState:
         return cls(best_val=-math.inf if higher_is_better else math.inf)
 
     def to_checkpoint(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict) -> "LoopState":
+    def from_checkpoint(cls, ckpt: dict) -> LoopState:
         """From a ``last.pt`` dict; fields missing in older checkpoints keep their defaults."""
         required = ("epoch", "best_val", "best_epoch", "since_best", "history", "stopped")
         missing = [k for k in required if k not in ckpt]
@@ -156,7 +157,7 @@ class Adapter:
         model's ``train_method`` (through DDP when data-parallel)."""
         return call(batch)
 
-    def begin_epoch(self, epoch: int, state: "LoopState") -> None:
+    def begin_epoch(self, epoch: int, state: LoopState) -> None:
         """Called before an epoch's first batch (every rank)."""
 
     def after_step(self, epoch: int, step: int, n_steps: int | None) -> None:
@@ -177,7 +178,7 @@ class Adapter:
     def end_epoch(self, epoch: int, monitored: float) -> None:
         """After the epoch's record (e.g. a plateau scheduler)."""
 
-    def epoch_done(self, record: dict, state: "LoopState") -> None:
+    def epoch_done(self, record: dict, state: LoopState) -> None:
         """After the epoch's files are written (rank 0 only; e.g. progress events)."""
 
 

@@ -19,18 +19,17 @@ interrupted and resumed run ends in exactly the state of an uninterrupted one.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch_geometric.data import Batch, Data
 
 from nanosolve.errors import InputError
-from nanosolve.models.checkpoints import load_model_dir
 from nanosolve.models.cdvae.config import CDVAEConfig
 from nanosolve.models.cdvae.model import CDVAE, attach_encoder_edges
-from nanosolve.models.training import (Adapter, Step, TrainResult, interleaved_batches, resolve_device, result,
-                                       run_loop)
+from nanosolve.models.checkpoints import load_model_dir
+from nanosolve.models.training import Adapter, Step, TrainResult, interleaved_batches, resolve_device, result, run_loop
 
 CHECKPOINT_FORMAT = 1
 LOSS_KEYS = ("loss", "natom", "lattice", "composition", "coord", "type", "kl", "property")

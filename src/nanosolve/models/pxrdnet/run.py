@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from nanosolve.errors import InputError
 from nanosolve.models.cdvae.run import FRACTIONS, write_split

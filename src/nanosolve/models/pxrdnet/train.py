@@ -5,7 +5,7 @@ with the :class:`~nanosolve.models.pxrdnet.model.PXRDNet` network (its L1 patter
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from nanosolve.models.cdvae.train import train as _train_cdvae
 from nanosolve.models.checkpoints import load_model_dir
