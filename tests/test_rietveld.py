@@ -291,3 +291,28 @@ def test_solve_stage_ranks_by_rietveld_and_writes_symmetric_cifs(tmp_path):
     xy = np.loadtxt(tmp_path / "rietveld_fit.xy")
     assert xy.shape[0] == TTH.size and np.allclose(xy[:, 1], y)
     assert json.loads((tmp_path / "summary.json").read_text())["rietveld_fit_plot"] == "rietveld_fit.png"
+
+
+def test_read_measured_x_units(tmp_path):
+    """--x-unit: d (Å) converted to 2θ with the wavelength (Bragg's law), q read as Q; a pattern given in d
+    refines to the same cell as the same pattern in 2θ."""
+    from nanosolve.solve.rietveld import read_measured
+
+    clean = oracle_profile(nacl(), b={"Na": 1.0, "Cl": 0.8})
+    y = counts(clean * (5000 / clean.max()) + chebyshev([100, -20]), 11)
+    d = WL / (2 * np.sin(np.radians(TTH / 2)))
+    f = tmp_path / "nacl_d.xy"
+    np.savetxt(f, np.column_stack([d, y]), header="d (A) counts")
+    with pytest.raises(InputError, match="wavelength"):
+        read_measured(f, None, "d")
+    p = read_measured(f, WL, "d")
+    assert p.x_unit == "tth" and np.allclose(p.x, TTH, atol=1e-9) and np.allclose(p.y, y)
+    res = rietveld_refine(nacl(5.63), p, form_factors="pymatgen", steps=30)
+    assert res.crystal.cell_params[0] == pytest.approx(5.640, rel=3e-4)
+    q = 4 * np.pi * np.sin(np.radians(TTH / 2)) / WL
+    fq = tmp_path / "nacl_q.xy"
+    np.savetxt(fq, np.column_stack([q, y]))
+    pq = read_measured(fq, WL, "q")
+    assert pq.x_unit == "q" and np.allclose(pq.to_two_theta().x, TTH, atol=1e-6)
+    with pytest.raises(InputError, match="x unit"):
+        read_measured(f, WL, "inches")

@@ -757,7 +757,11 @@ def read_measured(path, wavelength=None, x_unit: str | None = None) -> Pattern:
     unit = X_UNITS.get(str(x_unit).lower().replace("θ", "theta").replace("-", ""))
     if unit is None:
         raise InputError(f"unknown x unit {x_unit!r}; use 2theta, q or d", "--x-unit")
-    read_input(path, wavelength)  # the usual file checks and messages
+    import warnings
+
+    with warnings.catch_warnings():  # the reader's guess of the x unit is moot: it is given
+        warnings.simplefilter("ignore", UserWarning)
+        read_input(path, wavelength)  # the usual file checks and messages
     if unit != "d":
         return read_pattern(path, wavelength=wavelength, kind="xrd", x_unit=unit) if wavelength is not None \
             else read_pattern(path, kind="xrd", x_unit=unit)
