@@ -125,6 +125,12 @@ def chili3k(ctx: typer.Context,
     _check_store_path(out, shard_size)
     metal_list = tuple(_element(m.strip(), "--metals") for m in metals.split(",")) if metals else CHILI_3K_METALS
     type_list = tuple(t.strip() for t in types.split(",")) if types else None
+    from nanosolve.structures.builders.chili_types import CHILI_CRYSTAL_TYPES
+
+    unknown = [t for t in type_list or () if t not in CHILI_CRYSTAL_TYPES]
+    if unknown:  # refused here, not filed as one failed task per metal after the run
+        raise InputError(f"unknown CHILI crystal type {unknown[0]!r}; choose from {', '.join(CHILI_CRYSTAL_TYPES)}",
+                         "--types")
     r = _floats(radii, CHILI_RADII)
     tasks = chili3k_tasks(metal_list, type_list, r)
     attrs = dataset_attrs("chili3k", r, signals) | {"metals": list(metal_list),

@@ -59,6 +59,8 @@ class FitSettings:
     position_max_nfev: int = 40  # Jacobian evaluations of the position refinement
     contact_fraction: float = 0.75  # restraint on pairs closer than this × the nearest-neighbour distance
     contact_weight: float = 1.0  # restraint weight, in units of ‖Gobs‖ per nearest-neighbour distance
+    bond_weight: float = 0.0  # bond-length restraint on starting neighbour pairs (0 = off), units of ‖Gobs‖ (below)
+    max_shift: float | None = None  # largest shift of any atom coordinate from its start (Å); None = free
 
     def __post_init__(self):
         if not (0 <= self.qmin < self.qmax) or self.qdamp < 0:
@@ -66,6 +68,8 @@ class FitSettings:
         lo, hi = self.expansion_bounds
         if not -1 < lo < 0 < hi:
             raise InputError(f"expansion bounds must bracket 0 within (-1, inf), got {self.expansion_bounds}")
+        if self.bond_weight < 0 or (self.max_shift is not None and not self.max_shift > 0):
+            raise InputError(f"need bond_weight >= 0 and max_shift > 0, got {self.bond_weight}, {self.max_shift}")
         if not 0 < self.contact_fraction < 1 or self.contact_weight < 0 or int(self.position_max_nfev) < 1:
             raise InputError("need 0 < contact_fraction < 1, contact_weight >= 0 and position_max_nfev >= 1, got "
                              f"{self.contact_fraction}, {self.contact_weight}, {self.position_max_nfev}")
@@ -102,6 +106,7 @@ class RefineResult:
     position_shift: float | None = None
     global_fit: dict | None = field(default=None, repr=False)  # scale, expansion, biso, delta2 of the global fit
     seconds: float = 0.0
+    extra: dict | None = field(default=None, repr=False)  # more summary fields (source, motif, sanity, ...)
 
     def summary(self) -> dict:
         out = {"name": self.particle.name, "n_atoms": len(self.particle), "rw": self.rw, "scale": self.scale,
@@ -109,6 +114,8 @@ class RefineResult:
                "candidate_index": self.candidate_index, "positions_refined": self.rw_global is not None}
         if self.rw_global is not None:
             out.update(rw_global=self.rw_global, position_shift=self.position_shift)
+        if self.extra:
+            out.update(self.extra)
         return out
 
 
@@ -282,6 +289,10 @@ def _refine_positions(x0: np.ndarray, r: np.ndarray, g: np.ndarray, s: FitSettin
         distance of x0, w = contact_weight · ‖g‖ / d_nn, on the pairs that start within d_min + 0.5 d_nn
         (a Verlet-style list: if after the fit any other pair is closer than d_min it is added and the
         fit continues, at most twice);
+      * with ``bond_weight`` > 0, a bond-length restraint w_b · (d_ij − d0_ij) on the pairs closer than 1.2 d_nn
+        at the start (w_b = bond_weight · ‖g‖ / (d_nn √n_bonds): all bonds off by 0.1 d_nn cost as much as
+        Rw 0.1), so that the refinement keeps the candidate's bonding and cannot dissolve a wrong model;
+      * with ``max_shift``, box bounds |x − x0| <= max_shift on every coordinate;
       * gauge rows that pin the centre of mass (translation) and the orientation (Eckart condition
         Σ (x0_i − c) × (x_i − x0_i) = 0) to the start: neither changes G(r), so the optimum is the same
         and the normal equations are not singular. The centre is re-imposed exactly at the end.
@@ -301,8 +312,14 @@ def _refine_positions(x0: np.ndarray, r: np.ndarray, g: np.ndarray, s: FitSettin
     w_gauge = float(np.linalg.norm(g)) / (np.sqrt(n) * d_nn)
     n_glob = 3 if refine_delta2 else 2
     n_x = 3 * n
-    lower = np.r_[np.full(n_x, -np.inf), 1e-12, 0.01, 0.0][: n_x + n_glob]
-    upper = np.r_[np.full(n_x, np.inf), np.inf, 5.0, 10.0][: n_x + n_glob]
+    box = np.inf if s.max_shift is None else float(s.max_shift)
+    lower = np.r_[x0.ravel() - box, 1e-12, 0.01, 0.0][: n_x + n_glob]
+    upper = np.r_[x0.ravel() + box, np.inf, 5.0, 10.0][: n_x + n_glob]
+    bi, bj = (i, j) if s.bond_weight <= 0 else (i[d0 < 1.2 * d_nn], j[d0 < 1.2 * d_nn])
+    b0 = d0[d0 < 1.2 * d_nn] if s.bond_weight > 0 else d0[:0]
+    if s.bond_weight <= 0:
+        bi, bj = bi[:0], bj[:0]
+    w_bond = s.bond_weight * float(np.linalg.norm(g)) / (d_nn * np.sqrt(max(1, bi.size)))
     p = np.r_[x0.ravel(), scale, np.clip(biso, 0.011, 4.999), delta2][: n_x + n_glob]
     if refine_delta2:
         p[-1] = np.clip(p[-1], 1e-9, 9.999)
@@ -331,7 +348,9 @@ def _refine_positions(x0: np.ndarray, r: np.ndarray, g: np.ndarray, s: FitSettin
         def residual(v):
             x, sc, (f, _, _, _) = evaluate(v, False)
             dl = np.linalg.norm(x[pi] - x[pj], axis=1)
-            return np.r_[model.proj @ (sc * f) - model.target, w * np.clip(d_min - dl, 0.0, None), gauge(x)]
+            db = np.linalg.norm(x[bi] - x[bj], axis=1)
+            return np.r_[model.proj @ (sc * f) - model.target, w * np.clip(d_min - dl, 0.0, None), gauge(x),
+                         w_bond * (db - b0)]
 
         def jacobian(v):
             x, sc, (f, dfdx, df_db, df_dd2) = evaluate(v, True)
@@ -356,7 +375,14 @@ def _refine_positions(x0: np.ndarray, r: np.ndarray, g: np.ndarray, s: FitSettin
             ex[1, :, 0], ex[1, :, 2] = arm[:, 2], -arm[:, 0]
             ex[2, :, 0], ex[2, :, 1] = -arm[:, 1], arm[:, 0]
             gt[3:, :n_x] = ex.reshape(3, n_x) * (w_gauge / rg)
-            return np.vstack([data, contact.toarray(), gt])
+            bd = x[bi] - x[bj]
+            ub = bd / np.linalg.norm(bd, axis=1)[:, None] if bi.size else bd
+            bond = np.zeros((bi.size, n_x + n_glob))
+            rows_b = np.arange(bi.size)
+            for k in range(3):
+                bond[rows_b, 3 * bi + k] = w_bond * ub[:, k]
+                bond[rows_b, 3 * bj + k] = -w_bond * ub[:, k]
+            return np.vstack([data, contact.toarray(), gt, bond])
 
         # dense Jacobian + exact (SVD) trust-region steps: for <= ~100 atoms the SVD of the ~(n_Q + contacts) × 3N
         # Jacobian costs less than the [pairs × Q] tables; measured on one core it is as fast as LSMR on a sparse

@@ -50,7 +50,7 @@ from nanosolve.structures.builders.clusters import build_cluster, lattice_consta
 from nanosolve.structures.elements import metallic_radius
 
 __all__ = ["METALS", "PAPER_SCALES", "PDFSettings", "ClusterRecord", "enumerate_geometries", "enumerate_clusters",
-           "simulate_records", "generate", "paper_split", "grouped_structure_split", "read_split", "DeepStrucDataset",
+           "simulate_records", "generate", "paper_split", "grouped_structure_split", "geometry_groups", "read_split", "DeepStrucDataset",
            "load_tensors", "FORMAT"]
 
 FORMAT = "nanosolve.deepstruc.v1"
@@ -300,16 +300,50 @@ def grouped_structure_split(groups: Sequence[str], fractions=(0.7, 0.15, 0.15),
     return grouped_split(list(groups), fractions, seed)
 
 
+def geometry_groups(store, tol: float = 1e-3) -> list[str]:
+    """Group label of each record in which builder labels that cut the same geometry are merged.
+
+    Builder labels of different shapes can cut the very same cluster (e.g. ``fcc_l2-2-2`` and
+    ``octahedron_length3_cutoff0``, 4 such pairs among the 85 geometries of <= 100 atoms), so a
+    split by label could put one geometry in train and test. Two labels are merged when their
+    clusters have equal atom counts and sorted pair distances in units of the nearest-neighbour
+    distance agree to ``tol`` (one record of each label is compared).
+
+    Returns:
+        [N] label per record: the first (sorted) builder label of its geometry.
+    """
+    meta = store.meta_table()
+    labels = [m["group"] for m in meta]
+    first: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        first.setdefault(lab, i)
+    prints: list[tuple[str, int, np.ndarray]] = []
+    for lab in sorted(first):
+        x = np.asarray(store[first[lab]]["positions"], dtype=np.float64)
+        d = np.sort(pdist(x))
+        prints.append((lab, x.shape[0], d / d[0] if d.size else d))
+    merged: dict[str, str] = {}
+    for k, (lab, n, d) in enumerate(prints):
+        merged[lab] = lab
+        for lab0, n0, d0 in prints[:k]:
+            if n0 == n and merged[lab0] == lab0 and np.allclose(d, d0, atol=tol, rtol=0):
+                merged[lab] = lab0
+                break
+    return [merged[lab] for lab in labels]
+
+
 def read_split(store, how: str = "paper", seed: int = 0, fractions=None) -> dict[str, np.ndarray]:
-    """Split a stored set: ``how`` = 'paper' (random, paper sizes) or 'grouped' (by geometry)."""
+    """Split a stored set: ``how`` = 'paper' (random, paper sizes), 'grouped' (by builder label)
+    or 'geometry' (by geometry: builder labels cutting the same cluster merged, see
+    :func:`geometry_groups`; no test geometry at any lattice constant in training)."""
     _check_store(store)
     if how == "paper":
         return paper_split(len(store), seed)
-    if how == "grouped":
-        groups = [m["group"] for m in store.meta_table()]
+    if how in ("grouped", "geometry"):
+        groups = [m["group"] for m in store.meta_table()] if how == "grouped" else geometry_groups(store)
         return grouped_structure_split(groups, seed=seed) if fractions is None else \
             grouped_structure_split(groups, fractions, seed)
-    raise InputError(f"unknown split {how!r}; use 'paper' or 'grouped'")
+    raise InputError(f"unknown split {how!r}; use 'paper', 'grouped' or 'geometry'")
 
 
 # --------------------------------------------------------------------------------------------

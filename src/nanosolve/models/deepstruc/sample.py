@@ -1,6 +1,6 @@
 """DeepStruc inference: a G(r) -> K candidate cluster structures (Particles, Å).
 
-Steps: put G(r) on the model's r grid (linear interpolation; the data must cover the grid), draw
+Steps: put G(r) on the model's r grid (linear interpolation; zero outside the data's r range), draw
 K latent codes from the conditional prior p(z | PDF) (the model normalises the PDF by max |G|
 exactly as in training), decode node features + existence probabilities, keep the rows with
 p > 0.5 (the atom count), trilaterate them in unit-sphere units and rescale to Å so that the median
@@ -45,9 +45,14 @@ def _as_r_g(pattern_or_pdf) -> tuple[np.ndarray, np.ndarray, object]:
     return np.asarray(r, float).reshape(-1), np.asarray(g, float).reshape(-1), None
 
 
-def pdf_on_model_grid(pattern_or_pdf, config: DeepStrucConfig) -> np.ndarray:
-    """G(r) resampled on :func:`model_r_grid` ([n_r]); InputError (naming the file) if the data do not
-    cover the grid (half a grid step of slack at each end), are empty, flat or non-finite."""
+def pdf_on_model_grid(pattern_or_pdf, config: DeepStrucConfig, info: dict | None = None) -> np.ndarray:
+    """G(r) resampled on :func:`model_r_grid` ([n_r]); InputError (naming the file) if the data are
+    empty, flat or non-finite.
+
+    Data that do not cover the model's grid are padded with G = 0 outside their r range (the model was
+    trained on 0-30 Å; zero is what it reads beyond a cluster's diameter, and it normalises by max |G|, so
+    padding changes no value it sees inside the data). ``info`` (a dict), if given, receives
+    ``padded_below`` / ``padded_above`` (Å of the grid that were padded)."""
     r, g, src = _as_r_g(pattern_or_pdf)
     if r.size < 2 or r.size != g.size:
         raise InputError("the PDF holds fewer than two (r, G) points", src)
@@ -57,10 +62,12 @@ def pdf_on_model_grid(pattern_or_pdf, config: DeepStrucConfig) -> np.ndarray:
     r, g = r[order], g[order]
     grid = model_r_grid(config)
     slack = 0.5 * (grid[1] - grid[0])
-    if r[0] > grid[0] + slack or r[-1] < grid[-1] - slack:
-        raise InputError(f"the data cover r = {r[0]:.3g}-{r[-1]:.3g} Å but the DeepStruc model needs "
-                         f"{grid[0]:.3g}-{grid[-1]:.3g} Å", src)
-    out = np.interp(grid, r, g)
+    out = np.interp(grid, r, g, left=0.0, right=0.0)
+    inside = (grid >= r[0] - slack) & (grid <= r[-1] + slack)
+    out[~inside] = 0.0
+    if info is not None:
+        info["padded_below"] = float(max(0.0, r[0] - grid[0])) if r[0] > grid[0] + slack else 0.0
+        info["padded_above"] = float(max(0.0, grid[-1] - r[-1])) if r[-1] < grid[-1] - slack else 0.0
     if np.abs(out).max() == 0:
         raise InputError("the PDF is zero everywhere", src)
     return out

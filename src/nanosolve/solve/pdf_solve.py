@@ -1,0 +1,328 @@
+"""Solve a mono-metallic nanoparticle PDF from two candidate sources: the cluster library and DeepStruc.
+
+Steps (:func:`solve_sources`):
+
+1. Fit range: ``rmin`` to ``rmax`` (default: where the data end); Qmin/Qmax/Qdamp/Qbroad from the options,
+   else the file header; Qdamp and Qbroad that neither states are fitted, Qmin/Qmax fall back to 0.7/30.
+2. Candidates: every cluster of the library (:func:`nanosolve.solve.cluster_library.load_library`) and the
+   DeepStruc CVAE's decoded clusters (the PDF zero-padded onto the model's 0-30 Å grid where the data do not
+   reach), scaled to the metal's nearest-neighbour distance (or to a given lattice constant).
+3. Screen fit of every candidate with positions fixed, then a full fit (scale, ε, B_iso, δ2, Qdamp/Qbroad
+   when not stated) of the ``full_top`` best and of the ``full_per_motif`` best of every motif.
+4. Sanity gate: mean coordination (neighbours within 1.12 nearest-neighbour distances) against a compact
+   sphere of the same lattice and atom count (for decoded candidates: the simple-cubic sphere, the loosest
+   compact packing), and compactness (radius of gyration of a close-packed sphere of N atoms / the
+   candidate's); a candidate below ``coordination_ratio`` or ``compactness_min`` is flagged and ranked after
+   every plausible one.
+5. Ranking: plausible first, then full fits, then Rw with positions fixed. Nothing else enters.
+6. Optional restrained position refinement of the ``positions_top`` best (bond-length restraints, a maximum
+   shift); its Rw is reported as ``rw_positions`` beside ``rw`` and does not change the ranking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nanosolve.errors import InputError
+from nanosolve.solve import cluster_library as cl
+from nanosolve.solve.pdf_refine import FitSettings, RefineResult, _refine_positions, rw
+from nanosolve.structures.builders.clusters import LIBRARY_MOTIFS, sphere_cluster
+from nanosolve.structures.elements import metallic_radius
+from nanosolve.structures.particle import Particle
+
+__all__ = ["SOURCES", "PdfSolveSettings", "solve_sources", "expected_coordination", "sanity", "plot_rw_vs_size"]
+
+SOURCES = ("cvae", "library", "both")
+
+
+@dataclass
+class PdfSolveSettings:
+    """Options of a PDF solve with the library and/or DeepStruc (Q Å⁻¹, r Å, B and δ2 Å²).
+
+    ``None`` for qmin/qmax/qdamp/qbroad means: the file header, else (qmin, qmax) 0.7 / 30 and
+    (qdamp, qbroad) fitted.
+    """
+
+    source: str = "both"
+    rmin: float = 1.0
+    rmax: float | None = None
+    qmin: float | None = None
+    qmax: float | None = None
+    qdamp: float | None = None
+    qbroad: float | None = None
+    lattice_a: float | None = None  # Å, of each candidate's own lattice (fcc a for icosahedra/decahedra)
+    motifs: tuple = LIBRARY_MOTIFS
+    min_atoms: int = 13
+    max_atoms: int = 4000
+    expansion_bounds: tuple = (-0.06, 0.06)
+    k: int = 20  # DeepStruc latent samples
+    seed: int = 0
+    full_top: int = 10
+    full_per_motif: int = 1
+    fit_delta2: bool = True
+    positions_top: int = 3
+    positions_max_atoms: int = 200
+    max_shift: float = 0.3
+    bond_weight: float = 1.0
+    coordination_ratio: float = 0.75
+    compactness_min: float = 0.7
+    write_top: int = 20
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise InputError(f"unknown source {self.source!r}; use one of {', '.join(SOURCES)}")
+        lo, hi = self.expansion_bounds
+        if not -0.5 < lo < 0 < hi < 0.5:
+            raise InputError(f"expansion bounds must bracket 0 within (-0.5, 0.5), got {self.expansion_bounds}")
+        if self.rmax is not None and not self.rmax > self.rmin:
+            raise InputError(f"--rmax must be above rmin ({self.rmin} Å), got {self.rmax}")
+        if self.lattice_a is not None and not 1.0 < self.lattice_a < 10.0:
+            raise InputError(f"lattice constant must be 1-10 Å, got {self.lattice_a}")
+        for name in ("k", "full_top", "write_top"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+_EXPECTED: dict = {}
+
+
+def expected_coordination(n_atoms: int, lattice: str) -> float:
+    """Mean coordination (within 1.12 nn) of the ``lattice`` sphere cut whose atom count is closest to n."""
+    key = (lattice, int(n_atoms))
+    if key not in _EXPECTED:
+        best = None
+        radius = 1.0
+        while True:
+            p = sphere_cluster("Cu", lattice, radius)
+            x = p.positions / (2 * metallic_radius("Cu"))
+            if best is None or abs(len(x) - n_atoms) < abs(best[0] - n_atoms):
+                best = (len(x), cl.mean_coordination(x, 1.12))
+            if len(x) > n_atoms:
+                break
+            radius *= 1.05
+        _EXPECTED[key] = best[1]
+    return _EXPECTED[key]
+
+
+def sanity(entry: cl.ClusterEntry, settings: PdfSolveSettings) -> dict:
+    """{"plausible", "flags", "mean_coordination", "expected_coordination", "compactness"} of a candidate."""
+    lattice = entry.lattice if entry.source == "library" else "sc"
+    expected = expected_coordination(entry.n_atoms, lattice)
+    flags = []
+    if entry.mean_coordination < settings.coordination_ratio * expected:
+        flags.append(f"loose: mean coordination {entry.mean_coordination:.2f} < "
+                     f"{settings.coordination_ratio:g} x {expected:.2f} expected")
+    if entry.compactness < settings.compactness_min:
+        flags.append(f"not compact: compactness {entry.compactness:.2f} < {settings.compactness_min:g}")
+    return {"plausible": not flags, "flags": flags, "mean_coordination": round(entry.mean_coordination, 3),
+            "expected_coordination": round(expected, 3), "compactness": round(entry.compactness, 3)}
+
+
+def _fit_settings_from(pattern_meta: dict, s: PdfSolveSettings) -> dict:
+    out = {}
+    for key in ("qmin", "qmax", "qdamp", "qbroad"):
+        v = getattr(s, key)
+        if v is None:
+            hv = pattern_meta.get(key)
+            v = float(hv) if isinstance(hv, (int, float)) and np.isfinite(hv) else None
+        out[key] = v
+    out["qmin"] = 0.7 if out["qmin"] is None else out["qmin"]
+    out["qmax"] = 30.0 if out["qmax"] is None else out["qmax"]
+    if not 0 <= out["qmin"] < out["qmax"]:
+        raise InputError(f"need 0 <= Qmin < Qmax, got {out['qmin']}, {out['qmax']}")
+    return out
+
+
+def _nn0(entry: cl.ClusterEntry, nn_element: float, lattice_a: float | None) -> float:
+    if lattice_a is None or entry.source != "library":
+        return nn_element
+    return float(lattice_a / cl.A_OVER_NN[entry.lattice])
+
+
+def _cvae_entries(pattern, element: str, nn_element: float, s: PdfSolveSettings, model_dir, info: dict):
+    from nanosolve.models.deepstruc.sample import candidates, pdf_on_model_grid
+    from nanosolve.models.deepstruc.train import load_model
+
+    from nanosolve.solve import default_model_dir
+
+    net, config = load_model(model_dir if model_dir is not None else default_model_dir())
+    pdf_on_model_grid(pattern, config, info)
+    cands = candidates(net, config, pattern, element, k=s.k, seed=s.seed)
+    out = []
+    for p in cands:
+        e = cl.entry_from_positions(p.positions, nn_element, key=f"cvae_s{p.properties['sample']:02d}",
+                                    source="cvae", motif="cvae-decoded", lattice="fcc")
+        e.parameters = {"sample": p.properties["sample"], "copies": p.properties.get("copies", 1)}
+        out.append(e)
+    return out
+
+
+def _sort_key(item):
+    fit, san = item
+    return (not san["plausible"], fit.stage != "full", fit.rw)
+
+
+def plot_rw_vs_size(fits: list, path, title: str = ""):
+    """PNG: Rw (positions fixed, screen fit) against atom count, one line per motif."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    by_motif: dict = {}
+    for f in fits:
+        by_motif.setdefault(f.entry.motif, []).append((f.entry.n_atoms, f.rw_screen if f.rw_screen is not None
+                                                       else f.rw))
+    for motif in sorted(by_motif, key=lambda m: min(v for _, v in by_motif[m])):
+        pts = sorted(by_motif[motif])
+        ax.plot([a for a, _ in pts], [b for _, b in pts], "o-" if motif != "cvae-decoded" else "x", ms=3, lw=0.8,
+                label=motif)
+    ax.set_xscale("log")
+    ax.set_xlabel("atoms")
+    ax.set_ylabel("Rw (positions fixed, screen fit)")
+    ax.set_ylim(0, min(1.2, max(0.2, 1.05 * max(f.rw_screen or f.rw for f in fits))))
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _to_result(fit: cl.ClusterFit, san: dict, data: cl.PdfData, element: str) -> RefineResult:
+    x = fit.entry.build_positions() * fit.nn
+    name = f"{element}{fit.entry.n_atoms}_{fit.entry.motif}"
+    g_calc = fit.g_calc
+    if g_calc is None:
+        m = cl.model_curve(fit.entry.hist.rebin(cl.FULL_BIN), data, fit.nn, fit.biso, fit.delta2, fit.qdamp,
+                           fit.qbroad)
+        g_calc = fit.scale * m
+    props = {"source": fit.entry.source, "motif": fit.entry.motif, "family": fit.entry.family,
+             "shape": fit.entry.shape, "parameters": fit.entry.parameters}
+    res = RefineResult(Particle(x - x.mean(0), [element] * len(x), name=name, properties=props), fit.scale,
+                       fit.expansion, fit.biso, fit.delta2, rw(data.g, g_calc), data.r, data.g, g_calc)
+    res.extra = {"source": fit.entry.source, "motif": fit.entry.motif, "family": fit.entry.family,
+                 "diameter_nm": round(fit.diameter_nm, 3), "lattice_a": round(fit.lattice_a, 4),
+                 "nn_distance": round(fit.nn, 4), "qdamp": fit.qdamp, "qbroad": fit.qbroad, "fit": fit.stage,
+                 "rw_screen": fit.rw_screen, "rw_positions": None, "at_bound": list(fit.at_bound), "sanity": san}
+    return res
+
+
+def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = None, model_dir=None,
+                  progress=None) -> tuple[list[RefineResult], dict, list]:
+    """Rank library and/or DeepStruc candidates against a PDF (module docstring).
+
+    Args:
+        pattern: a Pattern of kind ``gr`` (r Å, G Å⁻²), any r range and step.
+        element: the metal (normalised symbol).
+        settings: :class:`PdfSolveSettings`.
+        model_dir: DeepStruc model directory (default the shipped CVAE).
+        progress: optional callable(text) for status messages.
+
+    Returns:
+        (ranked RefineResults best-first, at most ``write_top``; summary dict; every screen/full fit).
+    """
+    t0 = time.perf_counter()
+    s = settings or PdfSolveSettings()
+    say = progress or (lambda text: None)
+    r_all, g_all = np.asarray(pattern.x, float), np.asarray(pattern.y, float)
+    order = np.argsort(r_all)
+    r_all, g_all = r_all[order], g_all[order]
+    q = _fit_settings_from(pattern.metadata, s)
+    rmax = float(r_all[-1]) if s.rmax is None else min(float(s.rmax), float(r_all[-1]))
+    keep = (r_all >= s.rmin) & (r_all <= rmax + 1e-9)
+    if keep.sum() < 10:
+        raise InputError(f"fewer than 10 data points in the fit range r = {s.rmin}-{rmax} Å",
+                         pattern.metadata.get("source"))
+    steps = np.diff(r_all[keep])
+    if steps.min() <= 0 or steps.max() > 1.05 * steps.min() + 1e-9:  # resample a non-uniform grid
+        rr = np.arange(r_all[keep][0], r_all[keep][-1] + 1e-9, float(np.median(steps)))
+        data = cl.PdfData(rr, np.interp(rr, r_all, g_all), q["qmin"], q["qmax"], q["qdamp"], q["qbroad"])
+    else:
+        data = cl.PdfData(r_all[keep], g_all[keep], q["qmin"], q["qmax"], q["qdamp"], q["qbroad"])
+    if data.qmax * 3.6 > cl.QP_MAX:
+        raise InputError(f"Qmax {data.qmax} Å⁻¹ is above what the library tables hold ({cl.QP_MAX / 3.6:.0f} Å⁻¹)")
+    nn_element = 2.0 * metallic_radius(element)
+    entries: list[cl.ClusterEntry] = []
+    info: dict = {}
+    timing: dict = {}
+    if s.source in ("library", "both"):
+        say("loading the cluster library")
+        t = time.perf_counter()
+        entries += cl.load_library(s.motifs, s.min_atoms, s.max_atoms)
+        timing["library_load"] = round(time.perf_counter() - t, 2)
+    if s.source in ("cvae", "both"):
+        say(f"sampling {s.k} DeepStruc candidates")
+        t = time.perf_counter()
+        entries += _cvae_entries(pattern, element, nn_element, s, model_dir, info)
+        timing["cvae"] = round(time.perf_counter() - t, 2)
+    say(f"fitting {len(entries)} candidates (positions fixed)")
+    t = time.perf_counter()
+    screened = [cl.screen(e, data, _nn0(e, nn_element, s.lattice_a), s.expansion_bounds) for e in entries]
+    timing["screen"] = round(time.perf_counter() - t, 2)
+    sanities = {id(f.entry): sanity(f.entry, s) for f in screened}
+    # full fits: the best screens (plausible first) and the best of every motif
+    pool = sorted(screened, key=lambda f: (not sanities[id(f.entry)]["plausible"], f.rw))
+    chosen = {id(f.entry): f for f in pool[: s.full_top]}
+    per_motif: dict = {}
+    for f in pool:
+        lst = per_motif.setdefault(f.entry.motif, [])
+        if len(lst) < s.full_per_motif:
+            lst.append(f)
+            chosen.setdefault(id(f.entry), f)
+    t = time.perf_counter()
+    say(f"full fits of {len(chosen)} candidates")
+    full = {k: cl.fit_full(f, data, _nn0(f.entry, nn_element, s.lattice_a), s.expansion_bounds, s.fit_delta2)
+            for k, f in chosen.items()}
+    timing["full"] = round(time.perf_counter() - t, 2)
+    fits = [full.get(id(f.entry), f) for f in screened]
+    ranked_pairs = sorted(((f, sanities[id(f.entry)]) for f in fits), key=_sort_key)
+    best_rw = ranked_pairs[0][0].rw
+    comparison: dict = {}
+    for f, san in ranked_pairs:
+        if f.entry.motif not in comparison and san["plausible"]:
+            comparison[f.entry.motif] = {"motif": f.entry.motif, "best_rw": round(f.rw, 5),
+                                         "delta_rw": round(f.rw - best_rw, 5), "n_atoms": f.entry.n_atoms,
+                                         "fit": f.stage}
+    top = [_to_result(f, san, data, element) for f, san in ranked_pairs[: s.write_top]]
+    # restrained position refinement of the best few (reported only)
+    t = time.perf_counter()
+    done = 0
+    for res in top:
+        if done >= s.positions_top:
+            break
+        if len(res.particle) > s.positions_max_atoms:
+            continue
+        say(f"restrained position refinement of {res.particle.name}")
+        fs = FitSettings(qmin=data.qmin, qmax=data.qmax, qdamp=res.extra["qdamp"], rmin=float(data.r[0]),
+                         rmax=float(data.r[-1]), refine_positions=True, bond_weight=s.bond_weight,
+                         max_shift=s.max_shift)
+        x0 = res.particle.positions
+        x, _, _, _, gc, _ = _refine_positions(x0, data.r, data.g, fs, res.scale, res.biso, res.delta2, False)
+        res.extra["rw_positions"] = round(rw(data.g, gc), 5)
+        res.extra["position_shift"] = round(float(np.sqrt(np.mean(np.sum((x - x0) ** 2, axis=1)))), 4)
+        done += 1
+    timing["positions"] = round(time.perf_counter() - t, 2)
+    best = ranked_pairs[0][0]
+    summary = {
+        "sources": s.source, "element": element, "n_candidates": len(entries),
+        "n_library": sum(e.source == "library" for e in entries), "n_cvae": sum(e.source == "cvae" for e in entries),
+        "fit_range": [float(data.r[0]), float(data.r[-1])], "r_step": float(data.r[1] - data.r[0]),
+        "qmin": data.qmin, "qmax": data.qmax, "qdamp_stated": data.qdamp, "qbroad_stated": data.qbroad,
+        "cvae_input": info or None,
+        "answer": {"motif": best.entry.motif, "family": best.entry.family, "source": best.entry.source,
+                   "n_atoms": best.entry.n_atoms, "diameter_nm": round(best.diameter_nm, 3),
+                   "lattice_a": round(best.lattice_a, 4), "biso": round(best.biso, 4), "rw": round(best.rw, 5),
+                   "plausible": ranked_pairs[0][1]["plausible"]},
+        "motif_comparison": sorted(comparison.values(), key=lambda v: v["best_rw"]),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(s).items()},
+        "timing": timing, "seconds": round(time.perf_counter() - t0, 2),
+        "ranking": "plausible first, then Rw with atom positions fixed (against the input data only)",
+    }
+    return top, summary, fits
