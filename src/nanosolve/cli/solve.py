@@ -98,6 +98,12 @@ def solve(
     qdamp: float = typer.Option(None, help="Qdamp of the data (Å⁻¹); default: file header, else 0.04"),
     rmin: float = typer.Option(1.0, help="fit range start (Å)"),
     delta2: bool = typer.Option(False, "--delta2/--no-delta2", help="also refine delta2 (Å²)"),
+    source: str = typer.Option("both", "--source", help="PDF: candidates from the DeepStruc model (cvae), the "
+                                                        "cluster library (library) or both"),
+    rmax: float = typer.Option(None, "--rmax", help="PDF: fit range end (Å); default: where the data end"),
+    lattice_a: float = typer.Option(None, "--lattice-a", help="PDF: lattice constant (Å) to start the library "
+                                                              "clusters from instead of the element's"),
+    max_atoms: int = typer.Option(4000, "--max-atoms", min=13, help="PDF: largest library cluster (atoms)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress, no table)"),
     show: int = typer.Option(10, min=0, help="rows of the printed table"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the results of an earlier run in the output "
@@ -134,24 +140,38 @@ def solve(
                      profile_top)
         return
     k = 20 if k is None else k
-    settings = settings_from_metadata(pattern.metadata, qmin=qmin, qmax=qmax, qdamp=qdamp, rmin=rmin,
-                                      refine_delta2=delta2, refine_positions=True if positions is None else positions)
+    from nanosolve.solve.pdf_solve import PdfSolveSettings
+
+    check_number("--rmax", rmax, rmin, 1e4, lo_open=True, unit="Å")
+    pdf_settings = PdfSolveSettings(source=source, rmin=rmin, rmax=rmax, qmin=qmin, qmax=qmax, qdamp=qdamp,
+                                    lattice_a=lattice_a, max_atoms=max_atoms, k=k, seed=seed, fit_delta2=True,
+                                    positions_top=0 if positions is False else 3)
     from nanosolve.scattering.memory import guard_pdf_fit
 
-    r_fit = pattern.x[pattern.x >= settings.rmin]  # the [Q × r] kernel of the fit, before it is built
-    guard_pdf_fit(r_fit.size, float(pattern.x.max()), settings.qmax, what=f"PDF fit of {file.name}")
+    r_fit = pattern.x[(pattern.x >= rmin) & (pattern.x <= (rmax or float("inf")))]  # the [Q × r] fit kernel
+    guard_pdf_fit(r_fit.size, float(r_fit.max() if r_fit.size else pattern.x.max()), qmax or 30.0,
+                  what=f"PDF fit of {file.name}")
     with stage_progress(console, quiet) as progress:
         result = solve_pdf(pattern, element=element, k=k, seed=seed, model_dir=model_dir, model=model,
-                           settings=settings, out_dir=out, progress=progress)
+                           out_dir=out, progress=progress, pdf_settings=pdf_settings)
     s = result.summary
-    cols = ["rank", "file", "atoms", "Rw", "scale", "expansion", "Biso (Å²)"] + (["δ2 (Å²)"] if delta2 else [])
-    t = Table(*cols,
-              title=f"{file.name}: DeepStruc ({s['model_kind']}) candidates, {s['element']}"
-                    + (" (element guessed)" if s["element_guessed"] else ""))
+    a = s["answer"]
+    t = Table("rank", "source", "motif", "atoms", "d (nm)", "a (Å)", "Biso (Å²)", "Rw", "Rw positions", "flags",
+              title=f"{file.name}: {s['element']}" + (" (element guessed)" if s["element_guessed"] else "")
+                    + f", r = {s['fit_range'][0]:.3g}-{s['fit_range'][1]:.3g} Å, {s['n_library']} library + "
+                      f"{s['n_cvae']} DeepStruc candidates; Rw with atom positions fixed")
     for c in s["candidates"][:show]:
-        t.add_row(str(c["rank"]), c["file"], str(c["n_atoms"]), f"{c['rw']:.4f}", f"{c['scale']:.3g}",
-                  f"{100 * c['expansion']:+.2f} %", f"{c['biso']:.3f}", *([f"{c['delta2']:.3f}"] if delta2 else []))
+        flags = list(c["at_bound"]) and ["at bound: " + ",".join(c["at_bound"])]
+        flags = (flags or []) + ([] if c["sanity"]["plausible"] else ["loose"])
+        t.add_row(str(c["rank"]), c["source"], c["motif"], str(c["n_atoms"]), f"{c['diameter_nm']:.2f}",
+                  f"{c['lattice_a']:.3f}", f"{c['biso']:.3f}", f"{c['rw']:.4f}",
+                  "" if c["rw_positions"] is None else f"{c['rw_positions']:.4f}", "; ".join(flags))
     console.print(t)
+    cmp_ = s["motif_comparison"]
+    console.print(f"answer: {a['motif']} ({a['source']}), {a['n_atoms']} atoms, {a['diameter_nm']:.2f} nm, "
+                  f"a = {a['lattice_a']:.3f} Å, Biso {a['biso']:.2f} Å², Rw {a['rw']:.3f}"
+                  + (f"; next motif {cmp_[1]['motif']} Rw +{cmp_[1]['delta_rw']:.3f}" if len(cmp_) > 1 else ""),
+                  highlight=False)
     console.print(f"wrote {len(s['candidates'])} xyz files, {s['fit_plot']}, summary.json and report.html into {out}/ "
                   f"({s['seconds']:.1f} s)", highlight=False)
 

@@ -11,7 +11,6 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +100,17 @@ class SolveResult:
 
 def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, model_dir: str | os.PathLike | None = None,
               model: str = "auto", settings: FitSettings | None = None, out_dir: str | os.PathLike | None = None,
-              refine_positions: bool | None = None, progress=None) -> SolveResult:
+              refine_positions: bool | None = None, progress=None, source: str | None = None,
+              pdf_settings=None) -> SolveResult:
     """Solve a nanoparticle structure from its PDF.
+
+    With ``source`` ('cvae', 'library' or 'both') or ``pdf_settings`` (a
+    :class:`nanosolve.solve.pdf_solve.PdfSolveSettings`) given, candidates from the cluster library and/or
+    DeepStruc are ranked by their fit with atom positions fixed, behind a sanity gate, and the best few get
+    a restrained position refinement reported beside that fit (:func:`nanosolve.solve.pdf_solve.solve_sources`,
+    docs/pdf_solve.md); ``k``, ``seed`` and the r/Q options of ``settings`` carry over. Without either (the
+    earlier form of the call), DeepStruc candidates are refined one by one with :func:`refine` and ranked by
+    that Rw.
 
     Args:
         data: a ``.gr`` path, a Pattern of kind ``gr`` or (r, G) arrays (Å, Å⁻²).
@@ -137,6 +145,9 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
         raise InputError("the PDF has too few points, non-finite or all-zero values", src)
     guessed = element is None
     sym = check_element(guess_element(r, g) if guessed else element)
+    if source is not None or pdf_settings is not None:
+        return _solve_pdf_sources(pattern, sym, guessed, k, seed, model_dir, settings, out_dir, source, pdf_settings,
+                                  t0, stage)
     mdir = Path(model_dir) if model_dir is not None else default_model_dir()
     stage("loading the DeepStruc model", mdir.name)
     net, config = load_model(mdir)
@@ -164,4 +175,38 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
 
         stage("writing the report", str(out_dir))
         summary = write_report(out_dir, ranked, summary)
+    return SolveResult(ranked, summary)
+
+
+def _solve_pdf_sources(pattern, sym: str, guessed: bool, k: int, seed: int, model_dir, settings, out_dir, source,
+                       pdf_settings, t0: float, stage) -> SolveResult:
+    """solve_pdf with the library and/or DeepStruc, ranked with positions fixed (see solve_pdf)."""
+    from nanosolve.solve.pdf_solve import PdfSolveSettings, plot_rw_vs_size, solve_sources
+
+    ps = dataclasses.replace(pdf_settings) if pdf_settings is not None else PdfSolveSettings(k=int(k), seed=int(seed))
+    if source is not None:
+        ps = dataclasses.replace(ps, source=source)
+    if settings is not None:  # the r / Q options of a FitSettings carry over where the PDF settings leave them open
+        ps = dataclasses.replace(ps, rmin=settings.rmin, rmax=ps.rmax if ps.rmax is not None else settings.rmax,
+                                 qmin=ps.qmin if ps.qmin is not None else settings.qmin,
+                                 qmax=ps.qmax if ps.qmax is not None else settings.qmax,
+                                 qdamp=ps.qdamp if ps.qdamp is not None else settings.qdamp)
+    src = pattern.metadata.get("source")
+    ranked, info, fits = solve_sources(pattern, sym, ps, model_dir=model_dir, progress=lambda text: stage(text))
+    summary = {"input": str(src) if src else None, "model": "pdf-" + ps.source, "element": sym,
+               "element_guessed": guessed, **info, "best": ranked[0].summary()}
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    if out_dir is not None:
+        from nanosolve.solve.report import write_report
+
+        stage("writing the report", str(out_dir))
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        plot_rw_vs_size(fits, out / "rw_vs_size.png", title=f"{Path(str(src)).name if src else 'PDF'}: Rw vs size")
+        rows = ["source,motif,n_atoms,diameter_nm,rw_screen,rw,fit"]
+        rows += [f"{f.entry.source},{f.entry.motif},{f.entry.n_atoms},{f.diameter_nm:.4f},{f.rw_screen:.6f},"
+                 f"{f.rw:.6f},{f.stage}" for f in sorted(fits, key=lambda f: (f.entry.motif, f.entry.n_atoms))]
+        (out / "rw_vs_size.csv").write_text("\n".join(rows) + "\n")
+        summary["rw_vs_size_plot"] = "rw_vs_size.png"
+        summary = write_report(out, ranked, summary)
     return SolveResult(ranked, summary)
