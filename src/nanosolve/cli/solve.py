@@ -15,13 +15,19 @@ SECONDS_PER_CANDIDATE = {"pdf": 1.0, "powder": 0.3}
 BYTES_PER_CANDIDATE = {"pdf": 2 * 1024**2, "powder": 4 * 1024**2}
 
 
-def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength=None) -> None:
+def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength=None, steps=None,
+                   langevin_steps=None, top=None, profile_top=None) -> None:
     """Every option of ``solve`` range-checked before the input is read."""
     from nanosolve.scattering.memory import guard_candidates
     from nanosolve.structures.elements import normalize_symbol
     from nanosolve.structures.formula import parse_formula
 
     check_wavelength_option(wavelength)
+    # upper bounds: beyond them a run takes days (the lower ones are typer's min=)
+    check_number("--steps", steps, 1, 100_000)
+    check_number("--langevin-steps", langevin_steps, 1, 10_000)
+    check_number("--top", top, 0, 10_000)
+    check_number("--profile-top", profile_top, 0, 1_000)
     check_number("--size", size, 0, 1e4, lo_open=True, unit="Å")
     check_number("--qmin", qmin, 0, 200, unit="Å⁻¹")
     check_number("--qmax", qmax, 0, 200, lo_open=True, unit="Å⁻¹")
@@ -127,7 +133,8 @@ def solve(
     mute(console, quiet, ctx)
     from nanosolve.solve import choose_model, read_input, settings_from_metadata, solve_pdf
 
-    _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength)
+    _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength, steps, langevin_steps, top,
+                   profile_top)
     with warnings.catch_warnings():  # a guessed x unit of a non-PDF file is moot: it is refused below
         warnings.simplefilter("ignore", UserWarning)
         pattern = read_input(file, wavelength)

@@ -71,7 +71,7 @@ def _check_arguments(wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso, fwhm
 
     def need(ok, option, value, rule):
         if value is not None and not (math.isfinite(value) and ok(value)):
-            raise InputError(f"{option} must be {rule}, got {value:g}")
+            raise InputError(f"must be {rule}, got {value:g}", option)
 
     need(lambda v: 0 <= v <= MAX_Q, "--qmin", qmin, f"in [0, {MAX_Q:g}] Å⁻¹")
     need(lambda v: 0 < v <= MAX_Q, "--qmax", qmax, f"in (0, {MAX_Q:g}] Å⁻¹")
@@ -83,11 +83,11 @@ def _check_arguments(wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso, fwhm
     need(lambda v: 0 <= v <= 100, "--biso", biso, "in [0, 100] Å²")
     need(lambda v: 0 < v <= 180, "--fwhm", fwhm, "in (0, 180]")
     need(lambda v: 0 < v <= 1e6, "--size", size, "in (0, 1e6] Å")
-    need(lambda v: 0 < v <= 1000, "--diameter", diameter, "in (0, 1000] Å")
+    need(lambda v: 0 < v <= 300, "--diameter", diameter, "in (0, 300] Å (a 300 Å sphere is ~10⁶ atoms)")
     if qmin is not None and qmax is not None and not qmax > qmin:
-        raise InputError(f"--qmax ({qmax:g}) must exceed --qmin ({qmin:g})")
+        raise InputError(f"{qmax:g} must exceed --qmin ({qmin:g})", "--qmax")
     if rmin is not None and rmax is not None and not rmax > rmin:
-        raise InputError(f"--rmax ({rmax:g}) must exceed --rmin ({rmin:g})")
+        raise InputError(f"{rmax:g} must exceed --rmin ({rmin:g})", "--rmax")
 
 
 def _simulate(kind, structure, wl, qmin, qmax, qstep, rmin, rmax, rstep, qdamp, biso, fwhm, size, size_model,
