@@ -18,11 +18,12 @@ from nanosolve.models.cdvae.data import (
     read_cif_folder,
     to_data_list,
 )
+from nanosolve.paths import shared_data_dir
 from nanosolve.structures.crystal import CRYSTAL_SYSTEMS, Crystal
 from nanosolve.structures.io import write_cif
 
 torch.set_num_threads(1)
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdvae"
+DATA = shared_data_dir() / "cdvae"
 needs_data = pytest.mark.skipif(not (DATA / "perov_5" / "val.csv").is_file(),
                                 reason="shared CDVAE data (../shared/data/cdvae) not present")
 

@@ -1,6 +1,5 @@
 """CDVAE metrics: matching/RMSE, validity, fingerprints, coverage, EMD, success rates."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +20,11 @@ from nanosolve.models.cdvae.evaluate import (
     structure_valid,
     success_rates,
 )
+from nanosolve.paths import shared_data_dir
 from nanosolve.structures.crystal import Crystal
 
 torch.set_num_threads(1)
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdvae"
+DATA = shared_data_dir() / "cdvae"
 
 FCC = np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]])
 
