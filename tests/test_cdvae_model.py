@@ -180,6 +180,7 @@ def _fit(cfg: CDVAEConfig, data, copies: int, steps: int) -> CDVAE:
     return m.eval()
 
 
+@pytest.mark.slow
 def test_loss_falls_and_langevin_reproduces_training_crystals():
     from nanosolve.models.cdvae.evaluate import match_and_rmse
     from nanosolve.models.cdvae.sample import decode, encode, reconstruct
@@ -319,6 +320,7 @@ def test_shuffle_within_crystals_keeps_each_crystal_multiset():
     assert moved
 
 
+@pytest.mark.slow
 def test_type_permutation_training_teaches_sites_from_geometry():
     """With permuted input types, the decoder must read each atom's element off the geometry:
     after training on SrTiO3 and NaCl, clean geometry + scrambled types → the true types."""

@@ -154,6 +154,7 @@ def test_cli_run_writes_the_recipe(reference_store):
         assert st.keys()[0] == "rock_salt_Zn_r5"
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(reference_store, tmp_path):
     path = tmp_path / "killed.sqlite"
     proc = subprocess.Popen(_cli("dataset", "chili3k", path, *SMALL, "--workers", "1"),
@@ -183,6 +184,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(reference_store, tmp_pa
         assert_same_store(a, b)
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_dataset(reference_store, tmp_path):
     distributed = pytest.importorskip("distributed")
     from nanosolve.datasets.chili.generate import dataset_attrs
@@ -202,6 +204,7 @@ def test_dask_local_cluster_gives_the_same_dataset(reference_store, tmp_path):
         assert_same_store(a, b)
 
 
+@pytest.mark.slow
 def test_from_cifs_builds_good_cifs_and_reports_broken_ones(tmp_path, shared_data):
     import csv
 
