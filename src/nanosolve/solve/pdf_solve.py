@@ -72,6 +72,7 @@ class PdfSolveSettings:
     coordination_ratio: float = 0.75
     compactness_min: float = 0.7
     write_top: int = 20
+    jobs: int = 2  # processes of the screen fits (forked, one thread each)
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -91,22 +92,35 @@ class PdfSolveSettings:
 _EXPECTED: dict = {}
 
 
+def _coordination_table(lattice: str) -> tuple[np.ndarray, np.ndarray]:
+    """(atom counts, mean coordination) of ``lattice`` sphere cuts of radius 1-14 nn (cached on disk)."""
+    if lattice not in _EXPECTED:
+        path = cl.cache_dir() / f"coordination-{lattice}-v{cl.CACHE_VERSION}.npz"
+        try:
+            z = np.load(path, allow_pickle=False)
+            _EXPECTED[lattice] = (z["n"], z["cn"])
+        except (OSError, KeyError, ValueError):
+            ns, cns = [], []
+            radius = 1.0
+            while radius < 14.0:
+                x = sphere_cluster("Cu", lattice, radius).positions / (2 * metallic_radius("Cu"))
+                if not ns or len(x) != ns[-1]:
+                    ns.append(len(x))
+                    cns.append(cl.mean_coordination(x, 1.12))
+                radius *= 1.03
+            _EXPECTED[lattice] = (np.array(ns), np.array(cns))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.tmp.npz")
+            np.savez(tmp, n=_EXPECTED[lattice][0], cn=_EXPECTED[lattice][1])
+            tmp.replace(path)
+    return _EXPECTED[lattice]
+
+
 def expected_coordination(n_atoms: int, lattice: str) -> float:
-    """Mean coordination (within 1.12 nn) of the ``lattice`` sphere cut whose atom count is closest to n."""
-    key = (lattice, int(n_atoms))
-    if key not in _EXPECTED:
-        best = None
-        radius = 1.0
-        while True:
-            p = sphere_cluster("Cu", lattice, radius)
-            x = p.positions / (2 * metallic_radius("Cu"))
-            if best is None or abs(len(x) - n_atoms) < abs(best[0] - n_atoms):
-                best = (len(x), cl.mean_coordination(x, 1.12))
-            if len(x) > n_atoms:
-                break
-            radius *= 1.05
-        _EXPECTED[key] = best[1]
-    return _EXPECTED[key]
+    """Mean coordination (within 1.12 nn) of a compact ``lattice`` sphere cut of ``n_atoms`` atoms
+    (interpolated in log N between the sphere cuts of radius 1-14 nn)."""
+    n, cn = _coordination_table(lattice)
+    return float(np.interp(np.log(max(2, n_atoms)), np.log(n), cn))
 
 
 def sanity(entry: cl.ClusterEntry, settings: PdfSolveSettings) -> dict:
@@ -159,6 +173,76 @@ def _cvae_entries(pattern, element: str, nn_element: float, s: PdfSolveSettings,
                                     source="cvae", motif="cvae-decoded", lattice="fcc")
         e.parameters = {"sample": p.properties["sample"], "copies": p.properties.get("copies", 1)}
         out.append(e)
+    return out
+
+
+_WORK: tuple | None = None  # (entries, data, nn0s, bounds) shared with forked screen workers
+
+
+def _screen_chunk(idx: list[int]) -> list[tuple]:
+    import torch
+
+    torch.set_num_threads(1)
+    entries, data, nn0s, bounds = _WORK
+    out = []
+    for i in idx:
+        f = cl.screen(entries[i], data, nn0s[i], bounds)
+        out.append((i, f.scale, f.expansion, f.biso, f.qdamp, f.rw, f.nn, f.at_bound))
+    return out
+
+
+def _screen_all(entries, data, nn0s, bounds, jobs: int) -> list[cl.ClusterFit]:
+    """Screen fits of all entries, in ``jobs`` forked processes (each on one thread) when jobs > 1."""
+    global _WORK
+    import multiprocessing as mp
+
+    if jobs <= 1 or len(entries) < 50 or "fork" not in mp.get_all_start_methods():
+        return [cl.screen(e, data, n0, bounds) for e, n0 in zip(entries, nn0s)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    _WORK = (entries, data, nn0s, bounds)
+    try:
+        chunks = [list(range(k, len(entries), 4 * jobs)) for k in range(4 * jobs)]  # interleaved: sizes mixed
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+            rows = [row for part in pool.map(_screen_chunk, chunks) for row in part]
+    finally:
+        _WORK = None
+    out: list = [None] * len(entries)
+    for i, sc, eps, b, qd, rw_, nn, hit in rows:
+        out[i] = cl.ClusterFit(entries[i], sc, eps, b, 0.0, qd, 0.0, rw_, "screen", nn, hit, rw_screen=rw_)
+    return out
+
+
+def _full_one(i: int):
+    import torch
+
+    torch.set_num_threads(1)
+    starts, data, nn0s, bounds, fit_delta2 = _WORK
+    f = cl.fit_full(starts[i], data, nn0s[i], bounds, fit_delta2)
+    f.entry = None  # sent back without the histogram
+    return f
+
+
+def _full_all(starts, data, nn0s, bounds, fit_delta2: bool, jobs: int) -> list[cl.ClusterFit]:
+    """Full fits of the screen fits ``starts``, in ``jobs`` forked processes when jobs > 1."""
+    global _WORK
+    import multiprocessing as mp
+
+    if jobs <= 1 or len(starts) < 4 or "fork" not in mp.get_all_start_methods():
+        return [cl.fit_full(f, data, n0, bounds, fit_delta2) for f, n0 in zip(starts, nn0s)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    _WORK = (starts, data, nn0s, bounds, fit_delta2)
+    try:
+        order = sorted(range(len(starts)), key=lambda i: -starts[i].entry.hist.d.size)  # big ones first
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+            done = dict(zip(order, pool.map(_full_one, order)))
+    finally:
+        _WORK = None
+    out = []
+    for i, f in enumerate(starts):
+        done[i].entry = f.entry
+        out.append(done[i])
     return out
 
 
@@ -264,7 +348,8 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
         timing["cvae"] = round(time.perf_counter() - t, 2)
     say(f"fitting {len(entries)} candidates (positions fixed)")
     t = time.perf_counter()
-    screened = [cl.screen(e, data, _nn0(e, nn_element, s.lattice_a), s.expansion_bounds) for e in entries]
+    screened = _screen_all(entries, data, [_nn0(e, nn_element, s.lattice_a) for e in entries], s.expansion_bounds,
+                           s.jobs)
     timing["screen"] = round(time.perf_counter() - t, 2)
     sanities = {id(f.entry): sanity(f.entry, s) for f in screened}
     # full fits: the best screens (plausible first) and the best of every motif
@@ -278,8 +363,9 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
             chosen.setdefault(id(f.entry), f)
     t = time.perf_counter()
     say(f"full fits of {len(chosen)} candidates")
-    full = {k: cl.fit_full(f, data, _nn0(f.entry, nn_element, s.lattice_a), s.expansion_bounds, s.fit_delta2)
-            for k, f in chosen.items()}
+    full = dict(zip(chosen, _full_all(list(chosen.values()), data,
+                                      [_nn0(f.entry, nn_element, s.lattice_a) for f in chosen.values()],
+                                      s.expansion_bounds, s.fit_delta2, s.jobs)))
     timing["full"] = round(time.perf_counter() - t, 2)
     fits = [full.get(id(f.entry), f) for f in screened]
     ranked_pairs = sorted(((f, sanities[id(f.entry)]) for f in fits), key=_sort_key)
@@ -293,11 +379,9 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
     top = [_to_result(f, san, data, element) for f, san in ranked_pairs[: s.write_top]]
     # restrained position refinement of the best few (reported only)
     t = time.perf_counter()
-    done = 0
-    for res in top:
-        if done >= s.positions_top:
-            break
+    for res in top[: s.positions_top]:
         if len(res.particle) > s.positions_max_atoms:
+            res.extra["rw_positions_note"] = f"not run: {len(res.particle)} atoms > {s.positions_max_atoms}"
             continue
         say(f"restrained position refinement of {res.particle.name}")
         fs = FitSettings(qmin=data.qmin, qmax=data.qmax, qdamp=res.extra["qdamp"], rmin=float(data.r[0]),
@@ -307,7 +391,6 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
         x, _, _, _, gc, _ = _refine_positions(x0, data.r, data.g, fs, res.scale, res.biso, res.delta2, False)
         res.extra["rw_positions"] = round(rw(data.g, gc), 5)
         res.extra["position_shift"] = round(float(np.sqrt(np.mean(np.sum((x - x0) ** 2, axis=1)))), 4)
-        done += 1
     timing["positions"] = round(time.perf_counter() - t, 2)
     best = ranked_pairs[0][0]
     summary = {
