@@ -21,16 +21,19 @@ lengths, and the benchmark needs node and edge heads too.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch_geometric.nn import MessagePassing, global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 from torch_geometric.nn import models as pyg_models
 
 from nanosolve.errors import InputError
+from nanosolve.models.chili_bench.layers import X_SCALE, CFConvEncoder, ElementEmbedding, RadialBasis
+from nanosolve.models.chili_bench.local import LocalEnvNet
+from nanosolve.models.chili_bench.pairdist import PairDistanceNet
+from nanosolve.models.chili_bench.signal import SignalNet
 from nanosolve.models.chili_bench.tasks import Task, build_inputs
+from nanosolve.models.chili_bench.template import TemplateNet
 
 __all__ = ["MODELS", "make_model", "ChiliModel", "CFConvEncoder", "RadialBasis", "ElementEmbedding", "X_SCALE",
            "task_loss", "to_prediction"]
@@ -43,80 +46,6 @@ EDGE_HEADS = ("dot", "distance")
 
 def _two_layer(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
-
-
-class _CFConv(MessagePassing):
-    """x_i' = sum_j x_j * W(d_ij) with W a filter network of the expanded distance."""
-
-    def __init__(self, hidden: int, n_rbf: int):
-        super().__init__(aggr="add")
-        self.lin_in = nn.Linear(hidden, hidden, bias=False)
-        self.filter = nn.Sequential(nn.Linear(n_rbf, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.lin_out = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-
-    def forward(self, x: Tensor, edge_index: Tensor, rbf: Tensor, envelope: Tensor) -> Tensor:
-        w = self.filter(rbf) * envelope.unsqueeze(-1)
-        return self.lin_out(self.propagate(edge_index, x=self.lin_in(x), w=w))
-
-    def message(self, x_j: Tensor, w: Tensor) -> Tensor:
-        return x_j * w
-
-
-# CHILI node features x = (Z, atomic radius Å, atomic mass u, electron affinity eV): fixed scales
-# (no statistics from the data, so nothing leaks between splits) that bring each to ~[0, 1]
-X_SCALE = (100.0, 2.5, 250.0, 3.5)
-
-
-class ElementEmbedding(nn.Module):
-    """CHILI node features x [N, 4] -> [N, hidden]: an embedding of Z plus a linear map of the
-    columns on the fixed scales :data:`X_SCALE`."""
-
-    def __init__(self, hidden: int):
-        super().__init__()
-        self.register_buffer("x_scale", torch.tensor(X_SCALE))
-        self.z_embed = nn.Embedding(120, hidden)
-        self.x_lin = nn.Linear(len(X_SCALE), hidden)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.float()
-        return self.z_embed(x[:, 0].round().long().clamp(0, 119)) + self.x_lin(x / self.x_scale)
-
-
-class RadialBasis(nn.Module):
-    """Distances [E] (Å) -> ``n_rbf`` Gaussians [E, n_rbf] centred on [0, cutoff]."""
-
-    def __init__(self, n_rbf: int = 32, cutoff: float = 6.0):
-        super().__init__()
-        self.register_buffer("centers", torch.linspace(0.0, cutoff, n_rbf))
-        self.gamma = 1.0 / float(cutoff / (n_rbf - 1)) ** 2
-        self.n_rbf, self.cutoff = int(n_rbf), float(cutoff)
-
-    def forward(self, dist: Tensor) -> Tensor:
-        return torch.exp(-self.gamma * (dist.unsqueeze(-1) - self.centers) ** 2)
-
-
-class CFConvEncoder(nn.Module):
-    """SchNet-style encoder on bond lengths (Å).
-
-    Distances are expanded in ``n_rbf`` Gaussians on [0, cutoff] and damped by a cosine
-    envelope, so a bond contributes smoothly less as it approaches the cutoff.
-    Input x [N, F], edge_index [2, E], dist [E] -> node embeddings [N, hidden].
-    """
-
-    def __init__(self, in_channels: int, hidden: int, layers: int, n_rbf: int = 32, cutoff: float = 6.0):
-        super().__init__()
-        self.embed = nn.Linear(in_channels, hidden)
-        self.rbf = RadialBasis(n_rbf, cutoff)
-        self.cutoff = float(cutoff)
-        self.convs = nn.ModuleList(_CFConv(hidden, n_rbf) for _ in range(layers))
-
-    def forward(self, x: Tensor, edge_index: Tensor, dist: Tensor) -> Tensor:
-        rbf = self.rbf(dist)
-        env = 0.5 * (torch.cos(math.pi * dist / self.cutoff) + 1.0) * (dist < self.cutoff)
-        h = self.embed(x)
-        for conv in self.convs:
-            h = h + conv(h, edge_index, rbf, env)  # residual, as SchNet's interaction blocks
-        return h
 
 
 def _make_encoder(name: str, d_in: int, hidden: int, layers: int) -> nn.Module:
@@ -247,28 +176,20 @@ def make_model(name: str, task: Task, hidden: int = 64, layers: int = 3, edge_he
     if name == "templates":
         if task.input_level != "graph":
             raise InputError(f"templates reads one signal per graph; task {task.name} has graph input")
-        from nanosolve.models.chili_bench.template import TemplateNet  # builds on signal.py, not on this module
-
         return TemplateNet(task, hidden=hidden)  # call fit_library(train targets) before training
     if name == "signalnet":
         if task.input_level != "graph":
             raise InputError(f"signalnet reads one signal per graph; task {task.name} has graph input")
-        from nanosolve.models.chili_bench.signal import SignalNet  # signal.py builds on tasks, not on this module
-
         return SignalNet(task, hidden=hidden)  # length-independent (adaptive pooling)
     if name == "cfconv" and task.target == "edge_attr" and "pos_abs" not in task.inputs:
         raise InputError("cfconv reads the bond lengths in edge_attr, the target of this task")
     if name == "localenv":
         if not task.is_particle_classification:
             raise InputError(f"localenv classifies whole particles from their positions; not task {task.name}")
-        from nanosolve.models.chili_bench.local import LocalEnvNet  # local.py builds on this module
-
         return LocalEnvNet(task.out_dim, hidden=hidden, layers=layers)
     if name == "pairdist":
         if task.input_level != "node" or task.level != "graph" or "pos_abs" not in task.inputs:
             raise InputError(f"pairdist maps a particle's positions to a graph-level value; not task {task.name}")
-        from nanosolve.models.chili_bench.pairdist import PairDistanceNet  # pairdist.py builds on this module
-
         return PairDistanceNet(task.out_dim, hidden=hidden)
     if in_channels is None:
         if sample is None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 from torch_geometric.utils import subgraph
 
-from nanosolve.models.chili_bench.gnns import CFConvEncoder, ElementEmbedding
+from nanosolve.models.chili_bench.layers import CFConvEncoder, ElementEmbedding
 
 __all__ = ["LocalEnvNet", "crop_graph", "DEFAULT_CROP_ATOMS"]
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from nanosolve.errors import InputError
-from nanosolve.models.chili_bench.gnns import ElementEmbedding
+from nanosolve.models.chili_bench.layers import ElementEmbedding
 
 __all__ = ["PairDistanceNet", "pair_fields", "add_pair_fields", "BIN_WIDTH", "R_MAX"]
 

@@ -15,23 +15,17 @@ Files (``OUT/runs/<task>/<model>/seed<k>/``), each written atomically:
 * ``history.json``, ``curve.png`` - per-epoch losses and the learning curve;
 * ``result.json`` - the result line; its presence marks the run as finished (skipped on rerun).
 
-Data: reading a graph from the store decodes its whole record (signals of 6,000 points
-included), so every array a task needs is read once, concatenated over all graphs and cached
-per field as ``OUT/cache/<store-id>/<field>.pt`` (``torch.load(weights_only=True)``); a task then
-loads only its fields and its graphs are views into those tensors. Graph-input tasks (a signal
-to an MLP) are stacked into one [n, L] input tensor, batched by indexing.
+The run plan and :class:`RunConfig` live in :mod:`.plan`, the cached task data in :mod:`.fields`;
+both are re-exported here.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,452 +34,40 @@ import torch
 from torch import Tensor
 
 from nanosolve.datasets.splits import random_split
-from nanosolve.datasets.storage import open_store
 from nanosolve.errors import InputError
-from nanosolve.models.checkpoints import atomic_json, atomic_torch_save, load_checkpoint, load_state
-from nanosolve.models.chili_bench.baselines import BASELINES, fit_baseline, predict_baseline
-from nanosolve.models.chili_bench.gnns import EDGE_HEADS, make_model, task_loss, to_prediction
+from nanosolve.models.checkpoints import atomic_json, load_checkpoint, load_state
+from nanosolve.models.chili_bench.baselines import fit_baseline, predict_baseline
+from nanosolve.models.chili_bench.fields import (
+    Progress,
+    TaskData,
+    load_fields,
+    load_task_data,
+    task_fields,
+)
+from nanosolve.models.chili_bench.gnns import make_model, task_loss, to_prediction
 from nanosolve.models.chili_bench.metrics import score
-from nanosolve.models.chili_bench.tasks import TASKS, Task, build_targets, get_task
-from nanosolve.models.config_io import JsonConfig
+from nanosolve.models.chili_bench.plan import (
+    BASELINE_NAMES,
+    GNN_NAMES,
+    MODEL_NAMES,
+    RESULTS_FILE,
+    TASK_ALIASES,
+    RunConfig,
+    applicable_models,
+    configs_for,
+    plan_runs,
+    resolve_model,
+    resolve_task,
+    run_dir,
+)
+from nanosolve.models.chili_bench.tasks import Task, build_targets, get_task
 from nanosolve.models.training import Adapter, Step, run_loop, shard
+
+CHECKPOINT_FORMAT = 1
 
 __all__ = ["RunConfig", "TaskData", "RESULTS_FILE", "BASELINE_NAMES", "GNN_NAMES", "MODEL_NAMES",
            "resolve_task", "resolve_model", "applicable_models", "plan_runs", "load_task_data", "load_fields",
            "run_one", "run_many", "run_dir", "read_result_lines", "plot_curve"]
-
-RESULTS_FILE = "results.jsonl"
-CHECKPOINT_FORMAT = 1
-CACHE_FORMAT = 1
-BASELINE_NAMES = ("random", "most_frequent", "mean")
-GNN_NAMES = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn")
-MODEL_NAMES = BASELINE_NAMES + GNN_NAMES + ("mlp", "ours")
-
-# the paper's column names (target field) -> our task ids, for the CLI
-TASK_ALIASES = {
-    "atomic_number": "node_atomic_number", "pos_abs": "node_position", "edge_attr": "edge_bond_length",
-    "crystal_system_number": "graph_crystal_system", "space_group_number": "graph_space_group",
-    "saxs": "graph_saxs", "sans": "graph_sans", "xrd": "graph_xrd", "nd": "graph_nd",
-    "xpdf": "graph_xpdf", "npdf": "graph_npdf",
-    "xrd_unit_cell_pos_frac": "gen_xrd_unit_cell", "xrd_pos_abs": "gen_xrd_pos_abs",
-}
-
-Progress = Callable[[dict], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# names
-
-
-def resolve_task(name: str) -> Task:
-    """A task by id (``graph_crystal_system``) or by the paper's column name (``crystal_system_number``)."""
-    return get_task(TASK_ALIASES.get(name, name))
-
-
-def resolve_model(model: str, task: Task, edge_head: str = "dot") -> tuple[str, str]:
-    """(architecture, edge head) of a model name; ``ours`` is the geometry-aware choice per task.
-
-    ``ours`` = ``cfconv`` (SchNet-style filters on the bond lengths). On the bond-length task it
-    takes the lengths from the input positions and ends in the distance-aware edge head (an MLP on
-    h_i * h_j, |h_i - h_j| and the expanded |r_i - r_j|) instead of the paper's dot product. On crystal-system
-    and space-group classification it is ``localenv`` (:mod:`.local`), trained on particle crops;
-    on signal regression from the particle ``pairdist`` (:mod:`.pairdist`), an MLP on the
-    weighted histogram of all pair distances; on signal-input tasks ``signalnet``
-    (:mod:`.signal`), a 1-D CNN, which on structure generation scores a library of training
-    structures (``templates``, :mod:`.template`).
-    """
-    if model == "ours":
-        if task.target == "edge_attr":
-            return "cfconv", "distance"
-        if task.is_particle_classification:
-            return "localenv", "dot"
-        if task.level == "graph" and task.input_level == "node":  # signals simulated from the particle
-            return "pairdist", "dot"
-        if task.input_level == "graph":
-            return ("templates" if task.loss == "masked_mse" else "signalnet"), "dot"
-        return "cfconv", "dot"
-    return model, edge_head
-
-
-def applicable_models(task: Task) -> tuple[str, ...]:
-    """Models that apply to ``task``: its baselines, and the GNNs + MLP + ours (graph input) or
-    the MLP and ours (signal input)."""
-    base = BASELINES[task.kind]
-    if task.input_level == "graph":
-        return base + ("mlp", "ours")
-    return base + GNN_NAMES + ("mlp", "ours")
-
-
-def _split_names(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [i.strip() for i in items if i and i.strip()]
-
-
-def plan_runs(tasks: str | Sequence[str] | None = None, models: str | Sequence[str] | None = None,
-              all_pairs: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The (task, model) pairs to run and the requested pairs that do not apply (skipped).
-
-    ``tasks``/``models``: names or comma-separated lists; task names may be shell-style patterns
-    (``"gen_*"``) and ``"baselines"`` expands to the task's naive baselines. Without ``all_pairs`` both must be given; with it, they filter every task ×
-    every applicable model (None = no filter). Unknown names raise :class:`InputError`.
-    """
-    task_names = _split_names(tasks)
-    model_names = _split_names(models)
-    if not all_pairs and (not task_names or not model_names):
-        raise InputError("give --task and --model, or --all")
-    task_list = list(TASKS.values())
-    if task_names:
-        task_list = []
-        for t in task_names:  # shell-style patterns select several tasks: "gen_*", "p2p_xrd_*"
-            hits = [TASKS[k] for k in fnmatch.filter(TASKS, t)] if any(c in t for c in "*?[") else [resolve_task(t)]
-            if not hits:
-                raise InputError(f"task pattern {t!r} matches no CHILI task; known: {', '.join(TASKS)}")
-            task_list.extend(h for h in hits if h not in task_list)
-    for m in model_names:
-        if m not in MODEL_NAMES and m != "baselines":
-            raise InputError(f"unknown model {m!r}; known: {', '.join(MODEL_NAMES)}, baselines")
-    pairs, skipped = [], []
-    for task in task_list:
-        ok = applicable_models(task)
-        wanted = list(ok) if not model_names else []
-        for m in model_names:
-            wanted.extend(BASELINES[task.kind] if m == "baselines" else [m])
-        for m in dict.fromkeys(wanted):
-            (pairs if m in ok else skipped).append((task.name, m))
-    if not pairs:
-        raise InputError("no applicable (task, model) pair: " + ", ".join(f"{m} on {t}" for t, m in skipped)
-                         + " (signal-input tasks take only mlp, ours and the baselines)")
-    return pairs, skipped
-
-
-# ---------------------------------------------------------------------------------------------
-# config
-
-
-@dataclass
-class RunConfig(JsonConfig):
-    """Settings of one run.
-
-    ``budget_minutes`` is the wall-clock budget of training + validation, summed over resumes;
-    ``patience``: epochs without a strictly lower validation loss before stopping;
-    ``steps_per_epoch``: optimizer steps per epoch (0 = one pass over the training part) - on
-    CHILI-3K a full pass of a GNN takes minutes on one CPU thread, so a short budget needs
-    shorter epochs to validate and checkpoint at all; ``val_graphs``: validate on at most this
-    many (fixed, seeded) validation graphs (0 = all); ``split``: train/val/test fractions;
-    ``crop_atoms``: train on the atoms nearest a random atom of each particle (0 = whole graphs,
-    -1 = the model's default: :data:`~.local.DEFAULT_CROP_ATOMS` for ``ours``, else 0) - on
-    particle classification and bond-length tasks only (a crop keeps a particle's crystal system
-    and its bonds' lengths, not its signals or its atoms' absolute positions); classification is
-    then scored on the mean log-probabilities of ``eval_crops`` seeded crops per particle, bond
-    lengths on whole particles.
-    """
-
-    _FAMILY = "CHILI benchmark run"
-
-    task: str
-    model: str
-    dataset: str = ""
-    seed: int = 0
-    budget_minutes: float = 3.0
-    max_epochs: int = 1000
-    patience: int = 50
-    lr: float = 1e-3
-    batch_size: int = 16
-    hidden: int = 64
-    layers: int = 3
-    edge_head: str = "dot"
-    steps_per_epoch: int = 0
-    val_graphs: int = 0
-    split: tuple = (0.8, 0.1, 0.1)
-    crop_atoms: int = -1
-    eval_crops: int = 8
-
-    def validate(self) -> RunConfig:
-        task = resolve_task(self.task)
-        self.task = task.name
-        if self.model not in MODEL_NAMES:
-            raise InputError(f"unknown model {self.model!r}; known: {', '.join(MODEL_NAMES)}")
-        if self.model not in applicable_models(task):
-            raise InputError(f"model {self.model!r} does not apply to task {task.name}; "
-                             f"use one of {', '.join(applicable_models(task))}")
-        if self.edge_head not in EDGE_HEADS:
-            raise InputError(f"unknown edge head {self.edge_head!r}; known: {', '.join(EDGE_HEADS)}")
-        for name in ("max_epochs", "batch_size", "hidden", "layers"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.crop_atoms) < -1 or int(self.crop_atoms) in (1, 2) or int(self.eval_crops) < 1:
-            raise InputError(f"crop_atoms must be -1, 0 or >= 3 and eval_crops >= 1, got {self.crop_atoms}, "
-                             f"{self.eval_crops}")
-        for name in ("patience", "steps_per_epoch", "val_graphs"):
-            if int(getattr(self, name)) < 0:
-                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not (self.budget_minutes > 0 and self.lr > 0):
-            raise InputError("budget_minutes and lr must be > 0")
-        self.split = tuple(float(f) for f in self.split)
-        return self
-
-    def run_id(self) -> str:
-        return f"{self.task}/{self.model}/seed{self.seed}"
-
-    def identity(self) -> dict:
-        """Everything that changes the result (the budget may change between resumes); a naive
-        baseline is fitted, not trained, so only its task, data, seed and split count."""
-        d = self.to_dict()
-        d.pop("budget_minutes")
-        if self.model in BASELINE_NAMES:
-            d = {k: d[k] for k in ("task", "model", "dataset", "seed", "split")}
-        return d
-
-
-def run_dir(out_dir: str | os.PathLike, config: RunConfig) -> Path:
-    return Path(out_dir) / "runs" / config.task / config.model / f"seed{config.seed}"
-
-
-# ---------------------------------------------------------------------------------------------
-# data: per-field tensor cache
-
-
-def _store_id(path: Path) -> str:
-    p = path.resolve()
-    stamp = p / "manifest.json" if p.is_dir() else p
-    st = stamp.stat()
-    key = json.dumps([str(p), st.st_size, st.st_mtime_ns, CACHE_FORMAT])
-    return f"{p.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
-
-
-def _cat_dim(name: str) -> int:
-    return 1 if name.endswith("_index") else 0  # [2, E] edge / pair indices; everything else row-stacked
-
-
-# Fields computed from stored ones once and cached like them: name -> the stored fields they need.
-DERIVED_FIELDS = {"pair_counts": ("pos_abs", "x"), "pair_index": ("pos_abs", "x")}
-
-
-def _concat(ts: list[Tensor], name: str, kind: str) -> dict:
-    d = _cat_dim(name) if kind == "array" else 0
-    sizes = torch.tensor([t.shape[d] for t in ts], dtype=torch.int64)
-    ptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes, 0)])
-    return {"format": CACHE_FORMAT, "data": torch.cat(ts, dim=d), "ptr": ptr, "dim": d, "kind": kind, "n": len(ts)}
-
-
-def _pair_grid() -> dict:
-    """The bins derived pair fields are counted on; a cached field on other bins is rebuilt."""
-    from nanosolve.models.chili_bench.pairdist import BIN_WIDTH, R_MAX
-
-    return {"bin_width": BIN_WIDTH, "r_max": R_MAX}
-
-
-def _derive_pair_fields(loaded: dict[str, dict], progress: Progress | None) -> dict[str, dict]:
-    """``pair_counts`` / ``pair_index`` of every graph (:func:`~.pairdist.pair_fields`): the
-    O(N²) pass over each particle's pairs that ``pairdist`` would otherwise repeat every step."""
-    from nanosolve.models.chili_bench.pairdist import pair_fields
-
-    pos, x = loaded["pos_abs"], loaded["x"]
-    counts, index = [], []
-    for i in range(pos["n"]):
-        lo, hi = int(pos["ptr"][i]), int(pos["ptr"][i + 1])
-        c, ix = pair_fields(pos["data"][lo:hi], x["data"][int(x["ptr"][i]):int(x["ptr"][i + 1]), 0])
-        counts.append(c)
-        index.append(ix)
-        if progress is not None and (i % 200 == 0 or i == pos["n"] - 1):
-            progress({"kind": "pairs", "done": i + 1, "total": pos["n"]})
-    grid = _pair_grid()
-    return {"pair_counts": {**_concat(counts, "pair_counts", "array"), **grid},
-            "pair_index": {**_concat(index, "pair_index", "array"), **grid}}
-
-
-def _read_fields_from_store(store, rows, fields: list[str], progress: Progress | None) -> dict[str, dict]:
-    """One pass over the store, reading ``fields`` of every record; -> {field: {data, ptr}}."""
-    parts: dict[str, list] = {f: [] for f in fields}
-    kinds: dict[str, str] = {}
-    n = len(rows)
-    # labels come from the label table; only array fields need the record blobs
-    array_fields = [f for f in fields if f not in rows[0][2]]
-    for k, (idx, key, meta) in enumerate(rows):
-        rec = store.read_idx(idx, fields=array_fields) if array_fields else {}
-        for f in fields:
-            v = rec.get(f, meta.get(f))
-            if isinstance(v, np.ndarray) and v.ndim:
-                kind, t = ("vector" if v.ndim == 1 else "array"), torch.from_numpy(v)
-            elif isinstance(v, (np.ndarray, bool, int, float)):
-                kind, t = "scalar", torch.as_tensor(np.asarray(v)).reshape(1)
-            else:
-                raise InputError(f"record {key!r}: field {f!r} is missing or not numeric", store.path)
-            if kinds.setdefault(f, kind) != kind:
-                raise InputError(f"record {key!r}: field {f!r} is a {kind}, other records hold a {kinds[f]}",
-                                 store.path)
-            parts[f].append(t)
-        if progress is not None and (k % 200 == 0 or k == n - 1):
-            progress({"kind": "load", "done": k + 1, "total": n})
-    return {f: _concat(ts, f, kinds[f]) for f, ts in parts.items()}
-
-
-def _cached_field(fp: Path, n: int, derived: bool) -> dict | None:
-    """A cache file's field if it is intact, of this format and for ``n`` graphs (and, if derived,
-    on the current pair-distance bins); else None, and it is rebuilt."""
-    if not fp.is_file():
-        return None
-    try:
-        c = load_checkpoint(fp)
-    except InputError:
-        return None
-    if not (isinstance(c, dict) and c.get("format") == CACHE_FORMAT and c.get("n") == n):
-        return None
-    if derived and any(c.get(k) != v for k, v in _pair_grid().items()):
-        return None
-    return c
-
-
-def load_fields(store_path: str | os.PathLike, fields: Iterable[str], cache_dir: str | os.PathLike | None = None,
-                progress: Progress | None = None) -> tuple[dict[str, dict], list[dict], dict]:
-    """Every record's ``fields`` as concatenated tensors: ({field: {data, ptr, dim}}, label dicts, info).
-
-    Cached per field in ``cache_dir/<store-id>/<field>.pt`` when ``cache_dir`` is given; a field
-    missing from the cache is read from the store (all missing fields in one pass) and saved.
-    :data:`DERIVED_FIELDS` are computed from the stored fields they need and cached the same way.
-    ``info``: ``{"seconds", "source": "cache"|"store"|"mixed", "store_id"}``.
-    """
-    t0 = time.perf_counter()
-    path = Path(store_path)
-    store = open_store(path, mode="r")  # InputError naming the path if it is not a store
-    try:
-        rows = store.meta_rows()
-        if not rows:
-            raise InputError("the graph store holds no records", path)
-        fields = list(dict.fromkeys(fields))
-        sid = _store_id(path)
-        cdir = None if cache_dir is None else Path(cache_dir) / sid
-        loaded: dict[str, dict] = {}
-        if cdir is not None:
-            for f in fields:
-                c = _cached_field(cdir / f"{f}.pt", len(rows), f in DERIVED_FIELDS)
-                if c is not None:
-                    loaded[f] = c
-        missing = [f for f in fields if f not in loaded]
-        derive = [f for f in missing if f in DERIVED_FIELDS]
-        sources = [s for f in derive for s in DERIVED_FIELDS[f]]
-        read = list(dict.fromkeys([f for f in missing if f not in DERIVED_FIELDS]
-                                  + [s for s in sources if s not in loaded]))
-        fresh = _read_fields_from_store(store, rows, read, progress) if read else {}
-        if derive:
-            fresh.update(_derive_pair_fields({**loaded, **fresh}, progress))
-        if cdir is not None and fresh:
-            cdir.mkdir(parents=True, exist_ok=True)
-            for f, c in fresh.items():
-                atomic_torch_save(c, cdir / f"{f}.pt")
-        loaded.update(fresh)
-        source = "store" if len(missing) == len(fields) else "cache" if not missing else "mixed"
-        return ({f: loaded[f] for f in fields}, [r[2] for r in rows],
-                {"seconds": time.perf_counter() - t0, "source": source, "store_id": sid})
-    finally:
-        store.close()
-
-
-@dataclass
-class TaskData:
-    """The graphs of one task, in memory.
-
-    ``items``: one ``ChiliData`` per graph (views into the cached tensors) for graph-structured
-    input; ``inputs`` [n, L] / ``targets`` / ``mask`` stacked tensors for signal input.
-    """
-
-    task: Task
-    n: int
-    items: list | None
-    inputs: Tensor | None
-    targets: Tensor | None
-    mask: Tensor | None
-    meta: list[dict]
-    load_seconds: float
-    source: str
-
-    def batch(self, idx: Sequence[int], crop_atoms: int = 0, crops: int | None = None):
-        """(model input, targets, mask) of the graphs ``idx``.
-
-        ``crop_atoms`` > 0: each graph is cut to its ``crop_atoms`` atoms nearest one atom
-        (:func:`~.local.crop_graph`) - a random atom (torch's global RNG, so a resumed run repeats
-        it) or, with ``crops`` = R, R seeded crops per graph (graph-major: B * R graphs).
-        """
-        if self.items is None:
-            idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
-            x = {self.task.inputs[0]: self.inputs[idx_t]}
-            return x, self.targets[idx_t], None if self.mask is None else self.mask[idx_t]
-        from torch_geometric.data import Batch
-
-        items = [self.items[int(i)] for i in idx]
-        if crop_atoms > 0:
-            from nanosolve.models.chili_bench.local import crop_graph
-
-            if crops is None:
-                items = [crop_graph(it, crop_atoms) for it in items]
-            else:
-                items = [crop_graph(it, crop_atoms, torch.Generator().manual_seed(1009 * int(i) + r))
-                         for i, it in zip(idx, items) for r in range(crops)]
-        b = Batch.from_data_list(items)
-        y, mask = build_targets(self.task, b)
-        return b, y, mask
-
-
-def task_fields(task: Task, arch: str | None) -> list[str]:
-    """The stored fields a task needs; signal-input tasks skip the (large) bond graph."""
-    fields = list(task.fields)
-    if task.input_level == "graph":
-        fields = [f for f in fields if f != "edge_index"]
-    if arch == "cfconv":
-        fields.append("edge_attr")
-    if task.level == "edge":
-        fields.append("pos_abs")  # where crops are cut (and an input of the bond-length task)
-    if arch == "pairdist":
-        fields += ["pair_counts", "pair_index"]
-    return list(dict.fromkeys(fields))
-
-
-def _items(cached: dict[str, dict], keep: np.ndarray, graph_input: bool) -> list:
-    """``ChiliData`` views laid out as :func:`~nanosolve.datasets.pyg.record_to_data` does:
-    scalars 0-d, 1-D arrays (signals, cell parameters) [1, L], other arrays as stored."""
-    from nanosolve.datasets.pyg import ChiliData
-
-    items = []
-    for i in keep.tolist():
-        d = ChiliData()
-        for f, c in cached.items():
-            lo, hi = int(c["ptr"][i]), int(c["ptr"][i + 1])
-            if c["kind"] == "scalar":
-                d[f] = c["data"][lo]
-            elif c["kind"] == "vector":
-                d[f] = c["data"][lo:hi].unsqueeze(0)
-            else:
-                d[f] = c["data"].narrow(c["dim"], lo, hi - lo)
-        # signal-input graphs are vectors: no node batch vector is needed (it would be 7.5M long)
-        d.num_nodes = 1 if graph_input else int(d["n_atoms"])
-        items.append(d)
-    return items
-
-
-def load_task_data(store_path: str | os.PathLike, task: Task, archs: Iterable[str | None] = (None,),
-                   cache_dir: str | os.PathLike | None = None, progress: Progress | None = None) -> TaskData:
-    """The graphs ``task`` accepts, with the fields it and every model of ``archs`` need, in memory."""
-    from torch_geometric.data import Batch
-
-    fields = list(dict.fromkeys(f for a in archs for f in task_fields(task, a)))
-    cached, meta, info = load_fields(store_path, fields, cache_dir, progress)
-    keep = np.array([i for i, m in enumerate(meta) if task.accepts(m)], dtype=np.int64)
-    if len(keep) < 10:
-        raise InputError(f"task {task.name}: only {len(keep)} graphs qualify; need at least 10 to split", store_path)
-    items = _items(cached, keep, task.input_level == "graph")
-    meta = [meta[i] for i in keep.tolist()]
-    if task.input_level == "graph":
-        if len(task.inputs) != 1:
-            raise InputError(f"task {task.name}: one signal input expected, got {task.inputs}")
-        full = Batch.from_data_list(items)
-        # raw signals: the model's forward scales them (build_inputs) batch by batch
-        inputs = full[task.inputs[0]].float().reshape(len(items), -1).contiguous()
-        y, mask = build_targets(task, full)
-        return TaskData(task, len(keep), None, inputs, y, mask, meta, info["seconds"], info["source"])
-    return TaskData(task, len(keep), items, None, None, None, meta, info["seconds"], info["source"])
-
 
 # ---------------------------------------------------------------------------------------------
 # results file
@@ -882,15 +464,6 @@ def run_many(configs: Sequence[RunConfig], out_dir: str | os.PathLike, cache: bo
             data = loaded
         results.append(run_one(config, out, data=data, cache=cache, progress=progress))
     return results
-
-
-def configs_for(pairs: Iterable[tuple[str, str]], dataset: str, seeds: Iterable[int], **settings) -> list[RunConfig]:
-    """One :class:`RunConfig` per (task, model) pair and seed, grouped by task (data loaded once)."""
-    out = []
-    for task, model in sorted(pairs, key=lambda p: (list(TASKS).index(p[0]), MODEL_NAMES.index(p[1]))):
-        for s in seeds:
-            out.append(RunConfig(task=task, model=model, dataset=str(dataset), seed=int(s), **settings).validate())
-    return out
 
 
 __all__ += ["configs_for", "task_fields", "TASK_ALIASES"]
