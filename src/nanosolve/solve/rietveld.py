@@ -446,7 +446,9 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
     phases = [symmetric_phase(crystal, symprec)]
     for ep in extra_phases:
         c = read_structure(ep) if isinstance(ep, (str, bytes)) or hasattr(ep, "__fspath__") else ep
-        phases.append(symmetric_phase(c, symprec, name=getattr(c, "name", "") or str(ep)))
+        name = ep.name if isinstance(ep, Crystal) else "" if not isinstance(ep, (str, bytes)) and not hasattr(
+            ep, "__fspath__") else str(ep)
+        phases.append(symmetric_phase(c, symprec, name=name or _as_crystal(c).formula))
     fw = float(fwhm) if fwhm else _estimate_fwhm(x, y)
 
     # -- parameters
