@@ -5,7 +5,8 @@ For each family a tiny run is trained twice through the CLI with the same global
 nanosolve.cli.main train <family> ...``; the record holds both loss trajectories (train loss and
 the monitored validation value per epoch), their largest relative difference and the wall times.
 
-DeepStruc's DAE is deterministic, so two processes must match one to rounding. CDVAE draws noise
+DeepStruc's DAE draws no noise, but its reconstruction term is a mean over atoms while each
+process's share is weighted by samples, so it follows one process to about a percent. CDVAE draws noise
 levels and latents per crystal (each rank its own stream) and CrystalNet has BatchNorm (each rank
 normalises its share on the CPU), so those agree within statistical noise, not to rounding.
 

@@ -92,21 +92,9 @@ def train_cmd(
             progress.update(bar, completed=rec["epoch"] + 1, info=info)
 
         result = train(config, run.tensors["train"], run.tensors["val"], out, max_minutes=max_minutes,
-                       max_epochs=max_epochs, seed=seed, resume=True, progress=tick,
-                       **_loop_options(train, device, tensorboard))
+                       max_epochs=max_epochs, seed=seed, resume=True, progress=tick, device=device,
+                       tensorboard=tensorboard)
     finish(out, result, time.perf_counter() - t0, config.monitor)
-
-
-def _loop_options(train_fn, device: str, tensorboard: bool) -> dict:
-    """``device`` / ``tensorboard`` for a ``train`` that takes them (cpu / off need not be passed)."""
-    import inspect
-
-    params = inspect.signature(train_fn).parameters
-    opts = {"device": device, "tensorboard": tensorboard}
-    missing = [k for k in opts if k not in params and opts[k] not in ("cpu", False)]
-    if missing:
-        raise InputError(f"DeepStruc training does not support {', '.join('--' + k for k in missing)} yet")
-    return {k: v for k, v in opts.items() if k in params}
 
 
 def _param_probe(config):

@@ -1,6 +1,8 @@
-"""Training loop for DeepStruc: Adam, early stopping, atomic checkpoints, exact resume.
+"""Training DeepStruc on the shared loop (:mod:`nanosolve.models.training`): Adam, early
+stopping, atomic checkpoints, exact resume, ``--device`` and data-parallel training under torchrun.
 
-Files written to ``out_dir`` (every epoch, each atomically: temp file + ``os.replace``):
+Files written to ``out_dir`` (every epoch, each atomically: temp file + ``os.replace``; plus
+``metrics.csv``):
 
 * ``config.json``  - the :class:`DeepStrucConfig`;
 * ``last.pt``      - ``{format, model, optimizer, epoch, best_val, best_epoch, since_best, rng,
@@ -22,39 +24,22 @@ an interrupted + resumed run end in exactly the state of an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from nanosolve.errors import InputError
-from nanosolve.models.checkpoints import (end_epoch, load_checkpoint, load_model_dir, restore_best, resume_loop,
-                                          save_last)
+from nanosolve.models.checkpoints import load_checkpoint, load_model_dir
 from nanosolve.models.deepstruc.config import DeepStrucConfig
 from nanosolve.models.deepstruc.model import DeepStruc
+from nanosolve.models.training import Adapter, Step, TrainResult, move_to, resolve_device, result, run_loop, shard
 
 CHECKPOINT_FORMAT = 1
 _BATCH_KEYS = ("pdf", "features", "mask")
 _LOSS_KEYS = ("loss", "recon", "existence", "kl")
 _PRIOR_KEYS = ("prior_loss", "prior_recon", "prior_existence")
-
-
-@dataclass
-class TrainResult:
-    """Outcome of :func:`train`; ``model`` carries the best-validation weights (eval mode)."""
-
-    model: DeepStruc
-    config: DeepStrucConfig
-    out_dir: Path
-    epochs: int  # epochs completed in total (including resumed ones)
-    best_epoch: int  # 0-based epoch of the best monitored validation loss (-1: none)
-    best_val: float
-    stopped: str  # "early_stopping" | "max_epochs" | "max_minutes"
-    history: list[dict] = field(default_factory=list)
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -147,7 +132,10 @@ def evaluate(model: DeepStruc, data, beta: float | None = None, batch_size: int 
     model.eval()
     sums: dict[str, float] = {}
     n_total, n_correct = 0, 0
+    device = next(model.parameters()).device
     for batch in source.epoch(None):
+        if device.type != "cpu":
+            batch = move_to(batch, device)
         out = model(batch, beta=beta, sample=False, with_prior=True)
         n = batch["pdf"].shape[0]
         n_total += n
@@ -165,6 +153,49 @@ def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
 
 
+class DeepStrucAdapter(Adapter):
+    """DeepStruc on the shared loop: Adam at a fixed lr, β warm-up, the budget checked between epochs."""
+
+    family = "DeepStruc"
+    train_method = "forward"
+    loss_keys = _LOSS_KEYS
+
+    def __init__(self, model: DeepStruc, config: DeepStrucConfig, train_src: _Batches, val_src: _Batches | None,
+                 seed: int):
+        self.model, self.config, self.seed = model, config, seed
+        self.train_src, self.val_src = train_src, val_src
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        # the prior path is trained only when prior_weight > 0: DDP must not wait for its gradients otherwise
+        self.unused_parameters = True
+
+    def n_batches(self) -> int | None:
+        return None if self.train_src.n is None else -(-self.train_src.n // self.config.batch_size)
+
+    def batches(self, epoch: int, rank: int, world: int):
+        for batch in self.train_src.epoch(_shuffle_generator(self.seed, epoch)):
+            n = batch["pdf"].shape[0]
+            part = shard(n, rank, world)
+            mine = len(range(*part.indices(n)))
+            if mine == 0:  # a rank left without samples takes part with weight zero
+                part = slice(0, 1)
+            yield Step({k: v[part] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n else v
+                        for k, v in batch.items()}, mine, n)
+
+    def loss(self, call, batch, epoch: int) -> dict:
+        return call(batch, beta=self.config.beta_at(epoch))
+
+    def epoch_info(self, epoch: int) -> dict:
+        return {"beta": self.config.beta_at(epoch), "lr": self.config.lr}
+
+    def validate(self, epoch: int) -> dict:
+        if self.val_src is None:
+            return {}
+        return {f"val_{k}": v for k, v in evaluate(self.model, self.val_src, beta=self.config.beta_at(epoch)).items()}
+
+    def monitored(self, record: dict) -> float:
+        return record[self.config.monitor] if self.val_src is not None else record["train_loss"]
+
+
 def train(
     config: DeepStrucConfig,
     train_data,
@@ -175,17 +206,22 @@ def train(
     seed: int = 0,
     resume: bool = True,
     progress: Callable[[dict], None] | None = None,
+    device: str = "cpu",
+    tensorboard: bool = False,
 ) -> TrainResult:
-    """Train a DeepStruc CVAE/DAE with Adam and early stopping; see the module docstring for files.
+    """Train a DeepStruc CVAE/DAE with Adam and early stopping on the shared loop
+    (:func:`nanosolve.models.training.run_loop`); see the module docstring for files.
 
     ``max_epochs``: total epochs including resumed ones (default ``config.max_epochs``);
     ``max_minutes``: wall-time budget of *this call*, checked after every epoch;
     ``resume``: continue from ``out_dir/last.pt`` when present (else start afresh, overwriting);
-    ``progress``: called with each epoch's history record (a dict of floats).
+    ``progress``: called with each epoch's history record (a dict of floats);
+    ``device``: cpu, cuda or mps; ``tensorboard``: also log TensorBoard scalars.
     Early stopping: ``config.patience`` epochs without a strictly lower ``config.monitor`` value.
+    Data-parallel under torchrun: every rank takes its share ``[rank::world]`` of each batch.
     """
-    t_start = time.monotonic()
     config.validate()
+    resolve_device(device)  # refuse an unavailable device before any work
     max_epochs = config.max_epochs if max_epochs is None else int(max_epochs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,62 +230,11 @@ def train(
 
     torch.manual_seed(seed)
     model = DeepStruc(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = resume_loop(out, resume, CHECKPOINT_FORMAT, "DeepStruc", model, optimizer)
-    config.to_json(out / "config.json")
-
-    stopped = state["stopped"] or ""  # an early-stopped run stays finished: resuming is a no-op
-    while not stopped:
-        epoch = state["epoch"]
-        if epoch >= max_epochs:
-            stopped = "max_epochs"
-            break
-        if max_minutes is not None and (time.monotonic() - t_start) / 60 >= max_minutes:
-            stopped = "max_minutes"
-            break
-        t0 = time.monotonic()
-        beta = config.beta_at(epoch)
-        model.train()
-        sums, n_seen = {}, 0
-        for batch in train_src.epoch(_shuffle_generator(seed, epoch)):
-            res = model(batch, beta=beta)
-            optimizer.zero_grad(set_to_none=True)
-            res["loss"].backward()
-            optimizer.step()
-            n = batch["pdf"].shape[0]
-            n_seen += n
-            for k in _LOSS_KEYS:
-                sums[k] = sums.get(k, 0.0) + float(res[k].detach()) * n
-        if n_seen == 0:
-            raise InputError("training data yielded no batches")
-        record = {"epoch": epoch, "beta": beta, "lr": config.lr}
-        record.update({f"train_{k}": v / n_seen for k, v in sums.items()})
-        if val_src is not None:
-            record.update({f"val_{k}": v for k, v in evaluate(model, val_src, beta=beta).items()})
-            monitored = record[config.monitor]
-        else:
-            monitored = record["train_loss"]
-        if not math.isfinite(monitored):
-            raise InputError(f"training diverged: monitored loss is {monitored} in epoch {epoch}; lower the lr")
-        improved = monitored < state["best_val"]
-        if end_epoch(state, record, monitored, improved, model, out, time.monotonic() - t0, config.patience):
-            stopped = "early_stopping"
-        state["stopped"] = stopped if stopped == "early_stopping" else ""
-        save_last(out, state, CHECKPOINT_FORMAT, model, optimizer)
-        if progress is not None:
-            progress(dict(record))
-
-    restore_best(model, out)
-    return TrainResult(
-        model=model,
-        config=config,
-        out_dir=out,
-        epochs=state["epoch"],
-        best_epoch=state["best_epoch"],
-        best_val=state["best_val"],
-        stopped=stopped,
-        history=list(state["history"]),
-    )
+    adapter = DeepStrucAdapter(model, config, train_src, val_src, seed)
+    state = run_loop(adapter, out, config=config, max_epochs=max_epochs, patience=config.patience,
+                     max_minutes=max_minutes, resume=resume, seed=seed, fmt=CHECKPOINT_FORMAT, device=device,
+                     tensorboard=tensorboard, progress=progress)
+    return result(state, model, config, out)
 
 
 __all__ = ["train", "load_model", "load_checkpoint", "evaluate", "TrainResult", "CHECKPOINT_FORMAT"]
