@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -94,7 +93,8 @@ def main(argv=None):
     print(f"perov_5: {len(table)} crystals; split train {len(parts['train'])} val {len(parts['val'])} "
           f"test {len(parts['test'])} (grouped by reduced formula); load {time.perf_counter() - t0:.0f} s", flush=True)
     results = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else {}
-    results.update({"machine": f"{platform.processor() or platform.machine()}, torch threads {args.threads}",
+    results.pop("machine", None)  # the machine is in the provenance stamp (write_record)
+    results.update({"torch_threads": args.threads,
                     "data": str(args.data), "split_seed": args.split_seed, "paper": PAPER})
     if "train" not in args.skip:
         overrides = {}

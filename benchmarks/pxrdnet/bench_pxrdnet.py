@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -348,7 +347,8 @@ def main(argv=None):
         args.profile_top = PROFILE_TOP
     torch.set_num_threads(args.threads)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results.update(machine=platform.platform(), run=str(args.run), threads=args.threads,
+    results.pop("machine", None)  # the machine is in the provenance stamp (write_record)
+    results.update(run=str(args.run), threads=args.threads,
                    training=json.loads((args.run / "summary.json").read_text()) if (args.run / "summary.json").is_file()
                    else None)
     fig_dir = args.out.with_suffix("")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import platform
 import resource
 import time
 from pathlib import Path
@@ -176,7 +175,7 @@ def main():
     ap.add_argument("--out", type=Path, default=HERE / "results" / "simulators.json")
     args = ap.parse_args()
 
-    result = {"machine": {"cpus": mp.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
+    result = {}  # the machine is in the provenance stamp (write_record)
     ours = _run(_bragg_worker, "nanosolve", 20)
     ref = _run(_bragg_worker, "pymatgen", 3)
     result["bragg"] = {"n_structures": ours["n"], "nanosolve_per_s": ours["per_s"], "pymatgen_per_s": ref["per_s"],
