@@ -83,6 +83,13 @@ def make_files(d: Path) -> None:
     (d / "garbage.xrdml").write_text("<xrdMeasurements><not closed")
     (d / "garbage.gsa").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
     (d / "empty.raw").write_bytes(b"")
+    bank = "title\nBANK 1 300 300 CONS 1000 23.4 0 0 FXYE\n"  # GSAS: 2θ in centidegrees
+    cdeg = tth * 100
+    (d / "over180.fxye").write_text(bank + "".join(f"{a * 3:.2f} {b:.3f} 1.0\n" for a, b in zip(cdeg, peaks)))
+    (d / "nan.fxye").write_text(bank + "".join(f"{a:.2f} {'nan' if i == 5 else f'{b:.3f}'} 1.0\n"
+                                               for i, (a, b) in enumerate(zip(cdeg, peaks))))
+    (d / "negative.fxye").write_text(bank + "".join(f"{a:.2f} {-b:.3f} 1.0\n" for a, b in zip(cdeg, peaks)))
+    (d / "empty.fxye").write_text("")
     # structures
     zno = build_chili_crystal("wurtzite", "Zn")
     write_structure(zno, d / "good.cif")
@@ -178,6 +185,10 @@ FILE_CASES = [  # (file, fragments): read by `info` (and below by `solve`)
     ("garbage.xrdml", ["garbage.xrdml"]),
     ("garbage.gsa", ["garbage.gsa"]),
     ("empty.raw", ["empty.raw"]),
+    ("over180.fxye", ["over180.fxye", "outside (0, 180)"]),
+    ("nan.fxye", ["nan.fxye"]),
+    ("negative.fxye", ["negative.fxye", "negative"]),
+    ("empty.fxye", ["empty.fxye", "empty"]),
     ("missing.xy", ["missing.xy", "not found"]),
 ]
 STRUCTURE_CASES = [  # read by `simulate xrd` (and `info`)
@@ -321,7 +332,7 @@ def all_cases() -> list[tuple[str, list[str], list[str]]]:
     for name, frag in FILE_CASES:
         out.append((f"info-{name}", ["info", F + name], frag))
     for name, frag in FILE_CASES:
-        if name.endswith((".xrdml", ".raw", ".gsa")):
+        if name.endswith((".xrdml", ".raw", ".gsa", ".fxye")):
             continue  # solve reads them like info does; one command is enough for these
         out.append((f"solve-{name}", ["solve", F + name, "-f", "SrTiO3", "-o", "out"], frag))
     for name, frag in STRUCTURE_CASES:
