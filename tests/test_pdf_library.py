@@ -105,6 +105,7 @@ def _simulated(particle, qmax=24.0, qdamp=0.035, biso=0.55, delta2=1.5, expansio
     return Pattern(r, g, kind="gr", x_unit="r", metadata={"qmin": 0.8, "qmax": qmax, "source": "simulated.gr"})
 
 
+@pytest.mark.slow  # builds a ~300-cluster library in a private cache on first use
 def test_library_fit_recovers_motif_size_lattice(small_library, monkeypatch):
     folder, motifs, _ = small_library
     monkeypatch.setenv("NANOSOLVE_CACHE", str(folder.parent))
@@ -156,6 +157,7 @@ def test_sanity_gate_ranks_loose_cloud_after_compact_cluster():
     assert ranked[0][0].entry is compact  # lower Rw of the loose cloud does not put it first
 
 
+@pytest.mark.slow  # builds a ~300-cluster library in a private cache on first use
 def test_r_range_ending_at_20_accepted_by_both_sources(small_library, monkeypatch):
     folder, motifs, _ = small_library
     monkeypatch.setenv("NANOSOLVE_CACHE", str(folder.parent))
@@ -186,6 +188,7 @@ def test_library_motifs_and_sizes(small_library):
     assert len(build_library_cluster("decahedron", {"p": 3, "q": 2, "r": 1})) == 146
 
 
+@pytest.mark.slow  # builds a ~300-cluster library in a private cache on first use
 def test_cli_source_library_writes_summary_and_plots(small_library, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 

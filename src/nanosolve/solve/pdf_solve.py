@@ -6,7 +6,8 @@ Steps (:func:`solve_sources`):
    else the file header; Qdamp and Qbroad that neither states are fitted, Qmin/Qmax fall back to 0.7/30.
 2. Candidates: every cluster of the library (:func:`nanosolve.solve.cluster_library.load_library`) and the
    DeepStruc CVAE's decoded clusters (the PDF zero-padded onto the model's 0-30 Å grid where the data do not
-   reach), scaled to the metal's nearest-neighbour distance (or to a given lattice constant).
+   reach), scaled to the metal's nearest-neighbour distance. The expansion window of every fit is centred on
+   the data's first G(r) peak (or on a given lattice constant), so the metal only names the atoms.
 3. Screen fit of every candidate with positions fixed, then a full fit (scale, ε, B_iso, δ2, Qdamp/Qbroad
    when not stated) of the ``full_top`` best and of the ``full_per_motif`` best of every motif.
 4. Sanity gate: mean coordination (neighbours within 1.12 nearest-neighbour distances) against a compact
@@ -65,8 +66,8 @@ class PdfSolveSettings:
     full_top: int = 10
     full_per_motif: int = 1
     fit_delta2: bool = True
-    positions_top: int = 3
-    positions_max_atoms: int = 200
+    positions_top: int = 2
+    positions_max_atoms: int = 150
     max_shift: float = 0.3
     bond_weight: float = 1.0
     coordination_ratio: float = 0.75
@@ -152,9 +153,27 @@ def _fit_settings_from(pattern_meta: dict, s: PdfSolveSettings) -> dict:
     return out
 
 
-def _nn0(entry: cl.ClusterEntry, nn_element: float, lattice_a: float | None) -> float:
+def first_peak(r: np.ndarray, g: np.ndarray) -> float | None:
+    """Position (Å) of the first G(r) maximum above half the largest one beyond 1.5 Å (parabola through the
+    three top points), or None."""
+    keep = r > 1.5
+    rr, gg = r[keep], g[keep]
+    if rr.size < 3:
+        return None
+    k = np.flatnonzero((gg[1:-1] >= 0.5 * gg.max()) & (gg[1:-1] >= gg[:-2]) & (gg[1:-1] >= gg[2:])) + 1
+    if k.size == 0:
+        return None
+    i = int(k[0])
+    a, b, c = gg[i - 1], gg[i], gg[i + 1]
+    den = a - 2 * b + c
+    shift = 0.5 * (a - c) / den if den < 0 else 0.0
+    return float(rr[i] + shift * (rr[1] - rr[0]))
+
+
+def _nn0(entry: cl.ClusterEntry, nn_centre: float, lattice_a: float | None) -> float:
+    """Centre of a candidate's nearest-neighbour scan (Å): from a given lattice constant, else the data's."""
     if lattice_a is None or entry.source != "library":
-        return nn_element
+        return nn_centre
     return float(lattice_a / cl.A_OVER_NN[entry.lattice])
 
 
@@ -333,6 +352,10 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
     if data.qmax * 3.6 > cl.QP_MAX:
         raise InputError(f"Qmax {data.qmax} Å⁻¹ is above what the library tables hold ({cl.QP_MAX / 3.6:.0f} Å⁻¹)")
     nn_element = 2.0 * metallic_radius(element)
+    # the expansion window is centred on the data's nearest-neighbour peak, not on the element's radius: a
+    # strained, alloyed or mis-named particle would otherwise sit at a bound (reported: nn_data / nn_element)
+    peak = first_peak(data.r, data.g)
+    nn_centre = peak if peak is not None else nn_element
     entries: list[cl.ClusterEntry] = []
     info: dict = {}
     timing: dict = {}
@@ -348,7 +371,7 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
         timing["cvae"] = round(time.perf_counter() - t, 2)
     say(f"fitting {len(entries)} candidates (positions fixed)")
     t = time.perf_counter()
-    screened = _screen_all(entries, data, [_nn0(e, nn_element, s.lattice_a) for e in entries], s.expansion_bounds,
+    screened = _screen_all(entries, data, [_nn0(e, nn_centre, s.lattice_a) for e in entries], s.expansion_bounds,
                            s.jobs)
     timing["screen"] = round(time.perf_counter() - t, 2)
     sanities = {id(f.entry): sanity(f.entry, s) for f in screened}
@@ -364,7 +387,7 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
     t = time.perf_counter()
     say(f"full fits of {len(chosen)} candidates")
     full = dict(zip(chosen, _full_all(list(chosen.values()), data,
-                                      [_nn0(f.entry, nn_element, s.lattice_a) for f in chosen.values()],
+                                      [_nn0(f.entry, nn_centre, s.lattice_a) for f in chosen.values()],
                                       s.expansion_bounds, s.fit_delta2, s.jobs)))
     timing["full"] = round(time.perf_counter() - t, 2)
     fits = [full.get(id(f.entry), f) for f in screened]
@@ -398,10 +421,13 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
         "n_library": sum(e.source == "library" for e in entries), "n_cvae": sum(e.source == "cvae" for e in entries),
         "fit_range": [float(data.r[0]), float(data.r[-1])], "r_step": float(data.r[1] - data.r[0]),
         "qmin": data.qmin, "qmax": data.qmax, "qdamp_stated": data.qdamp, "qbroad_stated": data.qbroad,
-        "cvae_input": info or None,
+        "cvae_input": info or None, "nn_element": round(nn_element, 4),
+        "nn_first_peak": None if peak is None else round(peak, 4),
         "answer": {"motif": best.entry.motif, "family": best.entry.family, "source": best.entry.source,
                    "n_atoms": best.entry.n_atoms, "diameter_nm": round(best.diameter_nm, 3),
-                   "lattice_a": round(best.lattice_a, 4), "biso": round(best.biso, 4), "rw": round(best.rw, 5),
+                   "lattice_a": round(best.lattice_a, 4), "nn_distance": round(best.nn, 4),
+                   "strain_vs_element": round(best.nn / nn_element - 1.0, 4), "biso": round(best.biso, 4),
+                   "rw": round(best.rw, 5),
                    "plausible": ranked_pairs[0][1]["plausible"]},
         "motif_comparison": sorted(comparison.values(), key=lambda v: v["best_rw"]),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(s).items()},
