@@ -114,3 +114,20 @@ def test_refined_positions_keep_their_wyckoff_parameter(tmp_path):
     o = [site.frac_coords for site in pmg if site.specie.symbol == "O"]
     xs = sorted({round(min(v[0] % 1, 1 - v[0] % 1), 4) for v in o})
     assert np.allclose(xs, [0.19, 0.31], atol=1e-4)
+
+
+def test_esds_in_crystallographic_notation_and_round_trip(tmp_path):
+    from nanosolve.structures.io.cif_write import with_esd
+
+    assert with_esd(0.30486, 0.00031) == "0.3049(3)"
+    assert with_esd(1.0, 0.15) == "1.00(15)"
+    assert with_esd(5.431021, 0.000026) == "5.43102(3)"
+    assert with_esd(90.0, None) == "90.000000"
+    ref = {"rwp": 0.05, "cell_esd": [0.00003, 0.00003, 0.00002, 0.0, 0.0, 0.0], "b_iso_esd": {"Ti": 0.03, "O": 0.06}}
+    path = write_refined_cif(_rutile(), tmp_path / "e.cif", b_iso={"Ti": 0.6, "O": 0.9}, refinement=ref)
+    text = path.read_text()
+    assert "_cell_length_a   4.59400(3)" in text and "_cell_length_c   2.95900(2)" in text
+    tags, rows = _loop_rows(text, "_atom_site_type_symbol")
+    assert {r[0]: r[tags.index("_atom_site_B_iso_or_equiv")] for r in rows} == {"Ti": "0.60(3)", "O": "0.90(6)"}
+    pmg, ase_s = _read_both(path)
+    assert pmg.lattice.a == pytest.approx(4.594) and StructureMatcher().fit(ase_s, _rutile())

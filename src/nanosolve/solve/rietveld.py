@@ -302,6 +302,7 @@ class RietveldResult:
         """What :func:`nanosolve.structures.io.cif_write.write_refined_cif` records."""
         ph = self.params["phases"][0]
         return {"rwp": self.rwp, "rp": self.rp, "rexp": self.rexp, "gof_s": self.gof_s, "b_iso": ph["b_iso"],
+                "b_iso_esd": ph.get("b_iso_esd"), "cell_esd": ph.get("cell_esd"),
                 "n_params": self.n_params, "n_points": self.n_points, "wavelength": self.params.get("wavelength"),
                 "preferred_orientation": ph.get("preferred_orientation"), "zero_deg": self.params.get("zero_deg")}
 
@@ -619,6 +620,33 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
 
     vn, un = v.numpy(), u
     at_bound = sorted({name for name, sl in sp.slices.items() if np.any(free[sl] & (np.abs(un[sl]) > 0.999))})
+
+    # Standard uncertainties: least-squares covariance (Jᵀ W J)⁻¹ · χ²_red over the free nonlinear
+    # parameters not at a bound and the linear ones; J by central differences with the linear
+    # coefficients fixed (their own columns are exact).
+    inner = np.flatnonzero(free & (np.abs(un) < 0.999))
+    esd_v = np.full(sp.n, np.nan)
+    a_lin = torch.cat([cols, fixed], 1).numpy()
+    jac = []
+    with torch.no_grad():
+        for k in inner:
+            h = 1e-4
+            up, um = un.copy(), un.copy()
+            up[k], um[k] = un[k] + h, un[k] - h
+            yp = torch.cat([torch.stack([phase_pattern(i, sp.values(torch.tensor(up))) for i in range(len(phases))], 1),
+                            fixed], 1) @ coef
+            ym = torch.cat([torch.stack([phase_pattern(i, sp.values(torch.tensor(um))) for i in range(len(phases))], 1),
+                            fixed], 1) @ coef
+            jac.append((yp - ym).numpy() / (2 * h * float(sp.half[k])))  # per physical unit
+    jm = np.column_stack(jac + [a_lin]) if jac else a_lin
+    wn = 1.0 / sigma ** 2
+    try:
+        cov = np.linalg.pinv((jm * wn[:, None]).T @ jm) * agr["gof"]
+        esd_v[inner] = np.sqrt(np.clip(np.diag(cov)[:len(inner)], 0, None))
+        cov_nl = np.full((sp.n, sp.n), np.nan)
+        cov_nl[np.ix_(inner, inner)] = cov[:len(inner), :len(inner)]
+    except np.linalg.LinAlgError:  # pragma: no cover - singular normal matrix: no esds
+        cov_nl = np.full((sp.n, sp.n), np.nan)
     scales = coef[:len(phases)].numpy()
     out_phases, refined = [], []
     for i, ph in enumerate(phases):
@@ -631,14 +659,35 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
                              wyckoff=[s["wyckoff"] for s in ph.sites], crystal_system=ph.crystal_system)
         refined.append(cr)
         sites = []
+        psl = sp.slices[f"{i}.pos"]
+        cov_p = cov_nl[psl, psl]
         for s in ph.sites:
             j = s["atoms"][0]
+            aj = ph.pos_a[j]
+            xyz_esd = None
+            if s["n_free"]:
+                used = np.abs(aj).sum(0) > 1e-12
+                c_xyz = aj[:, used] @ cov_p[np.ix_(used, used)] @ aj[:, used].T
+                xyz_esd = [None if not np.isfinite(e) else round(float(np.sqrt(max(e, 0.0))), 6)
+                           for e in np.diag(c_xyz)]
             sites.append({"element": s["element"], "wyckoff": s["wyckoff"], "multiplicity": s["multiplicity"],
-                          "xyz": [round(float(c), 6) for c in np.mod(frac[j], 1.0)], "n_free": s["n_free"]})
+                          "xyz": [round(float(c), 6) for c in np.mod(frac[j], 1.0)], "n_free": s["n_free"],
+                          "xyz_esd": xyz_esd})
+        # cell esds: a tied length moves with its group's factor; free angles directly
+        p0 = ph.crystal.cell_params
+        cell_esd = [0.0] * 6
+        for g_i, grp in enumerate(ph.len_groups):
+            for k in grp:
+                cell_esd[k] = float(p0[k] * esd_v[sp.slices[f"{i}.len"]][g_i])
+        for g_i, k in enumerate(ph.ang_free):
+            cell_esd[k] = float(esd_v[sp.slices[f"{i}.ang"]][g_i])
+        b_esd = dict(zip(ph.elements, (None if not np.isfinite(e) else round(float(e), 4)
+                                       for e in esd_v[sp.slices[f"{i}.biso"]])))
         entry = {"name": ph.name, "formula": cr.formula, "spacegroup": ph.spacegroup, "spacegroup_number": ph.number,
                  "crystal_system": ph.crystal_system, "cell": [round(float(c), 6) for c in cr.cell_params],
                  "scale": float(scales[i]), "b_iso": b_el, "W": float(vn[sp.slices[f"{i}.W"]][0]),
                  "Y": float(vn[sp.slices[f"{i}.Y"]][0]), "sites": sites, "cell_mass": ph.cell_mass,
+                 "cell_esd": [None if not np.isfinite(e) else float(e) for e in cell_esd], "b_iso_esd": b_esd,
                  "volume": cr.volume}
         if i == 0 and po_hkl is not None:
             entry["preferred_orientation"] = {"hkl": [float(h) for h in po_hkl], "march_dollase_r":
@@ -653,6 +702,7 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
     for i, ph in enumerate(phases):
         comps[f"phase {i}: {ph.name}"] = float(coef[i]) * cols[:, i].numpy()
     params = {"time_limited": bool(timed_out), "wavelength": wl,
+              "zero_esd": None if not np.isfinite(esd_v[sp.slices["zero"]][0]) else float(esd_v[sp.slices["zero"]][0]),
               "kalpha2": None if wl2 is None else {"wavelength": wl2, "ratio": ratio2}, "zero_deg": round(float(vn[sp.slices["zero"]][0]), 6), "profile": profile,
               "U": float(vn[sp.slices["U"]][0]), "V": float(vn[sp.slices["V"]][0]),
               "X": float(vn[sp.slices["X"]][0]), "phases": out_phases, "sigma": sigma_kind,

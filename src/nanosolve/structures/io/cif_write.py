@@ -19,14 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.scattering.bragg import _as_crystal
 
-__all__ = ["symmetrized_cif", "write_refined_cif"]
+__all__ = ["symmetrized_cif", "write_refined_cif", "with_esd"]
 
 
 def _fmt(v: float, digits: int = 5) -> str:
     return f"{float(v):.{digits}f}"
+
+
+def with_esd(value: float, esd: float | None) -> str:
+    """Crystallographic value(esd): the esd to two significant digits when its first is 1, else one
+    (0.30486(31) -> '0.3049(3)', 5.43102 ± 0.000026 -> '5.43102(3)'); no esd: the value to 6 places."""
+    if esd is None or not np.isfinite(esd) or esd <= 0:
+        return f"{float(value):.6f}"
+    digits = max(0, -int(np.floor(np.log10(esd))))
+    if esd * 10 ** digits < 2:
+        digits += 1
+    return f"{float(value):.{digits}f}({int(round(esd * 10 ** digits))})"
 
 
 def symmetrized_cif(crystal, symprec: float = 0.01, b_iso=None, refinement: dict | None = None,
@@ -85,6 +97,9 @@ def symmetrized_cif(crystal, symprec: float = 0.01, b_iso=None, refinement: dict
             bval.append(btab.get(el, btab.get(sp)))
         else:
             bval.append(float(b_iso))
+    b_esd = {str(k): v for k, v in ((refinement or {}).get("b_iso_esd") or {}).items()}
+    bstr = [None if b is None else with_esd(b, b_esd.get("".join(c for c in sp if c.isalpha()))) if b_esd
+            else _fmt(b, 4) for b, sp in zip(bval, d["_atom_site_type_symbol"])]
     loop = next(lp for lp in block.loops if "_atom_site_label" in lp)
     d["_atom_site_Wyckoff_symbol"] = wyck
     loop.insert(loop.index("_atom_site_symmetry_multiplicity") + 1, "_atom_site_Wyckoff_symbol")
@@ -92,13 +107,20 @@ def symmetrized_cif(crystal, symprec: float = 0.01, b_iso=None, refinement: dict
         if any(b is None for b in bval):
             raise InputError(f"b_iso gives no value for some element of {cr.formula}: {b_iso}")
         d["_atom_site_adp_type"] = ["Biso"] * len(bval)
-        d["_atom_site_B_iso_or_equiv"] = [_fmt(b, 4) for b in bval]
+        d["_atom_site_B_iso_or_equiv"] = bstr
         loop += ["_atom_site_adp_type", "_atom_site_B_iso_or_equiv"]
 
     extra = {"_space_group_name_H-M_alt": f"'{sga.get_space_group_symbol()}'",
              "_space_group_IT_number": str(sga.get_space_group_number())}
     # (no _space_group_crystal_system: ASE then warns that the setting may be misread)
     ref = refinement or {}
+    cell_esd = ref.get("cell_esd")
+    if cell_esd is not None:  # the refined cell is the written one (symprec tight): lengths / angles with esds
+        names = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta",
+                 "_cell_angle_gamma")
+        params = sym.lattice.parameters
+        for tag, val, e in zip(names, params, cell_esd):
+            extra[tag] = with_esd(val, e) if e else _fmt(val, 6)
     for tag, k in (("_refine_ls_wR_factor_all", "rwp"), ("_pd_proc_ls_prof_wR_factor", "rwp"),
                    ("_pd_proc_ls_prof_R_factor", "rp"), ("_pd_proc_ls_prof_wR_expected", "rexp"),
                    ("_refine_ls_goodness_of_fit_all", "gof_s")):
@@ -132,7 +154,5 @@ def write_refined_cif(crystal, path: str | os.PathLike, symprec: float = 0.01, b
     """Write :func:`symmetrized_cif` to ``path`` (atomically: nothing half-written on an error)."""
     text = symmetrized_cif(crystal, symprec=symprec, b_iso=b_iso, refinement=refinement, title=title)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)  # unique temporary name beside it, renamed
     return path
