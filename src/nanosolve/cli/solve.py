@@ -152,7 +152,7 @@ def solve(
     check_number("--rmax", rmax, rmin, 1e4, lo_open=True, unit="Å")
     pdf_settings = PdfSolveSettings(source=source, rmin=rmin, rmax=rmax, qmin=qmin, qmax=qmax, qdamp=qdamp,
                                     lattice_a=lattice_a, max_atoms=max_atoms, k=k, seed=seed, fit_delta2=True,
-                                    positions_top=0 if positions is False else 3)
+                                    positions_top=0 if positions is False else 2)
     from nanosolve.scattering.memory import guard_pdf_fit
 
     r_fit = pattern.x[(pattern.x >= rmin) & (pattern.x <= (rmax or float("inf")))]  # the [Q × r] fit kernel
