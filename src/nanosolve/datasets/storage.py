@@ -540,12 +540,12 @@ _SHARDED_FORMAT = "nanosolve.sharded_graph_store"
 
 def _write_json_atomic(path: Path, obj) -> None:
     """Write JSON so that a reader or a kill sees either the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    from nanosolve._io import atomic_write
+
+    with atomic_write(path) as fh:  # unique temporary name (mkstemp) beside it, renamed
         json.dump(obj, fh, indent=1, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:

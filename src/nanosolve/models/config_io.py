@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError
 
 
@@ -39,9 +40,7 @@ class JsonConfig:
 
     def to_json(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")  # unique temp name, renamed
 
     @classmethod
     def from_json(cls, path: str | os.PathLike):

@@ -652,9 +652,9 @@ def write_html_report(out_dir: str | os.PathLike, path: str | os.PathLike | None
         "</body></html>",
     ]
     target = Path(path) if path is not None else folder / "report.html"
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text("\n".join(page), encoding="utf-8")
-    os.replace(tmp, target)
+    from nanosolve._io import atomic_write_text
+
+    atomic_write_text(target, "\n".join(page))  # unique temporary name beside it, renamed
     return target
 
 
