@@ -383,10 +383,11 @@ def test_cli_solve_powder(tiny_run, tmp_path):
     f = _write_xy(tmp_path / "BaTiO3.xy", pat.x, pat.y, "# wavelength 1.5406\n# 2theta intensity\n")
     r = runner.invoke(app, ["solve", str(f), "--formula", "BaTiO3", "--model-dir", str(out), "-k", "6", "--steps",
                             "20", "--langevin-steps", "2", "--top", "1", "--wavelength", "1.5406",
-                            "--profile-top", "1", "-o", str(tmp_path / "sol")])
+                            "--profile-top", "1", "--z", "1", "--random-search", "0", "-o", str(tmp_path / "sol")])
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "sol" / "summary.json").read_text())
     assert summary["refined"] == 1 and summary["refine_positions"] is True
+    assert summary["z_searched"] == [1] and summary["z"] == 1 and summary["reduced_formula"] == "Ba1Ti1O3"
     # sharp data: the best one is also fitted to the pattern as measured, and that fit is written
     assert summary["profile_refined"] == 1 and summary["profile_fit_plot"] == "profile_fit.png"
     best = summary["candidates"][0]
@@ -410,7 +411,7 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     seen = {}
 
     def fake_solve(*args, **kwargs):
-        seen.update(kwargs)
+        seen.update(vars(kwargs["settings"]))  # the CLI passes PowderSolveSettings
         raise InputError("stop here")
 
     monkeypatch.setattr(pxrd, "solve_pxrd", fake_solve)
@@ -434,6 +435,10 @@ def test_cli_solve_refines_the_kept_ten_by_default(tiny_run, tmp_path, monkeypat
     assert seen["background"] is None  # solve_pxrd: subtract only when broadening
     assert runner.invoke(app, [*base, "--prototypes", "--no-broaden", "--background"]).exit_code == 2
     assert seen["prototypes"] is True and seen["broaden"] is False and seen["background"] is True
+    # composition-only defaults: Z searched, the budget of a default solve, the random search on
+    assert seen["z"] is None and seen["time_budget"] == pxrd.TIME_BUDGET and seen["random_search"] == pxrd.RANDOM_SEARCH
+    assert runner.invoke(app, [*base, "--z", "2", "--time-budget", "0", "--random-search", "0"]).exit_code == 2
+    assert seen["z"] == 2 and seen["time_budget"] is None and seen["random_search"] == 0
 
 
 def _one_error(result) -> str:
@@ -453,8 +458,8 @@ def test_cli_solve_powder_bad_input(tiny_run, tmp_path):
         return _one_error(runner.invoke(app, ["solve", str(file), *extra, *base]))
 
     assert "formula" in run(good, "--wavelength", "1.5406")  # no --formula
-    assert "at most 20" in run(good, "--formula", "Ba7Ti7O7", "--wavelength", "1.5406")
-    assert "never occur" in run(good, "--formula", "UO2", "--wavelength", "1.5406")
+    # a composition of any multiple and any element H-Pu is solved (tests/test_powder_solve.py); beyond Pu not
+    assert "outside H-Pu" in run(good, "--formula", "AmO2", "--wavelength", "1.5406")
     assert "wavelength" in run(good, "--formula", "BaTiO3")  # 2θ without a wavelength
     flat = _write_xy(tmp_path / "flat.xy", tth, np.full_like(tth, 5.0))
     assert "flat" in run(flat, "--formula", "BaTiO3", "--wavelength", "1.5406")

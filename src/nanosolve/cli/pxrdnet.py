@@ -69,15 +69,13 @@ def train_cmd(
 
 def shipped_model_dir(size: float):
     """The PXRDNet model shipped for crystallite size ``size`` (Å), or InputError when none is."""
-    from importlib import resources
+    from nanosolve.registry import pretrained, shipped_models
 
-    root = Path(str(resources.files("nanosolve") / "data" / "pxrdnet"))
-    sizes = sorted(float(p.name.split("_")[-1].rstrip("A")) for p in root.glob("cpu_*A") if (p / "config.json").is_file()) \
-        if root.is_dir() else []
-    for s in sizes:
-        if abs(s - size) < 1e-6:
-            return root / f"cpu_{s:g}A"
-    have = ", ".join(f"{s:g} Å" for s in sizes) or "none"
+    try:
+        return pretrained("pxrdnet", size=size)
+    except InputError:
+        pass
+    have = ", ".join(f"{m.setting('size'):g} Å" for m in shipped_models() if m.family == "pxrdnet") or "none"
     raise InputError(f"no PXRDNet model is shipped for crystallite size {size:g} Å (shipped: {have}); train one "
                      f"with `nanosolve train pxrdnet --size {size:g} ...` and pass --model-dir")
 
@@ -86,38 +84,59 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
                  steps: int | None, langevin_steps: int | None, top: int | None, positions: bool | None,
                  distinct: bool | None, prototypes: bool | None, symmetrize: bool | None, broaden: bool,
                  background: bool | None, method: str, seed: int, out: Path, show: int,
-                 profile_top: int | None = None) -> dict:
-    """``nanosolve solve`` for a powder pattern (see cli/solve.py): PXRDNet candidates, ranked blind."""
+                 profile_top: int | None = None, rietveld=None, z: int | None = None,
+                 time_budget: float | None = None, random_search: int | None = None) -> dict:
+    """``nanosolve solve`` for a powder pattern (see cli/solve.py): candidates of every source and Z,
+    ranked blind (plausible first), one progress line per stage."""
     from rich.table import Table
 
-    from nanosolve.solve.pxrd import (DISTINCT, PROFILE_TOP, PROTOTYPES, REFINE_POSITIONS, REFINE_TOP, SYMMETRIZE,
-                                      solve_pxrd)
+    from nanosolve.solve.pxrd import (DISTINCT, PROFILE_TOP, PROTOTYPES, RANDOM_SEARCH, REFINE_POSITIONS, REFINE_TOP,
+                                      SYMMETRIZE, TIME_BUDGET, PowderSolveSettings, solve_pxrd)
 
     if not formula:
-        raise InputError("a powder pattern needs the cell formula: give --formula (e.g. --formula Sr1Ti1O3)", file)
+        raise InputError("a powder pattern needs the composition: give --formula (e.g. --formula SrTiO3)", file)
     mdir = model_dir if model_dir is not None else shipped_model_dir(size)
-    with console.status(f"solving {file.name}: {method}, {k} candidates"):
-        result = solve_pxrd(pattern, formula, mdir, k=k, steps=steps, n_step_each=langevin_steps,
-                            top=REFINE_TOP if top is None else top, seed=seed, method=method,
-                            refine_positions=REFINE_POSITIONS if positions is None else positions,
-                            distinct=DISTINCT if distinct is None else distinct,
-                            prototypes=PROTOTYPES if prototypes is None else prototypes,
-                            symmetrize=SYMMETRIZE if symmetrize is None else symmetrize, broaden=broaden,
-                            background=background, profile_top=PROFILE_TOP if profile_top is None else profile_top,
-                            out_dir=out)
+    settings = PowderSolveSettings(
+        model_dir=mdir, k=k, steps=steps, n_step_each=langevin_steps, top=REFINE_TOP if top is None else top,
+        seed=seed, method=method, refine_positions=REFINE_POSITIONS if positions is None else positions,
+        distinct=DISTINCT if distinct is None else distinct, prototypes=PROTOTYPES if prototypes is None else prototypes,
+        symmetrize=SYMMETRIZE if symmetrize is None else symmetrize, broaden=broaden, background=background,
+        profile_top=PROFILE_TOP if profile_top is None else profile_top, rietveld=rietveld, z=z,
+        time_budget=TIME_BUDGET if time_budget is None else (None if time_budget == 0 else time_budget),
+        random_search=RANDOM_SEARCH if random_search is None else random_search)
+    from nanosolve.cli.progress import stage_progress
+
+    with stage_progress(console) as progress:
+        settings.progress = progress
+        result = solve_pxrd(pattern, formula, settings=settings, out_dir=out)
     s = result.summary
     t = Table(title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")
     t.add_column("#", no_wrap=True, min_width=len(str(min(show, len(s["candidates"])))))
     t.add_column("source", no_wrap=True, max_width=20, overflow="ellipsis")  # full label in summary.json
     profiled = s["profile_refined"] > 0
-    for name in ("a b c (Å)", "α β γ (°)", "R") + (("Rwp",) if profiled else ()):
+    rietveld = s.get("rietveld_refined", 0) > 0
+    for name in ("Z", "a b c (Å)", "α β γ (°)", "R") + (("Rwp",) if profiled else ()) + (("space group", "χ²")
+                                                                                        if rietveld else ()) + ("sane",):
         t.add_column(name, no_wrap=True)
     for c in s["candidates"][:show]:
         cell = c["cell"]
         rwp = () if not profiled else ("" if c["rwp_measured"] is None else f"{c['rwp_measured']:.3f}",)
-        t.add_row(str(c["rank"]), c["source"], " ".join(f"{v:.3f}" for v in cell[:3]),
-                  " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}", *rwp)
+        if rietveld:  # Rietveld-refined rows: its R_wp, the space group refined in and χ² = (Rwp/Rexp)²
+            rv = c.get("rietveld")
+            rwp = rwp if rv is None else (f"{rv['rwp']:.3f}",)
+            rwp = (*rwp, c.get("spacegroup") or "", "" if rv is None else f"{rv['gof']:.2f}")
+        sane = c.get("sanity") or {}
+        flag = "ok" if sane.get("plausible", True) else "NO: " + _short_flag(sane)
+        t.add_row(str(c["rank"]), c["source"], str(c.get("z", "")), " ".join(f"{v:.3f}" for v in cell[:3]),
+                  " ".join(f"{v:.1f}" for v in cell[3:]), f"{c['score']:.4f}", *rwp, flag)
     console.print(t)
+    console.print(f"composition {s['reduced_formula']}: Z searched {s['z_searched']}, best Z = {s['z']} "
+                  f"({s['cell_atoms']} atoms); indexed: {'yes' if s.get('indexed') else 'no'}"
+                  + (f"; model stand-ins {s['element_stand_ins']}" if s.get("element_stand_ins") else "")
+                  + (f"; {s['implausible_candidates']} implausible candidates ranked last"
+                     if s.get("implausible_candidates") else "")
+                  + (f"; time budget ran out in: {', '.join(s['budget_cut'])}" if s.get("budget_cut") else ""),
+                  highlight=False)
     plots = s["fit_plot"] + (f", {s['profile_fit_plot']}" if s.get("profile_fit_plot") else "")
     key = (f"R = fit to the input on the model grid (refined for the best {s['refined']})"
            + (f"; the best {s['profile_refined']} re-ranked by Rwp, the weighted-profile fit to the pattern as "
@@ -126,3 +145,12 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
                   f"{plots} and summary.json into {out}/ ({s['seconds']:.1f} s); {key}: the only ranking keys",
                   highlight=False)
     return s
+
+
+def _short_flag(sanity: dict) -> str:
+    """The sanity gate's first reason, short enough for a table cell ('Rb-S 1.62 Å')."""
+    md = sanity.get("min_distance") or {}
+    flags = sanity.get("flags") or []
+    if md and flags and "contact" in flags[0]:
+        return f"{md['pair']} {md['distance']:.2f} Å"
+    return flags[0][:24] if flags else "flagged"

@@ -51,6 +51,33 @@ def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelengt
         guard_candidates(k, BYTES_PER_CANDIDATE[kind], SECONDS_PER_CANDIDATE[kind], f"{k} candidates")
 
 
+def _read_with_x_unit(file: Path, wavelength, x_unit: str):
+    """FILE read with the x unit the user gives (--x-unit; d converted to 2θ with the wavelength)."""
+    from nanosolve.solve.rietveld import read_measured
+
+    return read_measured(file, wavelength, x_unit)
+
+
+def _rietveld_settings(top, background_file, extra_phase, preferred_orientation, kalpha2=None):
+    """RietveldSettings from the Rietveld / real-data options, checked before the solve's work."""
+    from nanosolve.errors import InputError
+    from nanosolve.solve.rietveld import RIETVELD_TOP, RietveldSettings
+
+    po = None
+    if preferred_orientation:
+        parts = preferred_orientation.replace(",", " ").split()
+        if len(parts) == 1 and len(parts[0]) == 3 and parts[0].isdigit():
+            parts = list(parts[0])  # '001'
+        try:
+            po = tuple(int(v) for v in parts)
+        except ValueError:
+            raise InputError(f"give three integers, e.g. '0 0 1', got {preferred_orientation!r}",
+                             "--preferred-orientation") from None
+    st = RietveldSettings(top=RIETVELD_TOP if top is None else top, extra_phases=tuple(extra_phase or ()),
+                          background_file=background_file, preferred_orientation=po,
+                          kalpha2="auto" if kalpha2 is None else kalpha2)
+    st.validate()
+    return st
 
 
 @friendly_errors
@@ -60,7 +87,18 @@ def solve(
                                           "(.xy/.xye/.dat/.csv/.chi or an IUCr powder CIF; 2θ needs a wavelength)"),
     model: str = typer.Option("auto", "--model", help="auto (PDF -> deepstruc, powder pattern -> pxrdnet), "
                                                       "deepstruc or pxrdnet"),
-    formula: str = typer.Option(None, "--formula", "-f", help="powder: the cell formula, e.g. Sr1Ti1O3 (≤ 20 atoms)"),
+    formula: str = typer.Option(None, "--formula", "-f", help="powder: the composition, any multiple (Fe2O3 = "
+                                                              "Fe4O6); Z is searched, --z pins it"),
+    z: int = typer.Option(None, "--z", min=1, help="powder: formula units per cell (default: Z = 1, 2, 3, 4, 6, 8 "
+                                                   "... up to 48 atoms searched and ranked together)"),
+    time_budget: float = typer.Option(None, "--time-budget", min=0,
+                                      help="powder: total wall time of the solve (s); the stages stop starting new "
+                                           "work as it runs out and say so; 0 = unbounded "
+                                           "[default: nanosolve.solve.pxrd.TIME_BUDGET, 300]"),
+    random_search: int = typer.Option(None, "--random-search", min=0,
+                                      help="powder: pyxtal random crystals in the space groups that fit the "
+                                           "composition and Z, ranked beside the other candidates; 0 = off "
+                                           "[default: nanosolve.solve.pxrd.RANDOM_SEARCH]"),
     size: float = typer.Option(10.0, "--size", help="powder: crystallite size τ (Å) of the shipped PXRDNet model"),
     wavelength: str = typer.Option(None, "--wavelength", "-w", help="powder: Å or a name (CuKa, MoKa) when the "
                                                                     "file does not give it"),
@@ -91,6 +129,27 @@ def solve(
                                     help="powder, sharp data: best candidates refined against the pattern as "
                                          "measured (own 2θ grid, width, zero, background) and re-ranked by "
                                          "R_wp; 0 = off [default: nanosolve.solve.pxrd.PROFILE_TOP]"),
+    rietveld_top: int = typer.Option(None, "--rietveld-top", min=0,
+                                     help="powder, sharp data: best measured-profile fits then Rietveld-refined "
+                                          "under their space group (free Wyckoff coordinates, B_iso per element, "
+                                          "TCH profile) and re-ranked by R_wp; 0 = off "
+                                          "[default: nanosolve.solve.rietveld.RIETVELD_TOP]"),
+    background_file: Path = typer.Option(None, "--background-file",
+                                         help="powder: a measured empty-holder / capillary pattern (same columns as "
+                                              "FILE), refined as a scaled component of the Rietveld fit"),
+    x_unit: str = typer.Option(None, "--x-unit", help="powder: x column of FILE: 2theta (°), q (Å⁻¹) or d (Å; "
+                                                      "needs the wavelength) [default: the reader's guess]"),
+    extra_phase: list[Path] = typer.Option(None, "--extra-phase",
+                                           help="powder: CIF of a known impurity phase (repeatable), refined beside "
+                                                "each candidate in the Rietveld fit (own scale, lattice, width); "
+                                                "weight fractions reported"),
+    preferred_orientation: str = typer.Option(None, "--preferred-orientation",
+                                              help="powder: March-Dollase texture direction of the candidate, "
+                                                   "three Miller indices, e.g. '0 0 1'"),
+    kalpha2: bool = typer.Option(None, "--kalpha2/--no-kalpha2",
+                                 help="powder: the pattern holds the Cu or Mo Kα1 + Kα2 doublet (the Rietveld fit "
+                                      "models both lines) or not [default: decided by the fit of the best "
+                                      "candidate for a Cu / Mo wavelength]"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
     k: int = typer.Option(None, "-k", min=1, help="number of candidate structures (default: 20 for a PDF, 100 for a "
@@ -137,14 +196,16 @@ def solve(
                    profile_top)
     with warnings.catch_warnings():  # a guessed x unit of a non-PDF file is moot: it is refused below
         warnings.simplefilter("ignore", UserWarning)
-        pattern = read_input(file, wavelength)
+        pattern = read_input(file, wavelength) if x_unit is None else _read_with_x_unit(file, wavelength, x_unit)
     out = output_folder(out or file.with_name(f"{file.stem}_solve"), "-o", overwrite)
     if choose_model(pattern, model) == "pxrdnet":
         from nanosolve.cli.pxrdnet import solve_powder
 
         solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
                      positions, distinct, prototypes, symmetrize, broaden, background, method, seed, out, show,
-                     profile_top)
+                     profile_top, rietveld=_rietveld_settings(rietveld_top, background_file, extra_phase,
+                                                              preferred_orientation, kalpha2),
+                     z=z, time_budget=time_budget, random_search=random_search)
         return
     k = 20 if k is None else k
     from nanosolve.solve.pdf_solve import PdfSolveSettings

@@ -117,6 +117,10 @@ class Candidate:
     symmetrized_from: int | None = None
     #: the fit against the pattern as measured (:func:`refine_on_profile`), when there was one
     profile: "PXRDFit | None" = field(default=None, repr=False)
+    #: the sanity gate's verdict (:func:`nanosolve.solve.sanity.check_crystal`) on :attr:`final_crystal`,
+    #: and the crystal it was made on (re-checked when a refinement replaces it)
+    sanity: object = field(default=None, repr=False)
+    sanity_of: object = field(default=None, repr=False)
     #: the Rietveld refinement (:func:`nanosolve.solve.rietveld.rietveld_candidates`), when there was one
     rietveld: object = field(default=None, repr=False)
 
@@ -126,6 +130,8 @@ class Candidate:
         <space group>`` for a symmetrised variant, else the method."""
         if self.method == "prototype":
             return str(self.crystal.properties.get("prototype", "prototype"))
+        if self.method == "random-search":
+            return f"random-search {self.crystal.properties.get('random_search', '')}".strip()
         if self.symmetrized_from is not None:
             return f"{self.method} sym {self.crystal.properties.get('space_group')}"
         return self.method
@@ -145,7 +151,20 @@ class Candidate:
 
     def summary(self) -> dict:
         c = self.final_crystal
-        return {"formula": c.formula, "n_atoms": len(c), "cell": [round(float(v), 5) for v in c.cell_params],
+        try:
+            sym = c.symmetry(symprec=0.01)
+            sg_symbol, sg_number = sym.symbol, int(sym.number)
+        except Exception:  # noqa: BLE001 - spglib gives up on a degenerate cell
+            sg_symbol, sg_number = None, None
+        counts = list(c.composition.values())
+        from functools import reduce
+        from math import gcd
+
+        g = reduce(gcd, [int(round(v)) for v in counts]) if counts else 1
+        return {"formula": c.formula, "z": int(g), "n_atoms": len(c),
+                "cell": [round(float(v), 5) for v in c.cell_params],
+                "spacegroup": sg_symbol, "spacegroup_number": sg_number,
+                "sanity": None if self.sanity is None else self.sanity.summary(),
                 "r_model_grid": round(self.r, 5), "r_refined": None if self.r_refined is None else round(self.r_refined, 5),
                 "score": round(self.score, 5), "method": self.method, "source": self.source, "index": self.index,
                 "latent_index": (None if self.method == "prototype" or self.symmetrized_from is not None
@@ -329,30 +348,36 @@ def distinct_first(ranked: list[Candidate], top: int = REFINE_TOP) -> list[Candi
 
 def refine_candidates(ranked: list[Candidate], y, mask, size: float, top: int = REFINE_TOP,
                       refine_positions: bool = REFINE_POSITIONS, seed: int = 0, n_restarts: int = 2,
-                      steps: int = 30) -> list[Candidate]:
+                      steps: int = 30, deadline: float | None = None) -> list[Candidate]:
     """Refine the best ``top`` candidates against the input (model grid; lattice ±20 %, scale,
     σ_Q and, with ``refine_positions``, fractional coordinates within ±0.05) and re-rank everything
     by :attr:`Candidate.score`, refined ones first (an unrefined candidate stays behind them even
     when its decoded fit beats a refined one: after :func:`distinct_first` it is a copy of a refined one).
 
     ``n_restarts`` starts and ``steps`` L-BFGS iterations per candidate: on decoded candidates 2 / 30
-    took 1.3 s against 4.7 s for 4 / 80 with the same fit (mean R 0.254 vs 0.240, 12 candidates)."""
+    took 1.3 s against 4.7 s for 4 / 80 with the same fit (mean R 0.254 vs 0.240, 12 candidates).
+    ``deadline`` (time.perf_counter seconds): the candidates not reached by then stay unrefined and
+    keep their place behind the refined ones."""
     from nanosolve.solve.pxrd_refine import refine_crystal
 
+    done = 0
     for cand in ranked[:top]:
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        done += 1
         fit = refine_crystal(cand.crystal, np.asarray(y, float), grid_kind="model", mask=np.asarray(mask, bool),
                              size=size, n_restarts=n_restarts, refine_positions=refine_positions, seed=seed,
-                             steps=steps)
+                             steps=steps, deadline=deadline)
         r_new, s_new = profile_r(y, fit.y_calc, mask)
         if r_new < cand.r:  # keep the refined crystal only when it fits the input better
             cand.crystal, cand.y_calc, cand.scale = fit.crystal, np.asarray(fit.y_calc, float), s_new
         cand.r_refined = min(r_new, cand.r)
         cand.refine = fit.summary()
-    return sorted(ranked[:top], key=lambda c: c.score) + ranked[top:]
+    return sorted(ranked[:done], key=lambda c: c.score) + ranked[done:]
 
 
 def refine_on_profile(ranked: list[Candidate], pattern, top: int = PROFILE_TOP, seed: int = 0,
-                      n_restarts: int = 4) -> list[Candidate]:
+                      n_restarts: int = 4, deadline: float | None = None) -> list[Candidate]:
     """Refine the best ``top`` candidates against ``pattern`` as measured (a 2θ or Q Pattern with its
     wavelength, on its own grid: lattice within ±20 %, a tied length split off where that fits better,
     peak width, zero shift, Chebyshev background, scale; :func:`~nanosolve.solve.pxrd_refine.
@@ -362,17 +387,24 @@ def refine_on_profile(ranked: list[Candidate], pattern, top: int = PROFILE_TOP, 
     equally well; sharp measured peaks tell them apart and fix the lattice to ~0.1 %, which the
     model-grid fit cannot. Reads nothing but the candidates and the data. A candidate identical to an
     earlier one (the same symmetrised variant of two parents, refined alike) shares its fit: each fit
-    costs tens of seconds."""
+    costs tens of seconds. ``deadline`` (time.perf_counter seconds): no fit starts once the time of
+    the last one would carry it past the deadline, and a running fit stops there at its best point;
+    the rest stay unfitted behind the fitted ones."""
     from nanosolve.solve.pxrd_refine import refine_lower_symmetry
 
-    fits = {}
+    fits, done, last = {}, 0, 0.0
     for cand in ranked[:top]:
         c = cand.crystal
         key = (tuple(c.species), np.round(c.lattice, 8).tobytes(), np.round(c.frac_coords, 8).tobytes())
         if key not in fits:
-            fits[key] = refine_lower_symmetry(c, pattern=pattern, n_restarts=n_restarts, seed=seed)
+            if deadline is not None and time.perf_counter() + last > deadline:
+                break
+            t0 = time.perf_counter()
+            fits[key] = refine_lower_symmetry(c, pattern=pattern, n_restarts=n_restarts, seed=seed, deadline=deadline)
+            last = time.perf_counter() - t0
         cand.profile = fits[key]
-    return sorted(ranked[:top], key=lambda c: c.profile.rwp_after) + ranked[top:]
+        done += 1
+    return sorted(ranked[:done], key=lambda c: c.profile.rwp_after) + ranked[done:]
 
 
 @dataclass
@@ -401,63 +433,340 @@ def prepare_input(pattern, size: float, broaden: bool = True, background: bool |
     return model_grid(), np.asarray(y, float), np.asarray(mask, bool)
 
 
-def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, steps: int | None = None,
-               n_step_each: int | None = None, top: int = REFINE_TOP, seed: int = 0, method: str = "pxrdnet",
-               refine_positions: bool = REFINE_POSITIONS, distinct: bool = DISTINCT, prototypes: bool = PROTOTYPES,
-               symmetrize: bool = SYMMETRIZE, broaden: bool = True, background: bool | None = None,
-               profile_top: int = PROFILE_TOP, out_dir: str | os.PathLike | None = None,
-               wavelength=None) -> PXRDSolveResult:
-    """Solve a crystal from a powder pattern (file path or Pattern; 2θ needs its wavelength) and the
-    cell formula. With ``prototypes`` the formula's isotypic AFLOW-prototype substitutions compete
-    in the same ranking (:func:`with_prototypes`; their cells keep the prototype's own Z); with
-    ``symmetrize`` the best model candidates' symmetrised variants do too (:func:`with_symmetrized`).
-    ``background``: None subtracts a rolling background only when ``broaden`` (see
-    :func:`prepare_input`). With ``broaden`` (sharp data) and a wavelength, the best ``profile_top``
-    are then refined against the pattern as measured and re-ranked by R_wp (:func:`refine_on_profile`;
-    0 turns it off). Returns candidates best first (by fit to the input only) + a summary; with
-    ``out_dir`` writes CIFs ``01_….cif`` (best first), ``fit.png`` (``profile_fit.png`` too after a
-    measured-profile fit) and ``summary.json``."""
+#: total wall-time budget (s) of a default solve; the stages share it (see :class:`PowderSolveSettings`)
+TIME_BUDGET = 300.0
+#: pyxtal random crystals per solve (spread over the Z values searched; :mod:`nanosolve.solve.random_search`)
+RANDOM_SEARCH = 120
+#: the model decodes cells of at most this many atoms (its training range; larger Z: prototypes and random)
+MODEL_MAX_ATOMS = 20
+
+
+@dataclass
+class PowderSolveSettings:
+    """Options of a powder solve (:func:`solve_pxrd`); defaults are the solve's.
+
+    ``formula`` is a composition: any multiple is reduced and Z searched (``z`` pins it;
+    ``formula_is_cell`` instead takes the formula as the cell content, the behaviour before Z
+    search). ``k``: model candidates in all, shared by the Z values whose cell the model can
+    decode (≤ :data:`MODEL_MAX_ATOMS` atoms; at least :data:`MODEL_MIN_PER_Z` each). ``random_search``:
+    pyxtal random crystals in all, spread over the Z values. ``time_budget`` (s; None = unbounded):
+    each stage starts no new work after its fraction of it (:data:`MODEL_END`, :data:`GENERATE_END`,
+    :data:`REFINE_END`, :data:`PROFILE_END`; the Rietveld stage has the rest); the summary's
+    ``budget_cut`` names the stages that were cut. ``progress(stage, detail)``: called at the start of every stage."""
+
+    model_dir: str | os.PathLike | None = None
+    k: int = 100
+    steps: int | None = None
+    n_step_each: int | None = None
+    top: int = REFINE_TOP
+    seed: int = 0
+    method: str = "pxrdnet"
+    refine_positions: bool = REFINE_POSITIONS
+    distinct: bool = DISTINCT
+    prototypes: bool = PROTOTYPES
+    symmetrize: bool = SYMMETRIZE
+    broaden: bool = True
+    background: bool | None = None
+    profile_top: int = PROFILE_TOP
+    z: int | None = None
+    formula_is_cell: bool = False
+    max_cell_atoms: int | None = None
+    random_search: int = RANDOM_SEARCH
+    #: index sharp patterns (cubic / tetragonal / hexagonal, :mod:`nanosolve.solve.indexing`); an
+    #: indexed cell fixes the random search's lattices and crystal system
+    index: bool = True
+    time_budget: float | None = TIME_BUDGET
+    #: final Rietveld stage (:class:`nanosolve.solve.rietveld.RietveldSettings`; None: the defaults)
+    rietveld: object = None
+    progress: object = field(default=None, repr=False, compare=False)
+
+    def validate(self) -> None:
+        if self.profile_top < 0:
+            raise InputError(f"profile_top must be >= 0, got {self.profile_top}", "--profile-top")
+        if self.k < 1:
+            raise InputError(f"k must be >= 1, got {self.k}", "-k")
+        if self.random_search < 0:
+            raise InputError(f"random_search must be >= 0, got {self.random_search}", "--random-search")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise InputError(f"the time budget must be > 0 s, got {self.time_budget}", "--time-budget")
+        if self.z is not None and self.z < 1:
+            raise InputError(f"Z must be >= 1, got {self.z}", "--z")
+        if self.rietveld is not None:
+            self.rietveld.validate()
+
+
+class _Clock:
+    """Wall-time budget of one solve: fractions of it end the stages (see PowderSolveSettings)."""
+
+    def __init__(self, budget: float | None):
+        self.t0, self.budget = time.perf_counter(), budget
+        self.cut: list[str] = []
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def deadline(self, fraction: float) -> float | None:
+        return None if self.budget is None else self.t0 + fraction * self.budget
+
+    def over(self, fraction: float) -> bool:
+        return self.budget is not None and self.elapsed() > fraction * self.budget
+
+    def note(self, stage: str) -> None:
+        if stage not in self.cut:
+            self.cut.append(stage)
+
+
+#: fractions of the time budget at which the stages stop starting new work (model decoding,
+#: candidate generation, model-grid refinement, measured-profile fits; the Rietveld stage has the rest)
+MODEL_END, GENERATE_END, REFINE_END, PROFILE_END = 0.25, 0.35, 0.50, 0.80
+#: fewest model candidates per Z value when the K of a solve is shared by several
+MODEL_MIN_PER_Z = 16
+#: codes optimised and decoded per call: the budget is checked between calls
+MODEL_CHUNK = 16
+
+
+def _with_real_elements(crystals, back: dict[str, str]) -> list[Crystal]:
+    """Decoded crystals with every stand-in element replaced by the real one (``back``: stand-in -> real)."""
+    if not back:
+        return crystals
+    out = []
+    for c in crystals:
+        c2 = Crystal(c.lattice, c.frac_coords, [back.get(s, s) for s in c.species], name=c.name,
+                     properties=dict(c.properties))
+        out.append(c2)
+    return out
+
+
+def _gate(ranked: list[Candidate]) -> list[Candidate]:
+    """Sanity-check every candidate not checked since it last changed and move the implausible ones
+    behind every plausible one, keeping each group's order (the stage's ranking)."""
+    from nanosolve.solve.sanity import check_crystal
+
+    for cand in ranked:
+        c = cand.final_crystal
+        if cand.sanity is None or cand.sanity_of is not c:
+            cand.sanity, cand.sanity_of = check_crystal(c), c
+    return [c for c in ranked if c.sanity.plausible] + [c for c in ranked if not c.sanity.plausible]
+
+
+def _indexed_constraint(indexed, reduced: dict, z: int) -> dict:
+    """random_crystals keywords for an indexed cell: its lattice and the space groups of its system."""
+    if indexed is None:
+        return {}
+    from nanosolve.solve.random_search import compatible_space_groups
+
+    ranges = {"cubic": (195, 230), "tetragonal": (75, 142), "hexagonal": (143, 194)}
+    lo, hi = ranges[indexed.system]
+    return {"cell": tuple(float(v) for v in indexed.cell),
+            "space_groups": [g for g in compatible_space_groups(reduced, z) if lo <= g <= hi]}
+
+
+def _say(settings: PowderSolveSettings, stage: str, detail: str = "") -> None:
+    if settings.progress is not None:
+        settings.progress(stage, detail)
+
+
+def _from_legacy(model_dir, kwargs) -> PowderSolveSettings:
+    """Settings of the old keyword interface: the formula is the cell content, no random search and
+    no time budget (what those callers measured)."""
+    known = {f for f in PowderSolveSettings.__dataclass_fields__}
+    bad = sorted(set(kwargs) - known)
+    if bad:
+        raise TypeError(f"solve_pxrd() got unexpected keyword argument(s) {', '.join(bad)}")
+    base = {"formula_is_cell": True, "random_search": 0, "time_budget": None}
+    base.update(kwargs)
+    return PowderSolveSettings(model_dir=model_dir, **base)
+
+
+def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
+               settings: PowderSolveSettings | None = None, out_dir: str | os.PathLike | None = None,
+               wavelength=None, **legacy) -> PXRDSolveResult:
+    """Solve a crystal from a powder pattern (file path or Pattern; 2θ needs its wavelength) and its
+    composition (any multiple: 'Fe2O3' = 'Fe4O6').
+
+    Stages (each announced through ``settings.progress``; ``settings.time_budget`` bounds them):
+
+    1. Z values: :func:`nanosolve.solve.composition.z_values` (1, 2, 3, 4, 6, 8, ... up to
+       ``max_cell_atoms``, default :data:`~nanosolve.solve.composition.MAX_CELL_ATOMS`), or ``z``.
+    2. candidates: the model decodes K per Z whose cell it can hold (≤ :data:`MODEL_MAX_ATOMS`), with a
+       stand-in for every element it never saw (:func:`~nanosolve.solve.composition.model_stand_ins`;
+       the real element is put back before anything is simulated); the isotypic AFLOW prototypes of
+       the composition (any Z up to the largest cell); ``random_search`` pyxtal random crystals
+       (:func:`~nanosolve.solve.random_search.random_crystals`); all ranked together by R on the
+       model grid; symmetrised variants of the best model candidates join.
+    3. sanity gate (:func:`~nanosolve.solve.sanity.check_crystal`) on every candidate: implausible
+       ones go behind every plausible one, before and after each refinement.
+    4. the best ``top`` refined on the model grid; with sharp data the best ``profile_top`` refined
+       against the pattern as measured and re-ranked by R_wp.
+
+    ``settings``: :class:`PowderSolveSettings` (``model_dir`` here overrides its own). The old keyword
+    interface (``k=``, ``top=``, ... as before) still works and means the formula is the cell content.
+    Returns candidates best first (by fit to the input only; plausible before implausible) + a summary;
+    with ``out_dir`` writes CIFs ``01_….cif`` (best first), ``fit.png`` and ``summary.json``."""
     from nanosolve.models.pxrdnet.sample import formula_types
     from nanosolve.models.pxrdnet.train import load_model
     from nanosolve.solve import read_input
+    from nanosolve.solve.composition import cell_types, model_stand_ins, parse_counts, reduced_composition, z_values
 
-    t0 = time.perf_counter()
-    if profile_top < 0:
-        raise InputError(f"profile_top must be >= 0, got {profile_top}")
+    if settings is None:
+        settings = _from_legacy(model_dir, legacy)
+    elif legacy:
+        raise TypeError("give solve_pxrd either settings or the old keyword options, not both")
+    elif model_dir is not None:
+        settings = PowderSolveSettings(**{**settings.__dict__, "model_dir": model_dir})
+    st = settings
+    st.validate()
+    clock = _Clock(st.time_budget)
     pattern = read_input(data, wavelength)
     if pattern.kind not in ("xrd", "nd"):
         raise InputError(f"not a powder diffraction pattern (reads as {pattern.kind})", pattern.metadata.get("source"))
-    model, cfg = load_model(model_dir)
-    types = formula_types(formula, model)
-    q, y, mask = prepare_input(pattern, cfg.size, broaden=broaden, background=background)
-    n_step_each = cfg.solve_n_step_each if n_step_each is None else int(n_step_each)
-    crystals, latent_loss = generate_candidates(model, y, mask, types, method, k, steps, n_step_each, seed)
-    ranked = rank_candidates(crystals, y, mask, cfg.size, cfg.size_model, method, latent_loss)
-    ranked = extend_ranking(ranked, y, mask, cfg.size, cfg.size_model,
-                            prototype_crystals(types, cfg.max_atoms) if prototypes else None, symmetrize,
-                            top if distinct else None)
-    ranked = refine_candidates(ranked, y, mask, cfg.size, top=top, refine_positions=refine_positions, seed=seed)
+    mdir = default_model_dir() if st.model_dir is None else st.model_dir
+    model, cfg = load_model(mdir)
+    counts = parse_counts(formula)
+    if st.formula_is_cell:
+        formula_types(formula, model)  # the old interface's checks (cell size, known elements)
+        reduced = dict(counts)
+        zs = [1]
+    else:
+        reduced = reduced_composition(formula)
+        zs = z_values(reduced, st.z, st.max_cell_atoms or _default_max_cell())
+    n_unit = sum(reduced.values())
+    model_max = min(int(cfg.max_atoms), MODEL_MAX_ATOMS) if not st.formula_is_cell else int(cfg.max_atoms)
+    stand_ins = model_stand_ins(list(reduced), cfg.extra.get("elements") or [])
+    back = {v: k for k, v in stand_ins.items()}
+    proxy = {stand_ins.get(el, el): n for el, n in reduced.items()}
+    _say(st, "input", f"{formula}: reduced {''.join(f'{e}{n}' for e, n in reduced.items())}, Z {zs}"
+         + (f", stand-ins {stand_ins}" if stand_ins else ""))
+    q, y, mask = prepare_input(pattern, cfg.size, broaden=st.broaden, background=st.background)
+    indexed = None
+    if st.index and st.broaden and pattern.wavelength is not None and not st.formula_is_cell:
+        from nanosolve.solve.indexing import index_pattern
+
+        _say(st, "indexing", "cubic / tetragonal / hexagonal cells from the first peaks")
+        indexed = index_pattern(pattern)
+        if indexed is not None:
+            _say(st, "indexing", f"{indexed.system} {' '.join(f'{v:.4f}' for v in indexed.cell[:3])} Å, "
+                                 f"M = {indexed.fom:.0f}")
+    n_step_each = cfg.solve_n_step_each if st.n_step_each is None else int(st.n_step_each)
+
+    max_cell = max(zs) * n_unit
+    ranked: list[Candidate] = []
+
+    def join(extra: list[Candidate]) -> None:
+        nonlocal ranked
+        start = 1 + max((c.index for c in ranked), default=-1)
+        for cand in extra:
+            cand.index += start
+        ranked = sorted(ranked + extra, key=lambda c: c.r)
+
+    # -- AFLOW prototypes of the composition, every Z up to the largest cell searched (first: the
+    #    cheapest source and, on measured data, the one that most often holds the answer)
+    if st.prototypes:
+        if st.formula_is_cell:  # as before Z search: every multiple of the ratios the model could hold
+            protos = prototype_crystals(cell_types(reduced, 1), model_max)
+        else:
+            protos = [c for c in prototype_crystals(cell_types(reduced, zs[0]), max_cell) if len(c) // n_unit in zs]
+        _say(st, "prototypes", f"{len(protos)} isotypic AFLOW prototypes, cells up to {max_cell} atoms")
+        join(rank_candidates(protos, y, mask, cfg.size, cfg.size_model, "prototype"))
+    # -- the model's candidates, for the Z values whose cell it can decode
+    model_zs = [z for z in zs if z * n_unit <= model_max]
+    if model_zs:
+        # K in all, shared by the Z values (the model stage's cost grows with the number of codes)
+        k_z = max(min(MODEL_MIN_PER_Z, int(st.k)), -(-int(st.k) // len(model_zs)))
+        _say(st, "model", f"{st.method}: {k_z} candidates for each of Z = {model_zs}")
+        # chunks of MODEL_CHUNK codes, Z values in turn, so that a budget cut leaves every Z some candidates
+        for c0 in range(0, k_z, MODEL_CHUNK):
+            for z in model_zs:
+                if clock.over(MODEL_END):
+                    clock.note("model candidates")
+                    break
+                crystals, loss = generate_candidates(model, y, mask, cell_types(proxy, z), st.method,
+                                                     min(MODEL_CHUNK, k_z - c0), st.steps, n_step_each,
+                                                     st.seed + c0 + (0 if st.formula_is_cell else 1000 * z))
+                join(rank_candidates(_with_real_elements(crystals, back), y, mask, cfg.size, cfg.size_model,
+                                     st.method, loss))
+        if st.symmetrize and not clock.over(MODEL_END):
+            ranked = with_symmetrized(ranked, y, mask, cfg.size, cfg.size_model)
+    # -- pyxtal random crystals, each Z in turn, ranked as they come
+    if st.random_search:
+        from nanosolve.solve.random_search import random_crystals
+
+        per_z = max(1, -(-st.random_search // len(zs)))
+        _say(st, "random search", f"up to {per_z} pyxtal crystals for each of Z = {zs}")
+        for i, z in enumerate(zs):
+            if clock.over(GENERATE_END):
+                clock.note("random search")
+                break
+            found = random_crystals(reduced, z, per_z, seed=st.seed + i, deadline=clock.deadline(GENERATE_END),
+                                    **_indexed_constraint(indexed, reduced, z))
+            join(rank_candidates(found, y, mask, cfg.size, cfg.size_model, "random-search"))
+    if not ranked:
+        raise InputError(f"no candidate structure for {formula}: the model holds cells of at most {model_max} atoms "
+                         "and neither prototypes nor random search gave one (or the time budget ran out first)")
+    if st.distinct:
+        ranked = distinct_first(ranked, st.top)
+    _say(st, "sanity", f"{len(ranked)} candidates")
+    ranked = _gate(ranked)
+    # -- refinement on the model grid, then against the pattern as measured
+    n_top = min(st.top, len(ranked))
+    if clock.over(REFINE_END):
+        clock.note("model-grid refinement")
+        n_top = 0
+    _say(st, "refine", f"best {n_top} on the model grid")
+    ranked = refine_candidates(ranked, y, mask, cfg.size, top=n_top, refine_positions=st.refine_positions,
+                               seed=st.seed, deadline=clock.deadline(REFINE_END))
+    if any(not c.refine for c in ranked[:n_top]):
+        clock.note("model-grid refinement")
+    ranked = _gate(ranked)
     # Nano-broadened input (broaden off) is already what the model sees; a wavelength-less Q pattern
     # has no 2θ grid to fit on.
-    n_profile = min(profile_top, len(ranked)) if broaden and pattern.wavelength is not None else 0
-    ranked = refine_on_profile(ranked, pattern, n_profile, seed=seed) if n_profile else ranked
+    n_profile = min(st.profile_top, len(ranked)) if st.broaden and pattern.wavelength is not None else 0
+    if n_profile:
+        _say(st, "profile", f"best {n_profile} against the pattern as measured")
+        ranked = refine_on_profile(ranked, pattern, n_profile, seed=st.seed,
+                                   deadline=clock.deadline(PROFILE_END))
+        if sum(c.profile is not None for c in ranked[:n_profile]) < n_profile:
+            clock.note("measured-profile refinement")
+        n_profile = sum(c.profile is not None for c in ranked)
+        ranked = _gate(ranked)
+        # -- Rietveld refinement of the best measured-profile fits (nanosolve.solve.rietveld) --
+        from nanosolve.solve.rietveld import RietveldSettings, rietveld_candidates
+
+        rv_settings = st.rietveld or RietveldSettings()
+        if rv_settings.top:
+            _say(st, "rietveld", f"best {min(rv_settings.top, n_profile)} under their space groups")
+            ranked = _gate(rietveld_candidates(ranked, pattern, rv_settings, deadline=None if st.time_budget is None
+                                               else clock.t0 + st.time_budget))
+        # -- end of the Rietveld stage --
     src = pattern.metadata.get("source")
-    summary = {"input": None if src is None else str(src), "formula": formula, "cell_atoms": len(types),
-               "model": "pxrdnet", "model_dir": str(model_dir), "method": method, "k": int(k),
-               "steps": cfg.opt_steps if steps is None else int(steps), "n_step_each": n_step_each,
-               "size": cfg.size, "size_model": cfg.size_model, "broadened": bool(broaden),
-               "background_subtracted": bool(broaden if background is None else background),
-               "measured_fraction_of_grid": float(mask.mean()), "seed": int(seed),
-               "refined": int(min(top, len(ranked))), "refine_positions": bool(refine_positions),
-               "distinct": bool(distinct), "prototypes": bool(prototypes),
+    best = ranked[0].final_crystal
+    summary = {"input": None if src is None else str(src), "formula": formula,
+               "reduced_formula": "".join(f"{e}{n}" for e, n in reduced.items()),
+               "formula_is_cell": bool(st.formula_is_cell), "z_searched": [int(z) for z in zs],
+               "z_model": [int(z) for z in model_zs], "z": int(len(best) // n_unit),
+               "cell": [round(float(v), 5) for v in best.cell_params],
+               "cell_atoms": len(best), "element_stand_ins": stand_ins,
+               "indexed": False if indexed is None else indexed.summary(),
+               "model": "pxrdnet", "model_dir": str(mdir), "method": st.method, "k": int(st.k),
+               "steps": cfg.opt_steps if st.steps is None else int(st.steps), "n_step_each": n_step_each,
+               "size": cfg.size, "size_model": cfg.size_model, "broadened": bool(st.broaden),
+               "background_subtracted": bool(st.broaden if st.background is None else st.background),
+               "measured_fraction_of_grid": float(mask.mean()), "seed": int(st.seed),
+               "refined": int(sum(bool(c.refine) for c in ranked)), "refine_positions": bool(st.refine_positions),
+               "distinct": bool(st.distinct), "prototypes": bool(st.prototypes),
                "prototype_candidates": sum(c.method == "prototype" for c in ranked),
-               "symmetrize": bool(symmetrize),
+               "random_search": int(st.random_search),
+               "random_search_candidates": sum(c.method == "random-search" for c in ranked),
+               "symmetrize": bool(st.symmetrize),
                "symmetrized_candidates": sum(c.symmetrized_from is not None for c in ranked),
+               "implausible_candidates": sum(not c.sanity.plausible for c in ranked),
                "profile_refined": n_profile,
-               "ranking": ("R against the input pattern only (model grid, optimal scale; refined R for the top)"
+               "time_budget": st.time_budget, "budget_cut": list(clock.cut),
+               "ranking": ("plausible candidates (sanity gate) before implausible ones; within each, R against the "
+                           "input pattern only (model grid, optimal scale; refined R for the top)"
                            + (f"; the best {n_profile} re-ranked by R_wp against the pattern as measured"
                               if n_profile else "")),
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "seconds": round(clock.elapsed(), 2)}
     result = PXRDSolveResult(ranked, y, mask, q, summary)
     if out_dir is not None:
         from nanosolve.solve.report import write_pxrd_report
@@ -466,8 +775,21 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike, k: int = 100, s
     return result
 
 
+def default_model_dir():
+    """The PXRDNet model shipped for τ = 10 Å (``nanosolve/data/pxrdnet/cpu_10A``)."""
+    from nanosolve.registry import pretrained
 
-__all__ = ["REFINE_TOP", "REFINE_POSITIONS", "DISTINCT", "PROTOTYPES", "SYMMETRIZE", "SYMMETRIZE_TOP",
+    return pretrained("pxrdnet", size=10)
+
+
+def _default_max_cell() -> int:
+    from nanosolve.solve.composition import MAX_CELL_ATOMS
+
+    return MAX_CELL_ATOMS
+
+
+__all__ = ["PowderSolveSettings", "TIME_BUDGET", "RANDOM_SEARCH", "MODEL_MAX_ATOMS", "default_model_dir",
+           "REFINE_TOP", "REFINE_POSITIONS", "DISTINCT", "PROTOTYPES", "SYMMETRIZE", "SYMMETRIZE_TOP",
            "SYMMETRIZE_TOLERANCES", "solve_pxrd", "generate_candidates", "rank_candidates", "prototype_crystals",
            "with_prototypes", "symmetrized_variants", "with_symmetrized", "extend_ranking",
            "distinct_first", "refine_candidates", "refine_on_profile", "PROFILE_TOP", "profile_r",

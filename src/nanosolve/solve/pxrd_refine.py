@@ -282,20 +282,37 @@ def _smooth_bin(x, y, fwhm_add, step_out):
     return x[:n].reshape(-1, b).mean(1), ys[:n].reshape(-1, b).mean(1)
 
 
-def _lbfgs(loss_fn, u0, free, maxiter):
-    """Minimise loss_fn(u [1, P]) over the free entries of u in [-1, 1]; returns (u, loss, nfev)."""
+class _OutOfTime(Exception):
+    """Raised inside an L-BFGS run when the caller's deadline has passed."""
+
+
+def _lbfgs(loss_fn, u0, free, maxiter, deadline: float | None = None):
+    """Minimise loss_fn(u [1, P]) over the free entries of u in [-1, 1]; returns (u, loss, nfev).
+    ``deadline`` (time.perf_counter seconds): past it the run stops at the best point evaluated so far."""
     u0 = np.asarray(u0, float).copy()
+    best = [math.inf, u0[free].copy(), 0]
 
     def f(uf):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
         u = u0.copy()
         u[free] = uf
         t = torch.tensor(u[None], requires_grad=True)
         loss = loss_fn(t)[0]
         loss.backward()
-        return float(loss.detach()), t.grad[0].numpy()[free].copy()
+        val = float(loss.detach())
+        best[2] += 1
+        if val < best[0]:
+            best[0], best[1] = val, np.array(uf, float).copy()
+        return val, t.grad[0].numpy()[free].copy()
 
-    res = minimize(f, u0[free], jac=True, method="L-BFGS-B", bounds=[(-1, 1)] * int(free.sum()),
-                   options={"maxiter": int(maxiter)})
+    try:
+        res = minimize(f, u0[free], jac=True, method="L-BFGS-B", bounds=[(-1, 1)] * int(free.sum()),
+                       options={"maxiter": int(maxiter)})
+    except _OutOfTime:
+        if math.isfinite(best[0]):
+            u0[free] = best[1]
+        return u0, float(best[0]), int(best[2])
     u0[free] = res.x
     return u0, float(res.fun), int(res.nfev)
 
@@ -306,7 +323,7 @@ def refine_crystal(crystal, target_y=None, grid_kind: str = "model", mask=None, 
                    lattice_range: float = 0.2, refine_positions: bool = False, steps: int = 80,
                    seed: int = 0, n_scan: int | None = None, fwhm: float = 0.1, profile: str = "gaussian",
                    n_background: int | None = None, n_random: int = 400, q_fit_max: float = 7.5,
-                   split_length: int | None = None) -> PXRDFit:
+                   split_length: int | None = None, deadline: float | None = None) -> PXRDFit:
     """Refine a candidate crystal against a powder pattern; see the module docstring.
 
     Args:
@@ -338,6 +355,8 @@ def refine_crystal(crystal, target_y=None, grid_kind: str = "model", mask=None, 
             are scanned on the full n_scan x n_scan grid).
         split_length: 0, 1 or 2 (a, b, c): that length refines on its own even when it equals
             another, so a cubic start can become tetragonal (see :func:`refine_lower_symmetry`).
+        deadline: time.perf_counter() seconds after which every L-BFGS run stops at its best point so
+            far (the fit is returned as it stands; a solve's time budget).
     """
     t0 = time.perf_counter()
     cr = _as_crystal(crystal)
@@ -458,7 +477,7 @@ def refine_crystal(crystal, target_y=None, grid_kind: str = "model", mask=None, 
     nfev = 0
     starts = []
     for i in picked:
-        ui, li, n_ = _lbfgs(loss0, uu[i], free0, max(5, steps // 8))
+        ui, li, n_ = _lbfgs(loss0, uu[i], free0, max(5, steps // 8), deadline)
         nfev += n_
         starts.append((li, ui))
     u = min(starts, key=lambda t: t[0])[1]
@@ -466,11 +485,11 @@ def refine_crystal(crystal, target_y=None, grid_kind: str = "model", mask=None, 
     # 3) continuation to narrower profiles (measured), then the final free fit on the full data
     for w in widths[1:]:
         lw, _ = make_loss(stage_target(w), w)
-        u, _, n_ = _lbfgs(lw, u, free0, max(5, steps // 4))
+        u, _, n_ = _lbfgs(lw, u, free0, max(5, steps // 4), deadline)
         nfev += n_
     free = base_free.copy()
     free[par.sl["frac"]] = True
-    u, _, n_ = _lbfgs(loss_full, u, free, steps)
+    u, _, n_ = _lbfgs(loss_full, u, free, steps, deadline)
     nfev += n_
 
     with torch.no_grad():
@@ -551,6 +570,8 @@ def refine_lower_symmetry(crystal, **kwargs) -> PXRDFit:
             if members:
                 tried.append(members[0])
     for i in tried:
+        if kwargs.get("deadline") is not None and time.perf_counter() > kwargs["deadline"]:
+            break  # out of time: the fits made so far compete
         fit = refine_crystal(crystal, split_length=i, **kwargs)
         fit.params["split_length"] = i
         fits.append(fit)
