@@ -11,7 +11,7 @@ from nanosolve import Crystal, InputError, Particle
 from nanosolve.structures.io import read_cif, read_structure, read_xyz, write_cif, write_structure, write_xyz
 from nanosolve.structures.io.cif import cif_number
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 # Read off the files with grep (`grep -A1 '^_cell_length_a'`, `_chemical_formula_sum`,
 # `_exptl_crystal_density_diffrn`, the H-M symbol), independently of the parser:

@@ -30,7 +30,7 @@ from nanosolve.structures.crystal import Crystal
 from nanosolve.structures.elements import is_metal
 from nanosolve.structures.io.cif import read_cif
 
-BROKEN = Path(__file__).parent / "data" / "broken_cifs"
+BROKEN = Path(__file__).resolve().parents[1] / "data" / "broken_cifs"
 
 # file -> (accepted?, reason, atoms in the accepted cell)
 EXPECTED_BROKEN = {
