@@ -188,8 +188,12 @@ def _cvae_entries(pattern, element: str, nn_element: float, s: PdfSolveSettings,
     cands = candidates(net, config, pattern, element, k=s.k, seed=s.seed)
     out = []
     for p in cands:
-        e = cl.entry_from_positions(p.positions, nn_element, key=f"cvae_s{p.properties['sample']:02d}",
-                                    source="cvae", motif="cvae-decoded", lattice="fcc")
+        try:
+            e = cl.entry_from_positions(p.positions, nn_element, key=f"cvae_s{p.properties['sample']:02d}",
+                                        source="cvae", motif="cvae-decoded", lattice="fcc")
+        except InputError as err:  # a decoded cluster with coincident atoms has no PDF: left out, counted
+            info.setdefault("dropped", []).append(f"sample {p.properties['sample']}: {err.args[0]}")
+            continue
         e.parameters = {"sample": p.properties["sample"], "copies": p.properties.get("copies", 1)}
         out.append(e)
     return out
