@@ -198,16 +198,21 @@ def test_solve_corrupted_checkpoint(tmp_path):
     assert "corrupted" in msg and "best.pt" in msg
 
 
-def test_candidates_coverage_error_names_file(tmp_path):
-    from nanosolve.models.deepstruc.sample import pdf_on_model_grid
+def test_model_grid_pads_data_that_do_not_cover_it(tmp_path):
+    from nanosolve.models.deepstruc.sample import model_r_grid, pdf_on_model_grid
     from nanosolve.models.deepstruc.train import load_model
     from nanosolve.scattering.readers import read_pattern
 
     _, config = load_model(default_model_dir())
-    r = np.linspace(2.0, 30.0, 500)
+    r = np.linspace(2.0, 20.0, 500)
     path = _gr(tmp_path / "late_start.gr", r, np.sin(r))
-    with pytest.raises(InputError, match="late_start.gr.*needs 0-30"):
-        pdf_on_model_grid(read_pattern(path), config)
+    info = {}
+    g = pdf_on_model_grid(read_pattern(path), config, info)
+    grid = model_r_grid(config)
+    assert info["padded_below"] == pytest.approx(2.0) and info["padded_above"] == pytest.approx(10.0)
+    assert np.all(g[(grid < 1.9) | (grid > 20.1)] == 0)
+    inside = (grid > 2.1) & (grid < 19.9)
+    assert np.allclose(g[inside], np.sin(grid[inside]), atol=2e-3)
 
 
 # ---- training CLI ---------------------------------------------------------------------------
