@@ -52,7 +52,8 @@ def _store_for(config, data: str | None, tmp: Path):
 
 
 def bench_model(run: Path, data: str | None, limit: int | None, out_dir: Path, refit_on: bool = True,
-                positions: bool = True, position_max_nfev: int | None = None) -> dict:
+                positions: bool = True, position_max_nfev: int | None = None, split: str | None = None,
+                split_seed: int | None = None) -> dict:
     from nanosolve.models.deepstruc.data import read_split
     from nanosolve.models.deepstruc.evaluate import evaluate_split, interpolate, latent_map
     from nanosolve.models.deepstruc.pdf import cluster_pdf
@@ -61,7 +62,9 @@ def bench_model(run: Path, data: str | None, limit: int | None, out_dir: Path, r
 
     model, config = load_model(run)
     store = _store_for(config, data, out_dir)
-    parts = read_split(store, config.extra.get("split", "paper"), seed=int(config.extra.get("split_seed", 0)))
+    split = split or config.extra.get("split", "paper")  # --split: another split of the same set than trained on
+    split_seed = int(config.extra.get("split_seed", 0) if split_seed is None else split_seed)
+    parts = read_split(store, split, seed=split_seed)
     test = np.asarray(parts["test"])
     if limit:
         test = test[:limit]
@@ -108,7 +111,8 @@ def bench_model(run: Path, data: str | None, limit: int | None, out_dir: Path, r
     pa, pb = (store.read(i, fields=("pdf",))["pdf"] for i in (a, b))
     interpolate(model, config, pa, pb, "Au", out_dir / f"interpolation_{config.kind}", n_steps=7)
     res.pop("per_record")
-    res.update(run=str(run), n_test=int(test.size), n_train=int(len(parts["train"])),
+    res.update(run=str(run), split=split, split_seed=split_seed, trained_split=config.extra.get("split", "paper"),
+               n_test=int(test.size), n_train=int(len(parts["train"])),
                test_groups=sorted({metas[int(i)]["group"] for i in test})[:5] + ["..."])
     return res
 
@@ -148,6 +152,9 @@ def main():
     ap.add_argument("--no-refit", action="store_true", help="skip the refined-PDF metrics")
     ap.add_argument("--no-positions", action="store_true", help="refit scale/expansion/Biso only (no atom positions)")
     ap.add_argument("--position-max-nfev", type=int, default=None, help="Jacobian evaluations of the position fit")
+    ap.add_argument("--split", default=None, help="test split to evaluate on (paper, grouped, geometry); default: "
+                                                   "the one each model was trained with")
+    ap.add_argument("--split-seed", type=int, default=None)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "deepstruc.json")
     args = ap.parse_args()
     fig_dir = args.out.with_suffix("")
@@ -158,7 +165,8 @@ def main():
             continue
         print(f"evaluating {kind}: {run}")
         results["models"][kind] = bench_model(run, args.data, args.limit, fig_dir, not args.no_refit,
-                                              not args.no_positions, args.position_max_nfev)
+                                              not args.no_positions, args.position_max_nfev, args.split,
+                                              args.split_seed)
     results["trilateration"] = bench_trilateration()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_record(args.out, results)
