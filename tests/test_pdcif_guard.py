@@ -1,6 +1,7 @@
 """A solve sees only what was measured in a powder CIF: a poisoned Rietveld fit in the file (another
 structure's calculated profile, reflection list and phase) leaves the solve's ranking and numbers unchanged."""
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from nanosolve.solve.pxrd_refine import rwp
 from nanosolve.structures import Crystal
 
 torch.set_num_threads(1)
-MODEL = Path(__file__).resolve().parents[1] / "src" / "nanosolve" / "data" / "pxrdnet" / "cpu_10A"
+MODEL = Path(str(resources.files("nanosolve") / "data" / "pxrdnet" / "cpu_10A"))  # the shipped 10 Å model
 TTH = (20.0, 80.0, 0.05)  # 2θ min, max, step (°), Cu Kα1
 
 
