@@ -24,8 +24,11 @@ def record_value(claim: dict) -> float:
             raise ValueError(f"unknown reduce {claim['reduce']!r}")
         return float(np.mean([r["value"] for r in sel]))
     node = json.loads(path.read_text())
-    for part in claim["key"].split("."):
+    key = claim["key"]
+    for part in key if isinstance(key, list) else key.split("."):  # a list when a name holds a dot
         node = node[int(part)] if isinstance(node, list) else node[part]
+    if claim.get("field"):  # a list of per-item records: the mean of one field
+        return float(np.mean([item[claim["field"]] for item in node]))
     return float(node)
 
 
