@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from nanosolve.models.deepstruc.pdf import cluster_fq, cluster_pdf, default_qstep, q_grid
-from nanosolve.scattering.debye import fq_to_gr
+from nanosolve.models.deepstruc.pdf import cluster_pdf, default_qstep
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.solve import cluster_library as cl
 from nanosolve.solve.pdf_solve import PdfSolveSettings, sanity, solve_sources
-from nanosolve.structures.builders.clusters import (build_library_cluster, decahedron, icosahedron, motif_of,
-                                                    octahedron, sphere_cluster)
+from nanosolve.structures.builders.clusters import (
+    build_library_cluster,
+    decahedron,
+    icosahedron,
+    motif_of,
+    octahedron,
+    sphere_cluster,
+)
 from nanosolve.structures.elements import metallic_radius
 
 NN_AU = 2 * metallic_radius("Au")

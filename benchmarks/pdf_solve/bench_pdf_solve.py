@@ -21,7 +21,6 @@ Prints markdown tables and writes benchmarks/pdf_solve/results/pdf_solve.json (n
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def _truth_clusters(rng) -> list[dict]:
     items = []
     for motif in MOTIFS:
         for metal in METALS:
-            for k, part in enumerate(("validation", "test")):
+            for part in ("validation", "test"):
                 if motif == "hcp-sphere":
                     shape, params = "sphere", {"lattice": "hcp", "radius": float(rng.uniform(2.9, 7.9))}
                 else:

@@ -52,7 +52,6 @@ import torch
 from scipy.interpolate import CubicSpline
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
-from scipy.spatial.distance import pdist
 
 from nanosolve.errors import InputError
 from nanosolve.models.deepstruc.pdf import default_qstep, q_grid

@@ -23,9 +23,8 @@ Steps (:func:`solve_sources`):
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -180,7 +179,6 @@ def _nn0(entry: cl.ClusterEntry, nn_centre: float, lattice_a: float | None) -> f
 def _cvae_entries(pattern, element: str, nn_element: float, s: PdfSolveSettings, model_dir, info: dict):
     from nanosolve.models.deepstruc.sample import candidates, pdf_on_model_grid
     from nanosolve.models.deepstruc.train import load_model
-
     from nanosolve.solve import default_model_dir
 
     net, config = load_model(model_dir if model_dir is not None else default_model_dir())
