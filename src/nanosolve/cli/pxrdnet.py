@@ -117,7 +117,8 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
     rietveld = s.get("rietveld_refined", 0) > 0
     for name in ("Z", "a b c (Å)", "α β γ (°)", "R") + (("Rwp",) if profiled else ()) + (("space group", "χ²")
                                                                                         if rietveld else ()) + ("sane",):
-        t.add_column(name, no_wrap=True)
+        # the short columns keep their width on a narrow (piped, 80-column) console; the cell columns give way
+        t.add_column(name, no_wrap=True, min_width={"Z": 2, "R": 5, "Rwp": 5, "sane": 4}.get(name))
     for c in s["candidates"][:show]:
         cell = c["cell"]
         rwp = () if not profiled else ("" if c["rwp_measured"] is None else f"{c['rwp_measured']:.3f}",)
