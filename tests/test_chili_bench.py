@@ -13,9 +13,21 @@ from nanosolve.datasets.pyg import ChiliData, ChiliDataset
 from nanosolve.datasets.splits import random_split
 from nanosolve.datasets.storage import GraphStore
 from nanosolve.errors import InputError
-from nanosolve.models.chili_bench import (GENERATION_TASKS, MODELS, PROPERTY_TASKS, TASKS, Task, build_inputs,
-                                          build_targets, evaluate_baselines, get_task, make_model, score,
-                                          task_loss, to_prediction)
+from nanosolve.models.chili_bench import (
+    GENERATION_TASKS,
+    MODELS,
+    PROPERTY_TASKS,
+    TASKS,
+    Task,
+    build_inputs,
+    build_targets,
+    evaluate_baselines,
+    get_task,
+    make_model,
+    score,
+    task_loss,
+    to_prediction,
+)
 from nanosolve.models.chili_bench.baselines import collect_targets, fit_baseline, predict_baseline
 from nanosolve.models.chili_bench.metrics import mae, masked_mae, mse, weighted_f1
 from nanosolve.structures.elements import atomic_number

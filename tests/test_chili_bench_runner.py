@@ -20,9 +20,19 @@ from nanosolve.models.checkpoints import load_checkpoint
 from nanosolve.models.chili_bench import build_inputs, get_task, make_model
 from nanosolve.models.chili_bench.metrics import mae, masked_mae, mse, position_mae, weighted_f1
 from nanosolve.models.chili_bench.results import format_cell, render_markdown, summarize
-from nanosolve.models.chili_bench.runner import (RESULTS_FILE, RunConfig, _append_line, load_fields, load_task_data,
-                                                 plan_runs, read_result_lines, resolve_model, run_dir, run_many,
-                                                 run_one)
+from nanosolve.models.chili_bench.runner import (
+    RESULTS_FILE,
+    RunConfig,
+    _append_line,
+    load_fields,
+    load_task_data,
+    plan_runs,
+    read_result_lines,
+    resolve_model,
+    run_dir,
+    run_many,
+    run_one,
+)
 
 torch.set_num_threads(1)
 GEN = "gen_xrd_unit_cell"
@@ -184,9 +194,9 @@ def test_ours_trains_on_crops_and_scores_crop_averages(store_path, tmp_path):
     assert result["arch"] == "localenv" and result["crop_atoms"] == 20 and result["eval_crops"] == 3
     # the score is the weighted F1 of the mean log-probabilities over 3 seeded crops per particle
     from sklearn.metrics import f1_score
+    from torch_geometric.data import Batch
 
     from nanosolve.models.chili_bench.local import crop_graph
-    from torch_geometric.data import Batch
 
     data = load_task_data(store_path, get_task(cfg.task), ("localenv",))
     test = random_split(data.n, (0.8, 0.1, 0.1), seed=0)["test"]

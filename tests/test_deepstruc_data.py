@@ -14,8 +14,15 @@ from scipy.stats import norm
 from nanosolve.errors import InputError
 from nanosolve.models.deepstruc import data as ds
 from nanosolve.models.deepstruc.pdf import SHARED_PDF_PARAMS, cluster_pdf
-from nanosolve.models.deepstruc.representation import (atom_order, collate, from_unit_sphere, nn_scale_from_pdf,
-                                                       node_features, satellites, to_unit_sphere)
+from nanosolve.models.deepstruc.representation import (
+    atom_order,
+    collate,
+    from_unit_sphere,
+    nn_scale_from_pdf,
+    node_features,
+    satellites,
+    to_unit_sphere,
+)
 from nanosolve.models.deepstruc.trilaterate import multilaterate, rmsd_aligned, trilaterate
 from nanosolve.scattering.debye import DebyeSimulator
 from nanosolve.structures.builders.clusters import decahedron, fcc_cluster, icosahedron

@@ -175,7 +175,7 @@ def test_training_steps_reduce_loss(kind, data):
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_set = data[0]
     before = evaluate(model, train_set)
-    for step in range(300):
+    for _ in range(300):
         idx = torch.randint(0, 48, (8,))
         out = model({k: v[idx] for k, v in train_set.items()})
         opt.zero_grad()

@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from nanosolve.cli.main import app
-from nanosolve.errors import InputError
 from nanosolve.models.deepstruc.pdf import cluster_pdf, default_r_grid
 from nanosolve.solve import default_model_dir, solve_pdf
 from nanosolve.solve.pdf_refine import FitSettings, rank, refine, rw

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanosolve.solve.html_report import (_hkl_ticks, candidate_columns, structure_view, table_from_html,
-                                         write_html_report)
+from nanosolve.solve.html_report import (
+    _hkl_ticks,
+    candidate_columns,
+    structure_view,
+    table_from_html,
+    write_html_report,
+)
 from nanosolve.structures import Crystal, Particle
 from nanosolve.structures.io import write_cif, write_xyz
 
@@ -247,9 +252,9 @@ def test_rietveld_fit_preferred(tmp_path):
 
 
 def test_pdf_solve_report_writes_report_html(tmp_path):
+    from nanosolve.scattering.simulate import simulate
     from nanosolve.solve.pdf_refine import FitSettings, refine
     from nanosolve.solve.report import write_report
-    from nanosolve.scattering.simulate import simulate
     from nanosolve.structures.builders.clusters import icosahedron
 
     p = icosahedron("Au", 2)

@@ -53,3 +53,18 @@ def test_chili_bench_modules_import_without_a_cycle():
     graph = {f.stem: _imports(f, "nanosolve.models.chili_bench.") for f in folder.glob("*.py") if f.stem != "__init__"}
     assert graph["layers"] == set() and "gnns" not in graph["local"] | graph["pairdist"]
     assert _cycle(graph) is None, _cycle(graph)
+
+
+LAYERS = ["structures", "scattering", "datasets", "models", "solve", "cli"]
+
+
+def test_imports_only_point_down_the_layers():
+    bad = []
+    for f in PACKAGE.rglob("*.py"):
+        rel = f.relative_to(PACKAGE).parts
+        if len(rel) < 2 or rel[0] not in LAYERS:
+            continue
+        for other in _imports(f, "nanosolve."):
+            if other in LAYERS and LAYERS.index(other) > LAYERS.index(rel[0]):
+                bad.append(f"{'/'.join(rel)} imports nanosolve.{other}")
+    assert not bad, bad

@@ -155,8 +155,8 @@ def test_solve_ranks_blind(tiny_run, monkeypatch, tmp_path):
     """The solve pipeline sees only the pattern and formula: every ground-truth scorer is booby-trapped."""
     import nanosolve.models.cdvae.evaluate as ev
     import nanosolve.solve.pxrd_refine as pr
-    from nanosolve.scattering.pattern import Pattern
     from nanosolve.scattering.nano_pxrd import model_grid
+    from nanosolve.scattering.pattern import Pattern
     from nanosolve.solve.pxrd import profile_r, solve_pxrd
 
     def trap(*a, **k):
@@ -253,9 +253,9 @@ def test_symmetrized_variants_join_the_ranking_and_fit_better_than_their_noisy_p
 def test_benchmark_unseen_prototypes_never_offer_the_truth(tiny_run):
     """evaluate(prototypes=…): 'all' offers the truth's own structure type and finds it; 'unseen'
     removes every substitution that matches the truth before the blind ranking."""
+    from nanosolve.models.cdvae.evaluate import match_and_rmse
     from nanosolve.solve.pxrd import prototype_crystals, with_prototypes
     from nanosolve.solve.pxrd_eval import evaluate
-    from nanosolve.models.cdvae.evaluate import match_and_rmse
 
     out, _, _, _ = tiny_run
     model, cfg = load_model(out)
@@ -499,9 +499,9 @@ def test_benchmark_evaluation_scores_after_blind_ranking(tiny_run):
 def test_benchmark_refines_the_blind_ranking(tiny_run):
     """evaluate(refine=R): the best R of each ranking are refined against the input, the decoded
     candidates' scores are kept as *_raw, and refinement never worsens a candidate's fit to the input."""
+    from nanosolve.models.pxrdnet.sample import random_candidates
     from nanosolve.solve.pxrd import rank_candidates, refine_candidates
     from nanosolve.solve.pxrd_eval import SCORES, aggregate, evaluate
-    from nanosolve.models.pxrdnet.sample import random_candidates
 
     out, _, table, patterns = tiny_run
     model, cfg = load_model(out)
@@ -533,11 +533,11 @@ def test_benchmark_refines_the_blind_ranking(tiny_run):
 def test_shipped_model_solves_a_simulated_pattern():
     """The 10 Å model shipped in the package loads and solves (few steps) with the formula kept;
     a size with no shipped model is refused with the way out."""
+    from pymatgen.core import Composition
+
     from nanosolve.cli.pxrdnet import shipped_model_dir
     from nanosolve.scattering.nano_pxrd import model_grid
     from nanosolve.scattering.pattern import Pattern
-    from pymatgen.core import Composition
-
     from nanosolve.solve.pxrd import solve_pxrd
 
     mdir = shipped_model_dir(10.0)

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanosolve.datasets.storage import (GraphStore, ShardedGraphStore, decode_arrays, encode_arrays,
-                                        open_store)
+from nanosolve.datasets.storage import GraphStore, ShardedGraphStore, decode_arrays, encode_arrays, open_store
 from nanosolve.errors import InputError
 
 TYPES = ["fcc", "bcc", "hcp", "rock_salt"]

@@ -119,7 +119,8 @@ def build_list(what: str = typer.Argument("types", help="types, prototypes or cl
     from rich.table import Table
 
     if what == "types":
-        from nanosolve.structures.builders.chili_types import CHILI_CRYSTAL_TYPES as CRYSTAL_TYPES, space_group_number
+        from nanosolve.structures.builders.chili_types import CHILI_CRYSTAL_TYPES as CRYSTAL_TYPES
+        from nanosolve.structures.builders.chili_types import space_group_number
 
         t = Table("type", "space group")
         for name in CRYSTAL_TYPES:

@@ -11,8 +11,18 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
-from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP, check_device,
-                                         finish, legacy_positional, progress_bars, resolve_out, say)
+from nanosolve.cli.train_options import (
+    DEVICE_HELP,
+    MAX_MINUTES_HELP,
+    OUT_HELP,
+    TENSORBOARD_HELP,
+    check_device,
+    finish,
+    legacy_positional,
+    progress_bars,
+    resolve_out,
+    say,
+)
 from nanosolve.errors import InputError
 
 PRESETS = ("cpu", "paper")  # as nanosolve.models.crystalnet.run.PRESETS (not imported: keeps the CLI start fast)
@@ -132,6 +142,6 @@ def predict_command(
         console.print(note, highlight=False)
     if res.crystal is not None:
         console.print(f"decoded {res.crystal.formula}: {len(res.crystal)} atoms", highlight=False)
-    for name, path in res.files.items():
+    for path in res.files.values():
         console.print(f"wrote {path}", highlight=False)
 

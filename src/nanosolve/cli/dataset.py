@@ -116,8 +116,8 @@ def chili3k(ctx: typer.Context,
             quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress)")):
     """CHILI-3K: 12 crystal types × 53 metals, cut at radii 5-25 Å = 3,180 graphs. Resumable: run the
     same command again after an interruption and it continues where it stopped."""
-    from nanosolve.datasets.chili.generate import dataset_attrs
     from nanosolve.cli.progress import mute
+    from nanosolve.datasets.chili.generate import dataset_attrs
     from nanosolve.datasets.chili.recipe import CHILI_3K_METALS, CHILI_RADII, chili3k_tasks
 
     mute(console, quiet, ctx)
@@ -153,9 +153,9 @@ def from_cifs(ctx: typer.Context,
     """CHILI-style dataset from any CIF folder (the CHILI-100K recipe): CIFs are cleaned, filtered
     (elements, occupancy ≥ 0.9, cell < 1000 Å³, no pair closer than 1.2 Å, a metal present) and
     cut; every rejected file is listed with its reason in the reject report."""
+    from nanosolve.cli.progress import mute
     from nanosolve.datasets.chili.cif_clean import screen_folder, write_reject_report
     from nanosolve.datasets.chili.generate import dataset_attrs
-    from nanosolve.cli.progress import mute
     from nanosolve.datasets.chili.recipe import CHILI_RADII, cif_tasks
 
     mute(console, quiet, ctx)

@@ -16,8 +16,7 @@ from nanosolve.cli import crystalnet as crystalnet_cli
 from nanosolve.cli import report as report_cli
 from nanosolve.cli import solve as solve_cli
 from nanosolve.cli import train as train_cli
-from nanosolve.cli.common import (check_wavelength_option, console, friendly_errors, install_usage_errors,
-                                  output_file)
+from nanosolve.cli.common import check_wavelength_option, console, friendly_errors, install_usage_errors, output_file
 from nanosolve.errors import InputError, ResourceError
 from nanosolve.scattering.pattern import KINDS, X_LABELS
 from nanosolve.scattering.readers.lab import LAB_EXTENSIONS

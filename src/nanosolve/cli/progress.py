@@ -26,8 +26,8 @@ the work is without carriage-return noise. ``quiet`` prints nothing at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -52,7 +52,7 @@ class StageProgress:
         self._printed = 0
 
     # ----- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> StageProgress:
         if self.live:
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,

@@ -7,14 +7,12 @@ substitutions (all seven crystal systems). Lengths in Å, Q in Å⁻¹.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
-from nanosolve.cli.train_options import (DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP,
-                                         check_device)
+from nanosolve.cli.train_options import DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP, check_device
 from nanosolve.errors import InputError
 
 
@@ -90,8 +88,18 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
     ranked blind (plausible first), one progress line per stage."""
     from rich.table import Table
 
-    from nanosolve.solve.pxrd import (DISTINCT, PROFILE_TOP, PROTOTYPES, RANDOM_SEARCH, REFINE_POSITIONS, REFINE_TOP,
-                                      SYMMETRIZE, TIME_BUDGET, PowderSolveSettings, solve_pxrd)
+    from nanosolve.solve.pxrd import (
+        DISTINCT,
+        PROFILE_TOP,
+        PROTOTYPES,
+        RANDOM_SEARCH,
+        REFINE_POSITIONS,
+        REFINE_TOP,
+        SYMMETRIZE,
+        TIME_BUDGET,
+        PowderSolveSettings,
+        solve_pxrd,
+    )
 
     if not formula:
         raise InputError("a powder pattern needs the composition: give --formula (e.g. --formula SrTiO3)", file)

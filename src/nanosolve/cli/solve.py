@@ -187,10 +187,9 @@ def solve(
     from rich.table import Table
 
     from nanosolve.cli.progress import mute, stage_progress
-    from nanosolve.errors import InputError
 
     mute(console, quiet, ctx)
-    from nanosolve.solve import choose_model, read_input, settings_from_metadata, solve_pdf
+    from nanosolve.solve import choose_model, read_input, solve_pdf
 
     _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength, steps, langevin_steps, top,
                    profile_top)

@@ -40,8 +40,9 @@ import os
 import sqlite3
 import struct
 import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -148,12 +149,18 @@ def decode_arrays(blob: bytes, fields: Iterable[str] | None = None, *, key: str 
     pos, headers = 12, []
     try:
         for _ in range(count):
-            (nlen,) = struct.unpack_from("<H", mv, pos); pos += 2
-            name = bytes(mv[pos:pos + nlen]).decode("utf-8"); pos += nlen
-            (dlen,) = struct.unpack_from("<B", mv, pos); pos += 1
-            dtype = np.dtype(bytes(mv[pos:pos + dlen]).decode("ascii")); pos += dlen
-            (ndim,) = struct.unpack_from("<B", mv, pos); pos += 1
-            shape = struct.unpack_from(f"<{ndim}Q", mv, pos); pos += 8 * ndim
+            (nlen,) = struct.unpack_from("<H", mv, pos)
+            pos += 2
+            name = bytes(mv[pos:pos + nlen]).decode("utf-8")
+            pos += nlen
+            (dlen,) = struct.unpack_from("<B", mv, pos)
+            pos += 1
+            dtype = np.dtype(bytes(mv[pos:pos + dlen]).decode("ascii"))
+            pos += dlen
+            (ndim,) = struct.unpack_from("<B", mv, pos)
+            pos += 1
+            shape = struct.unpack_from(f"<{ndim}Q", mv, pos)
+            pos += 8 * ndim
             if dtype.kind not in _DTYPE_KINDS:
                 raise ValueError(f"dtype {dtype}")
             headers.append((name, dtype, shape))

@@ -61,13 +61,9 @@ def _as_crystal(crystal) -> Crystal:
                 return Crystal.from_pymatgen(crystal)
     except ImportError:  # pragma: no cover
         pass
-    from nanosolve.structures.coerce import as_structure
+    from nanosolve.structures.coerce import as_crystal
 
-    out = as_structure(crystal)  # ase.Atoms, a structure file path...
-    if not isinstance(out, Crystal):
-        raise InputError(f"expected a periodic crystal (Crystal, pymatgen Structure, periodic ase.Atoms or a CIF), "
-                         f"got a finite {type(out).__name__}")
-    return out
+    return as_crystal(crystal)  # ase.Atoms, a structure file path...
 
 
 def _form_factor_kind(form_factors: str) -> str:

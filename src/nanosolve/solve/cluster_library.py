@@ -55,8 +55,14 @@ from scipy.spatial import cKDTree
 
 from nanosolve.errors import InputError
 from nanosolve.models.deepstruc.pdf import default_qstep, q_grid
-from nanosolve.structures.builders.clusters import (LIBRARY_MOTIFS, MOTIF_FAMILY, build_library_cluster,
-                                                    lattice_of, library_parameters, motif_of)
+from nanosolve.structures.builders.clusters import (
+    LIBRARY_MOTIFS,
+    MOTIF_FAMILY,
+    build_library_cluster,
+    lattice_of,
+    library_parameters,
+    motif_of,
+)
 from nanosolve.structures.elements import metallic_radius
 
 __all__ = ["CACHE_VERSION", "BIN", "cache_dir", "ClusterEntry", "PairHistogram", "pair_histogram", "entry_from_positions",
@@ -88,7 +94,7 @@ class PairHistogram:
     var: np.ndarray
     n_atoms: int
 
-    def rebin(self, width: float) -> "PairHistogram":
+    def rebin(self, width: float) -> PairHistogram:
         """Coarser bins (weighted mean; variance = within-bin variance + spread of the merged means)."""
         idx = np.floor(self.d / width).astype(np.int64)
         u, inv = np.unique(idx, return_inverse=True)

@@ -20,9 +20,8 @@ Ranking (:func:`rank`) sees only the data and the candidates: never a reference 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch

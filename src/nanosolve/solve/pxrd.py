@@ -116,7 +116,7 @@ class Candidate:
     #: index of the candidate this one is the symmetrised variant of (see :func:`with_symmetrized`)
     symmetrized_from: int | None = None
     #: the fit against the pattern as measured (:func:`refine_on_profile`), when there was one
-    profile: "PXRDFit | None" = field(default=None, repr=False)
+    profile: PXRDFit | None = field(default=None, repr=False)
     #: the sanity gate's verdict (:func:`nanosolve.solve.sanity.check_crystal`) on :attr:`final_crystal`,
     #: and the crystal it was made on (re-checked when a refinement replaces it)
     sanity: object = field(default=None, repr=False)

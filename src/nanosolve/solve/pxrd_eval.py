@@ -25,13 +25,20 @@ pattern must do clearly worse there. Everything is batched over crystals for spe
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from nanosolve.datasets.splits import derangement  # control[i] = index whose pattern crystal i is solved from
-from nanosolve.solve.pxrd import (METHODS, extend_ranking, generate_candidate_lists, profile_r, prototype_crystals,
-                                  rank_candidates, refine_candidates)
+from nanosolve.solve.pxrd import (
+    METHODS,
+    extend_ranking,
+    generate_candidate_lists,
+    profile_r,
+    prototype_crystals,
+    rank_candidates,
+    refine_candidates,
+)
 
 SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1", "r_fit_top1")
 

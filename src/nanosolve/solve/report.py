@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from nanosolve._io import atomic_write_text
+from nanosolve.scattering.plot import plot_fit_curves
 from nanosolve.solve.html_report import write_html_report
 from nanosolve.solve.pdf_refine import RefineResult
 from nanosolve.structures.io import write_structure
-from nanosolve.scattering.plot import plot_fit_curves
 
 __all__ = ["write_report", "plot_fit", "write_pxrd_report", "plot_pxrd_candidate"]
 

@@ -66,3 +66,12 @@ def as_structure(obj, name: str = "") -> Crystal | Particle:
         return Particle.from_pymatgen(obj, name=name)
     raise InputError(f"cannot use a {type(obj).__name__} as a structure; give a Crystal, Particle, ase.Atoms, "
                      "pymatgen Structure/Molecule or a structure file path")
+
+
+def as_crystal(obj, name: str = "") -> Crystal:
+    """A periodic :class:`Crystal` from anything :func:`as_structure` takes; InputError for a finite particle."""
+    out = as_structure(obj, name)
+    if not isinstance(out, Crystal):
+        raise InputError(f"expected a periodic crystal (Crystal, pymatgen Structure, periodic ase.Atoms or a CIF), "
+                         f"got a finite {type(out).__name__}")
+    return out

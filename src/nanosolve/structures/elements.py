@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from ase.data import atomic_numbers as _ASE_Z
@@ -69,14 +69,14 @@ def symbol(z: int) -> str:
     return _ASE_SYMBOLS[int(z)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pmg_element(sym: str):
     from pymatgen.core.periodic_table import Element
 
     return Element(sym)
 
 
-@lru_cache(maxsize=None)
+@cache
 def atomic_radius(sym: str) -> float:
     """Empirical atomic radius (Å, Slater 1964 via pymatgen); falls back to the calculated radius."""
     el = _pmg_element(normalize_symbol(sym))
@@ -88,7 +88,7 @@ def atomic_radius(sym: str) -> float:
     return float(r)
 
 
-@lru_cache(maxsize=None)
+@cache
 def metallic_radius(sym: str) -> float:
     """Metallic radius (Å, 12-coordinate) from pymatgen; falls back to the atomic radius."""
     el = _pmg_element(normalize_symbol(sym))
@@ -102,13 +102,13 @@ def metallic_radius(sym: str) -> float:
     return r if r and r > 0 else atomic_radius(sym)
 
 
-@lru_cache(maxsize=None)
+@cache
 def atomic_mass(sym: str) -> float:
     """Standard atomic weight (u)."""
     return float(_pmg_element(normalize_symbol(sym)).atomic_mass)
 
 
-@lru_cache(maxsize=None)
+@cache
 def electron_affinity(sym: str) -> float:
     """Electron affinity (eV); 0 where pymatgen has none tabulated."""
     try:
@@ -118,7 +118,7 @@ def electron_affinity(sym: str) -> float:
     return float(v) if v is not None and np.isfinite(v) else 0.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def is_metal(sym: str) -> bool:
     """True for metals and metalloids in pymatgen's classification (CHILI treats metalloids as metals)."""
     el = _pmg_element(normalize_symbol(sym))

@@ -7,7 +7,6 @@ Shapes the model expects (see :mod:`nanosolve.models.crystalnet.model`): ``xrd [
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from nanosolve.errors import InputError
@@ -104,12 +103,12 @@ class CrystalNetConfig(JsonConfig):
 
     # ---- presets -------------------------------------------------------------------------
     @classmethod
-    def paper(cls, **overrides) -> "CrystalNetConfig":
+    def paper(cls, **overrides) -> CrystalNetConfig:
         """The paper's architecture (≈ 18 M parameters with our width choices; a GPU model)."""
         return cls(**overrides)
 
     @classmethod
-    def cpu(cls, **overrides) -> "CrystalNetConfig":
+    def cpu(cls, **overrides) -> CrystalNetConfig:
         """Same structure, shrunk to train on 2 CPU cores: 64-d latents, a 3-block DenseNet of
         growth 8, 64-wide fusion/regressor, 4 regressor layers; lr 1e-3 (small nets tolerate it
         and the budget is minutes, not days); β·KL averaged over the latent dimensions: with the

@@ -9,7 +9,6 @@ Shapes the model expects (see :mod:`nanosolve.models.deepstruc.model`):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from nanosolve.errors import InputError
@@ -96,12 +95,12 @@ class DeepStrucConfig(JsonConfig):
 
     # ---- presets -------------------------------------------------------------------------
     @classmethod
-    def paper(cls, **overrides) -> "DeepStrucConfig":
+    def paper(cls, **overrides) -> DeepStrucConfig:
         """The paper's settings: Adam 5e-5, batch 20, patience 50, H = 2, 3,000-point PDF."""
         return cls(**overrides)
 
     @classmethod
-    def cpu(cls, **overrides) -> "DeepStrucConfig":
+    def cpu(cls, **overrides) -> DeepStrucConfig:
         """Same network, tuned to converge in ~20 min on 2 CPU cores.
 
         Why it differs from :meth:`paper`:

@@ -35,9 +35,9 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy.spatial.distance import pdist

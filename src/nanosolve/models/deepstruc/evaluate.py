@@ -35,8 +35,8 @@ from nanosolve.errors import InputError
 from nanosolve.models.deepstruc.config import DeepStrucConfig
 from nanosolve.models.deepstruc.model import DeepStruc
 from nanosolve.models.deepstruc.pdf import cluster_pdf, default_r_grid
-from nanosolve.models.deepstruc.sample import decode_latents, model_r_grid, unit_nn_distance
 from nanosolve.models.deepstruc.representation import satellites, to_unit_sphere
+from nanosolve.models.deepstruc.sample import decode_latents, model_r_grid, unit_nn_distance
 from nanosolve.models.deepstruc.trilaterate import rmsd_aligned, trilaterate
 from nanosolve.scattering.plot import save_figure
 

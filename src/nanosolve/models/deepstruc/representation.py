@@ -22,7 +22,7 @@ any S (4, 11, 100...) and never coplanar for S >= 4, so 4 distances fix a point 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch

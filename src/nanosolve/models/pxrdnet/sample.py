@@ -16,8 +16,8 @@ Baselines on the same model and decoding (``init``): ``"optimise"`` (PXRDNet), `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch

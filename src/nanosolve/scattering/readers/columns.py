@@ -25,8 +25,8 @@ import warnings
 import numpy as np
 
 from nanosolve.errors import InputError
-from nanosolve.scattering.readers.validate import check_x_order
 from nanosolve.scattering.pattern import Pattern
+from nanosolve.scattering.readers.validate import check_x_order
 from nanosolve.scattering.units import wavelength as _named_wavelength
 
 COMMENT_CHARS = ("#", "!", ";", "'", "%")

@@ -14,8 +14,8 @@ extension  written by                                  reader
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import Pattern

@@ -36,8 +36,8 @@ import warnings
 import numpy as np
 
 from nanosolve.errors import InputError
-from nanosolve.scattering.readers.validate import check_x_order
 from nanosolve.scattering.pattern import Pattern
+from nanosolve.scattering.readers.validate import check_x_order
 from nanosolve.scattering.units import wavelength as _named_wavelength
 from nanosolve.structures.io.cif import cif_number, parse_cif_blocks, read_text
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError
-from nanosolve.scattering.bragg import _as_crystal
+from nanosolve.structures.coerce import as_crystal
 
 __all__ = ["symmetrized_cif", "write_refined_cif", "with_esd"]
 
@@ -56,7 +56,7 @@ def symmetrized_cif(crystal, symprec: float = 0.01, b_iso=None, refinement: dict
     from pymatgen.io.cif import CifWriter
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    cr = _as_crystal(crystal)
+    cr = as_crystal(crystal)
     struct = cr.to_pymatgen()
     try:
         writer = CifWriter(struct, symprec=symprec, angle_tolerance=angle_tolerance)
