@@ -258,6 +258,7 @@ def test_train_pxrdnet_cli_prepares_trains_and_resumes(tmp_path):
     out = tmp_path / "run"
     res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 8, "-o", out, "--max-epochs", 1, *tiny)
     assert res.exit_code == 0, res.output
+    assert "epoch 1/1  loss" in res.output  # output not a terminal: one plain line per epoch
     for name in ("config.json", "best.pt", "last.pt", "history.json", "metrics.csv", "split.json", "crystals.json",
                  "patterns.npy", "summary.json"):
         assert (out / name).is_file(), name
@@ -267,6 +268,7 @@ def test_train_pxrdnet_cli_prepares_trains_and_resumes(tmp_path):
     res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 8, "-o", out, "--max-epochs", 2, *tiny)
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert "epoch 2/2  loss" in res.output and "epoch 1/2" not in res.output  # the resumed call trains epoch 2 only
     assert [int(r["epoch"]) for r in rows] == [0, 1] and json.loads((out / "summary.json").read_text())["epochs"] == 2
     res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 9, "-o", out, "--max-epochs", 2, *tiny)
     assert res.exit_code == 2 and "different settings" in res.output

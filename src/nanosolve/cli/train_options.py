@@ -61,11 +61,23 @@ def check_device(device: str) -> str:
 
 
 def progress_bars():
-    """Rich progress with an ``info`` field; drawn by the main process only."""
+    """Rich progress with an ``info`` field; drawn by the main process only. When the output is not a
+    terminal (a log file, a pipe, a batch job) rich draws nothing, so each finished epoch is printed as
+    one plain line instead."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[info]}"), console=console, disable=not is_main())
+    class _Progress(Progress):
+        def update(self, task_id, **kwargs):
+            super().update(task_id, **kwargs)
+            task = self._tasks[task_id]
+            if (not self.disable and not self.console.is_terminal and task.description == "epochs"
+                    and kwargs.get("completed") is not None):
+                info = task.fields.get("info", "")
+                self.console.print(f"epoch {int(task.completed)}/{int(task.total or 0)}  {info}".rstrip(),
+                                   highlight=False)
+
+    return _Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                     TextColumn("{task.fields[info]}"), console=console, disable=not is_main())
 
 
 def say(message: str) -> None:
