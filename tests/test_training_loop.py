@@ -272,3 +272,16 @@ def test_train_pxrdnet_cli_prepares_trains_and_resumes(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1] and json.loads((out / "summary.json").read_text())["epochs"] == 2
     res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 9, "-o", out, "--max-epochs", 2, *tiny)
     assert res.exit_code == 2 and "different settings" in res.output
+
+
+@pytest.mark.slow
+def test_train_quiet_prints_nothing_and_restores_the_console(tmp_path):
+    from nanosolve.cli.common import console
+
+    tiny = ["--set", "latent_dim=8", "--set", "enc_hidden=16", "--set", "dec_hidden=16", "--set", "head_hidden=16",
+            "--set", "batch_size=8", "--threads", "1"]
+    out = tmp_path / "run"
+    res = _cli("train", "pxrdnet", "--prototypes", 14, "--max-atoms", 8, "-o", out, "--max-epochs", 1, "--quiet", *tiny)
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == "" and (out / "best.pt").is_file()
+    assert console.quiet is False  # the next command in this process prints again

@@ -13,10 +13,12 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
     MAX_MINUTES_HELP,
     OUT_HELP,
+    QUIET_HELP,
     TENSORBOARD_HELP,
     check_device,
     progress_bars,
@@ -66,6 +68,7 @@ def _load(data: list[Path], props: list[str] | None):
 
 @friendly_errors
 def train_cmd(
+    ctx: typer.Context,
     data: list[Path] = typer.Argument(None, metavar="DATA...", help="CDVAE CSV file(s) and/or CIF folder(s)",
                                      show_default=False),
     out: Path = typer.Option(None, "--out", "-o", help=OUT_HELP, show_default=False),
@@ -79,6 +82,7 @@ def train_cmd(
     seed: int = typer.Option(0, help="training seed"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     threads: int = typer.Option(None, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
@@ -100,6 +104,7 @@ def train_cmd(
     if threads:
         torch.set_num_threads(int(threads))
     check_device(device)
+    mute(console, quiet, ctx)
     overrides = parse_overrides(set_)
     make_config(preset, overrides)  # refuse a bad preset / override before reading data
     table = _load(data, prop)

@@ -11,10 +11,12 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
     MAX_MINUTES_HELP,
     OUT_HELP,
+    QUIET_HELP,
     TENSORBOARD_HELP,
     check_device,
     finish,
@@ -55,6 +57,7 @@ def train_command(
     seed: int = typer.Option(0, help="training seed"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     threads: int = typer.Option(1, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
@@ -70,6 +73,7 @@ def train_command(
         raise InputError(f"unknown crystal system {system!r}; use one of {', '.join(SYSTEMS)}")
     torch.set_num_threads(int(threads))
     check_device(device)
+    mute(console, quiet, ctx)
     config = make_config(preset, parse_overrides(set_))
     if cdvae is not None and not cdvae.is_dir():
         raise InputError("CDVAE folder not found", cdvae)

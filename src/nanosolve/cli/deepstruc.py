@@ -12,9 +12,11 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
     MAX_MINUTES_HELP,
+    QUIET_HELP,
     TENSORBOARD_HELP,
     check_device,
     finish,
@@ -36,6 +38,7 @@ def make_config(kind: str, preset: str, overrides: dict, r_max: float):
 
 @friendly_errors
 def train_cmd(
+    ctx: typer.Context,
     kind: str = typer.Option("cvae", help="cvae (the paper's model) or dae (deterministic baseline)"),
     preset: str = typer.Option("cpu", help="cpu (converges in minutes on a laptop) or paper (Adam 5e-5, 3,000-point PDF)"),
     data: str = typer.Option("generate", help="a DeepStruc data set file (nanosolve GraphStore) or 'generate'"),
@@ -52,6 +55,7 @@ def train_cmd(
     seed: int = typer.Option(0, help="training seed (initialisation, shuffling)"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     threads: int = typer.Option(None, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
@@ -69,6 +73,7 @@ def train_cmd(
     if threads:
         torch.set_num_threads(int(threads))
     check_device(device)
+    mute(console, quiet, ctx)
     overrides = parse_overrides(set_)
     make_config(kind, preset, overrides, 30.0)  # refuse a bad preset / kind / override before any work
     out.mkdir(parents=True, exist_ok=True)

@@ -12,12 +12,21 @@ from pathlib import Path
 import typer
 
 from nanosolve.cli.common import console, friendly_errors, parse_overrides
-from nanosolve.cli.train_options import DEVICE_HELP, MAX_MINUTES_HELP, OUT_HELP, TENSORBOARD_HELP, check_device
+from nanosolve.cli.progress import mute
+from nanosolve.cli.train_options import (
+    DEVICE_HELP,
+    MAX_MINUTES_HELP,
+    OUT_HELP,
+    QUIET_HELP,
+    TENSORBOARD_HELP,
+    check_device,
+)
 from nanosolve.errors import InputError
 
 
 @friendly_errors
 def train_cmd(
+    ctx: typer.Context,
     data: list[Path] = typer.Argument(None, help="CDVAE CSV file(s) and/or CIF folder(s); may be empty with "
                                                  "--prototypes"),
     out: Path = typer.Option(..., "--out", "-o", help=OUT_HELP),
@@ -34,6 +43,7 @@ def train_cmd(
     seed: int = typer.Option(0, help="training seed (also the prototype draw and the pattern σ draws)"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     threads: int = typer.Option(None, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
@@ -48,6 +58,7 @@ def train_cmd(
     if threads:
         torch.set_num_threads(int(threads))
     check_device(device)
+    mute(console, quiet, ctx)
     overrides = parse_overrides(set_)
     make_config(preset, overrides, size=size, size_model=size_model, max_atoms=max_atoms)  # fail fast
     with console.status("reading crystals"):

@@ -11,6 +11,7 @@ from nanosolve.cli.common import console, err_console, finish_training
 from nanosolve.errors import InputError
 
 OUT_HELP = "run folder (config.json, best.pt, last.pt, history.json, metrics.csv); rerun = resume"
+QUIET_HELP = "print nothing but errors (no progress, no summary line)"
 DEVICE_HELP = ("cpu, cuda (cuda:N) or mps; under `torchrun --nproc_per_node N` training is data-parallel "
                "(gloo on cpu, NCCL on cuda)")
 TENSORBOARD_HELP = "also log the per-epoch metrics for TensorBoard in OUT/tensorboard (needs the tensorboard package)"
