@@ -115,3 +115,19 @@ def test_memory_limit_env_and_estimates(monkeypatch):
         memory.guard_pdf_fit(3000, 1e4, 30.0)
     with pytest.raises(ResourceError, match="would take about"):
         memory.guard_candidates(10**9, 1024, 1.0, "1e9 candidates")
+
+
+@pytest.mark.parametrize("k, err", [(0, InputError), (-3, InputError), (2.5, InputError), (10**9, ResourceError)])
+def test_api_solves_check_k_before_any_work(k, err):
+    """The Python API refuses a bad k as the CLI does, before a model is loaded or a candidate built."""
+    from nanosolve.solve import solve_pdf
+    from nanosolve.solve.pxrd import PowderSolveSettings
+
+    r = np.linspace(0.5, 30.0, 600)
+    g = np.sin(2.4 * r) * np.exp(-r / 10.0)
+    t0 = time.perf_counter()
+    with pytest.raises(err, match="-k"):
+        solve_pdf((r, g), element="Au", k=k)
+    with pytest.raises(err, match="-k"):
+        PowderSolveSettings(k=k).validate()
+    assert time.perf_counter() - t0 < 30  # refused up front, not after sampling a billion candidates

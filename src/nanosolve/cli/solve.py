@@ -9,16 +9,11 @@ import typer
 
 from nanosolve.cli.common import check_number, check_wavelength_option, console, friendly_errors, output_folder
 
-#: Rough cost of one candidate on this class of machine (refinement dominates): used only to refuse
-#: a -k whose time or memory is out of reach before any work starts.
-SECONDS_PER_CANDIDATE = {"pdf": 1.0, "powder": 0.3}
-BYTES_PER_CANDIDATE = {"pdf": 2 * 1024**2, "powder": 4 * 1024**2}
-
 
 def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength=None, steps=None,
                    langevin_steps=None, top=None, profile_top=None) -> None:
     """Every option of ``solve`` range-checked before the input is read."""
-    from nanosolve.scattering.memory import guard_candidates
+    from nanosolve.solve.limits import check_k
     from nanosolve.structures.elements import normalize_symbol
     from nanosolve.structures.formula import parse_formula
 
@@ -47,8 +42,7 @@ def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelengt
         except InputError:
             raise InputError(f"unknown element {element!r}", "--element") from None
     if k is not None:
-        kind = "powder" if formula else "pdf"
-        guard_candidates(k, BYTES_PER_CANDIDATE[kind], SECONDS_PER_CANDIDATE[kind], f"{k} candidates")
+        check_k(k, "powder" if formula else "pdf")
 
 
 def _read_with_x_unit(file: Path, wavelength, x_unit: str):

@@ -140,6 +140,9 @@ def solve_pdf(data, element: str | None = None, k: int = 20, seed: int = 0, mode
     pattern = read_input(data, kind="gr", x_unit="r")  # arrays: (r, G)
     src = pattern.metadata.get("source")
     choose_model(pattern, model)
+    from nanosolve.solve.limits import check_k
+
+    check_k(k, "pdf")  # before any candidate is sampled or built
     r, g = np.asarray(pattern.x, float), np.asarray(pattern.y, float)
     if r.size < 10 or not np.all(np.isfinite(g)) or np.abs(g).max() == 0:
         raise InputError("the PDF has too few points, non-finite or all-zero values", src)

@@ -483,8 +483,9 @@ class PowderSolveSettings:
     def validate(self) -> None:
         if self.profile_top < 0:
             raise InputError(f"profile_top must be >= 0, got {self.profile_top}", "--profile-top")
-        if self.k < 1:
-            raise InputError(f"k must be >= 1, got {self.k}", "-k")
+        from nanosolve.solve.limits import check_k
+
+        check_k(self.k, "powder")  # before any candidate is generated
         if self.random_search < 0:
             raise InputError(f"random_search must be >= 0, got {self.random_search}", "--random-search")
         if self.time_budget is not None and not self.time_budget > 0:
