@@ -30,8 +30,6 @@ from nanosolve.structures.crystal import Crystal
 from nanosolve.structures.elements import is_metal
 from nanosolve.structures.io.cif import read_cif
 
-BROKEN = Path(__file__).resolve().parents[1] / "data" / "broken_cifs"
-
 # file -> (accepted?, reason, atoms in the accepted cell)
 EXPECTED_BROKEN = {
     "garbage.cif": (False, F.R_NOT_CIF, None),
@@ -131,51 +129,57 @@ def test_short_rows_padded_but_wrapped_rows_untouched():
 
 
 # ----- the hand-written broken CIFs ----------------------------------------------------------------
-def test_broken_cifs_each_get_the_right_verdict():
-    names = sorted(p.name for p in BROKEN.glob("*.cif"))
+@pytest.fixture(scope="module")
+def broken(local_data) -> Path:
+    """tests/data/broken_cifs: one hand-written CIF per defect."""
+    return local_data / "broken_cifs"
+
+
+def test_broken_cifs_each_get_the_right_verdict(broken):
+    names = sorted(p.name for p in broken.glob("*.cif"))
     assert names == sorted(EXPECTED_BROKEN)
     for name in names:
-        r = screen_cif(BROKEN / name)
+        r = screen_cif(broken / name)
         ok, reason, n_atoms = EXPECTED_BROKEN[name]
         assert (r.accepted, r.reason) == (ok, reason), (name, r.reason, r.detail)
         if ok:
-            assert len(r.crystal) == n_atoms and r.crystal.properties["source"] == str(BROKEN / name)
+            assert len(r.crystal) == n_atoms and r.crystal.properties["source"] == str(broken / name)
             assert r.fixes, f"{name} should need a fix"
         else:
             assert r.crystal is None and r.detail
 
 
-def test_rejection_raises_input_error_naming_file_and_reason():
-    path = BROKEN / "occupancy_half.cif"
+def test_rejection_raises_input_error_naming_file_and_reason(broken):
+    path = broken / "occupancy_half.cif"
     with pytest.raises(InputError) as err:
         load_clean_crystal(path)
     assert isinstance(err.value, RejectedCIF)
     assert str(err.value).startswith(f"{path}: partial occupancy: occupancy 0.5 of Na1")
     with pytest.raises(RejectedCIF, match=r"atoms too close: Fe1 and O1 are 1\.000 Å apart"):
-        load_clean_crystal(BROKEN / "close_atoms.cif")
+        load_clean_crystal(broken / "close_atoms.cif")
     with pytest.raises(RejectedCIF, match=r"volume too large: unit-cell volume 1030\.3 Å³"):
-        load_clean_crystal(BROKEN / "big_cell.cif")  # 10.1³ = 1030.301
+        load_clean_crystal(broken / "big_cell.cif")  # 10.1³ = 1030.301
 
 
-def test_fixes_reach_the_crystal_and_match_pymatgen():
-    c = load_clean_crystal(BROKEN / "unclosed_bracket.cif")
+def test_fixes_reach_the_crystal_and_match_pymatgen(broken):
+    c = load_clean_crystal(broken / "unclosed_bracket.cif")
     assert c.cell_params[:3] == pytest.approx([4.2112] * 3, abs=1e-12)
     assert c.volume == pytest.approx(4.2112 ** 3, rel=1e-12)
     assert sum("unclosed bracket" in f for f in c.properties["cif_fixes"]) == 5
     # without cleaning the reader refuses the cell parameter
     with pytest.raises(InputError, match="is not a number"):
-        read_cif(BROKEN / "unclosed_bracket.cif")
+        read_cif(broken / "unclosed_bracket.cif")
 
-    caps_text = (BROKEN / "capitals.cif").read_text()
+    caps_text = (broken / "capitals.cif").read_text()
     cleaned, _ = clean_cif_text(caps_text)
     s = _pmg(cleaned)
-    c = load_clean_crystal(BROKEN / "capitals.cif")
+    c = load_clean_crystal(broken / "capitals.cif")
     assert set(c.labels) == {"Fe1", "O1"}
     assert Counter(c.species) == Counter(str(sp) for sp in s.species) == Counter({"Fe": 4, "O": 4})
 
 
-def test_special_position_snap_removes_duplicated_atoms():
-    path = BROKEN / "special_position_333.cif"
+def test_special_position_snap_removes_duplicated_atoms(broken):
+    path = broken / "special_position_333.cif"
     raw = read_cif(path)[0]               # no cleaning: 0.333/.667 images are 0.012 Å apart
     clean = load_clean_crystal(path)
     exact = _pmg(path.read_text().replace("0.333 .667", "0.3333333333333333 0.6666666666666667"))
@@ -257,7 +261,7 @@ def _expected_by_pymatgen(text: str) -> tuple[str | None, int]:
 
 
 @pytest.fixture(scope="module")
-def cdvae_folder(tmp_path_factory, shared_data):
+def cdvae_folder(tmp_path_factory, shared_data, broken):
     folder = tmp_path_factory.mktemp("cdvae_cifs")
     perov = _rows(shared_data, "perov_5", range(0, 3785, 190))      # 20 rows spread over the file
     carbon = _rows(shared_data, "carbon_24", range(0, 2030, 203))   # 10 rows
@@ -265,7 +269,7 @@ def cdvae_folder(tmp_path_factory, shared_data):
         (folder / f"perov_{i:02d}.cif").write_text(t)
     for i, t in enumerate(carbon):
         (folder / f"carbon_{i:02d}.cif").write_text(t)
-    for p in BROKEN.glob("*.cif"):
+    for p in broken.glob("*.cif"):
         (folder / f"zz_{p.name}").write_bytes(p.read_bytes())
     return folder
 

@@ -1,7 +1,6 @@
 """Structure files: CIF (incl. the 15 IUCr powder CIFs), xyz, round trips, partial occupancy, bad input."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,6 @@ from pymatgen.core import Composition
 from nanosolve import Crystal, InputError, Particle
 from nanosolve.structures.io import read_cif, read_structure, read_xyz, write_cif, write_structure, write_xyz
 from nanosolve.structures.io.cif import cif_number
-
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 # Read off the files with grep (`grep -A1 '^_cell_length_a'`, `_chemical_formula_sum`,
 # `_exptl_crystal_density_diffrn`, the H-M symbol), independently of the parser:
@@ -96,9 +93,9 @@ def test_two_phase_file_and_read_structure_first(shared_data):
 
 
 # ----- partial occupancy -----------------------------------------------------------------------------
-def test_mixed_site_kept_and_reported():
+def test_mixed_site_kept_and_reported(local_data):
     with pytest.warns(UserWarning, match="3 partially occupied site"):
-        (c,) = read_cif(DATA / "mixed_site.cif")
+        (c,) = read_cif(local_data / "mixed_site.cif")
     at_origin = np.all(np.isclose(c.frac_coords, 0.0), axis=1)
     assert sorted(zip(np.array(c.species)[at_origin], np.array(c.labels)[at_origin])) == [("Co", "Co1"), ("Fe", "Fe1")]
     assert c.occupancies[at_origin] == pytest.approx([0.5, 0.5])
@@ -109,14 +106,14 @@ def test_mixed_site_kept_and_reported():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = CifParser(DATA / "mixed_site.cif").parse_structures(primitive=False)[0]
+        ref = CifParser(local_data / "mixed_site.cif").parse_structures(primitive=False)[0]
     assert Composition(c.composition).almost_equals(ref.composition)
 
 
-def test_partial_occupancy_survives_ase_and_pymatgen():
+def test_partial_occupancy_survives_ase_and_pymatgen(local_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        (c,) = read_cif(DATA / "mixed_site.cif")
+        (c,) = read_cif(local_data / "mixed_site.cif")
     back = Crystal.from_ase(c.to_ase())
     assert back.labels == c.labels and back.occupancies == pytest.approx(c.occupancies)
     assert back.frac_coords == pytest.approx(c.frac_coords)
@@ -128,8 +125,8 @@ def test_partial_occupancy_survives_ase_and_pymatgen():
     assert back.composition == pytest.approx(c.composition)
 
 
-def test_overfull_site_is_reported(tmp_path):
-    text = (DATA / "mixed_site.cif").read_text().replace("Co1 Co 0 0 0 0.5", "Co1 Co 0 0 0 0.7")
+def test_overfull_site_is_reported(tmp_path, local_data):
+    text = (local_data / "mixed_site.cif").read_text().replace("Co1 Co 0 0 0 0.5", "Co1 Co 0 0 0 0.7")
     with pytest.warns(UserWarning, match="sum to more than 1"):
         (c,) = read_cif(text)
     assert c.properties["overfull_sites"][0]["total_occupancy"] == pytest.approx(1.2)

@@ -1,6 +1,6 @@
 """Debye scattering of finite particles: I(Q), S(Q), F(Q), G(r) and SAXS/SANS, x-ray and neutron.
 
-Conventions (all documented, and tested against DebyeCalculator 1.1.1 in ``tests/test_debye.py``)::
+Conventions (all documented, and tested against DebyeCalculator 1.1.1 in ``tests/scattering/test_debye.py``)::
 
     I(Q) = Σ_i o_i f_i² + Σ_{i≠j} o_i o_j f_i f_j sinc(Q r_ij) · exp(-B Q² / 8π²)
     S(Q) = 1 + [I(Q) - Σ_i o_i f_i²] / (N <f>²),   N = Σ_i o_i,  <f> = Σ_i o_i f_i / N

@@ -3,8 +3,6 @@ density -> crystal decoding, and the network."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,10 +13,11 @@ from nanosolve.models.crystalnet import density as dens
 from nanosolve.models.crystalnet import inputs, metrics, peaks
 from nanosolve.models.crystalnet.config import CrystalNetConfig
 from nanosolve.models.crystalnet.model import CrystalNet, kl_standard_normal
+from nanosolve.paths import shared_data_dir
 from nanosolve.scattering.bragg import bragg_peaks, simulate_xrd
 from nanosolve.structures.crystal import Crystal
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = shared_data_dir()
 
 
 def _sg(sg, lattice, species, coords) -> Crystal:

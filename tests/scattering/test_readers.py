@@ -1,7 +1,6 @@
 """Pattern readers: the 15 IUCr powder CIFs, PDF .gr files, column text, and bad input."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +8,6 @@ import pytest
 from nanosolve import InputError
 from nanosolve.scattering import q_from_two_theta
 from nanosolve.scattering.readers import read_pattern, read_patterns, read_pdcif_fit
-
-DATA = Path(__file__).parent / "data"
 
 # Derived from the file text with grep/awk, independently of the parser: first/last 2θ of the
 # intensity loop (or _pd_*_2theta_range_min/max when the loop has no 2θ column), the number of
@@ -99,12 +96,12 @@ def test_peak_list_and_su_and_wavelength_sources(shared_data):
     assert wm.metadata["wavelengths"] == pytest.approx([1.54060, 1.54443])
 
 
-def test_tiny_pdcif_fixture():
-    p1, p2 = read_patterns(DATA / "tiny_pdcif.cif")
+def test_tiny_pdcif_fixture(local_data):
+    p1, p2 = read_patterns(local_data / "tiny_pdcif.cif")
     # 2θ from range 20.0-20.4 step 0.1; the '.' row at 20.2 is dropped
     assert p1.x == pytest.approx([20.0, 20.1, 20.3, 20.4]) and p1.metadata["dropped_points"] == 1
     assert p1.y == pytest.approx([1234, 1300, 1444, 1521]) and p1.sigma == pytest.approx([35, 36, 38, 39])
-    fit = read_pdcif_fit(DATA / "tiny_pdcif.cif")[0]
+    fit = read_pdcif_fit(local_data / "tiny_pdcif.cif")[0]
     assert fit["calculated"] == pytest.approx([1200, 1290, 1440, 1500]) and "calculated" not in p1.metadata
     assert fit["background"] == pytest.approx([100, 101, 103, 104])
     assert p1.wavelength == pytest.approx(1.54056)  # largest _wt, though listed second
@@ -114,11 +111,11 @@ def test_tiny_pdcif_fixture():
     assert q.x == pytest.approx(q_from_two_theta(p1.x, 1.54056))
 
 
-def test_wavelength_argument_fills_in_and_file_wins():
-    p = read_pattern(DATA / "fit2d.chi", wavelength="CuKa1")
+def test_wavelength_argument_fills_in_and_file_wins(local_data):
+    p = read_pattern(local_data / "fit2d.chi", wavelength="CuKa1")
     assert p.wavelength == pytest.approx(1.54056)
     with pytest.warns(UserWarning, match="ignored"):
-        p = read_pattern(DATA / "tiny_pdcif.cif", wavelength=0.5)
+        p = read_pattern(local_data / "tiny_pdcif.cif", wavelength=0.5)
     assert p.wavelength == pytest.approx(1.54056)
 
 
@@ -135,8 +132,8 @@ def test_deepstruc_gr_files(shared_data):
         assert p.y == pytest.approx(ref[:, 1], rel=1e-12)
 
 
-def test_pdfgetx3_header():
-    p = read_pattern(DATA / "pdfgetx3.gr")
+def test_pdfgetx3_header(local_data):
+    p = read_pattern(local_data / "pdfgetx3.gr")
     assert (p.kind, p.x_unit, p.radiation) == ("gr", "r", "xray")
     assert p.wavelength == pytest.approx(0.1665)
     assert (p.metadata["qmax"], p.metadata["qdamp"], p.metadata["composition"]) == (24.5, 0.04, "Ni")
@@ -152,19 +149,19 @@ def test_gr_with_uncertainties(tmp_path):
 
 
 # ----- column text ---------------------------------------------------------------------------------------
-def test_fit2d_chi_count_line():
-    p = read_pattern(DATA / "fit2d.chi")
+def test_fit2d_chi_count_line(local_data):
+    p = read_pattern(local_data / "fit2d.chi")
     assert (p.x_unit, len(p)) == ("tth", 5) and p.x[0] == pytest.approx(10.0) and p.y[-1] == pytest.approx(119.0)
 
 
-def test_pyfai_q_in_inverse_nm_and_wavelength_in_metres():
-    p = read_pattern(DATA / "pyfai_qnm.dat")
+def test_pyfai_q_in_inverse_nm_and_wavelength_in_metres(local_data):
+    p = read_pattern(local_data / "pyfai_qnm.dat")
     assert p.x_unit == "q" and p.x == pytest.approx([1.0, 2.0, 3.0])  # 10, 20, 30 nm^-1
     assert p.wavelength == pytest.approx(1.54056)
 
 
-def test_csv_header_names_and_sigma():
-    p = read_pattern(DATA / "header_sigma.csv")
+def test_csv_header_names_and_sigma(local_data):
+    p = read_pattern(local_data / "header_sigma.csv")
     assert p.x_unit == "tth" and p.sigma == pytest.approx([10, 11, 12, 13]) and p.y == pytest.approx([100, 121, 144, 169])
 
 
@@ -235,10 +232,10 @@ def test_missing_file(tmp_path):
         read_pattern(tmp_path / "nothing.xy")
 
 
-def test_content_sniffing_for_unknown_extension(tmp_path):
+def test_content_sniffing_for_unknown_extension(tmp_path, local_data):
     f = tmp_path / "profile.out"
-    f.write_text((DATA / "tiny_pdcif.cif").read_text())
+    f.write_text((local_data / "tiny_pdcif.cif").read_text())
     assert read_pattern(f).metadata["block"] == "tiny_profile_1"
     g = tmp_path / "pdf.out"
-    g.write_text((DATA / "pdfgetx3.gr").read_text())
+    g.write_text((local_data / "pdfgetx3.gr").read_text())
     assert read_pattern(g).kind == "gr"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +20,14 @@ from nanosolve.models.crystalnet.config import CrystalNetConfig
 from nanosolve.models.crystalnet.dataset import build_dataset, load_dataset
 from nanosolve.models.crystalnet.predict import index_cubic, parse_cell, parse_formula, predict
 from nanosolve.models.crystalnet.train import grid_coords, load_model, predict_grids, train
+from nanosolve.paths import shared_data_dir
 from nanosolve.scattering.bragg import simulate_xrd
 from nanosolve.scattering.readers import read_pattern
 from nanosolve.scattering.writers import write_pattern
 from nanosolve.structures.crystal import Crystal
 
 torch.set_num_threads(1)
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = shared_data_dir()
 
 
 def _tiny_cfg(**kw):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,11 +23,12 @@ from nanosolve.models.deepstruc.representation import (
     to_unit_sphere,
 )
 from nanosolve.models.deepstruc.trilaterate import multilaterate, rmsd_aligned, trilaterate
+from nanosolve.paths import shared_data_dir
 from nanosolve.scattering.debye import DebyeSimulator
 from nanosolve.structures.builders.clusters import decahedron, fcc_cluster, icosahedron
 from nanosolve.structures.particle import Particle
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepstruc_simulated"
+SHARED = shared_data_dir() / "deepstruc_simulated"
 
 
 def _rmsd(a, b):

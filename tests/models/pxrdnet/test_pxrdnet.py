@@ -458,7 +458,7 @@ def test_cli_solve_powder_bad_input(tiny_run, tmp_path):
         return _one_error(runner.invoke(app, ["solve", str(file), *extra, *base]))
 
     assert "formula" in run(good, "--wavelength", "1.5406")  # no --formula
-    # a composition of any multiple and any element H-Pu is solved (tests/test_powder_solve.py); beyond Pu not
+    # a composition of any multiple and any element H-Pu is solved (tests/solve/test_powder_solve.py); beyond Pu not
     assert "outside H-Pu" in run(good, "--formula", "AmO2", "--wavelength", "1.5406")
     assert "wavelength" in run(good, "--formula", "BaTiO3")  # 2θ without a wavelength
     flat = _write_xy(tmp_path / "flat.xy", tth, np.full_like(tth, 5.0))

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "pxrdnet" / "bench_pxrdnet.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_pxrdnet", BENCH)
+def bench(repo_root):
+    path = repo_root / "benchmarks" / "pxrdnet" / "bench_pxrdnet.py"
+    spec = importlib.util.spec_from_file_location("bench_pxrdnet", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

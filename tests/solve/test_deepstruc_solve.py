@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 from nanosolve.cli.main import app
 from nanosolve.models.deepstruc.pdf import cluster_pdf, default_r_grid
-from nanosolve.solve import default_model_dir, solve_pdf
+from nanosolve.paths import shared_data_dir
+from nanosolve.solve import default_model_dir, example_pdf, solve_pdf
 from nanosolve.solve.pdf_refine import FitSettings, rank, refine, rw
 from nanosolve.structures.builders.clusters import decahedron, fcc_cluster, icosahedron
 from nanosolve.structures.io import read_structure
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepstruc_simulated" / "PDFs_simulated"
-EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "nanosolve" / "data" / "deepstruc" / \
-    "example_simulated_Au_decahedron.gr"
+SHARED = shared_data_dir() / "deepstruc_simulated" / "PDFs_simulated"
+EXAMPLE = example_pdf()
 runner = CliRunner()
 
 

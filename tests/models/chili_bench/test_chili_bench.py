@@ -372,7 +372,7 @@ def test_pairdist_is_rotation_invariant_and_reads_precomputed_pairs(store_path):
 
 
 def test_every_model_listed_is_covered():
-    # the template model has its own loss and decoding: tests/test_chili_templates.py
+    # the template model has its own loss and decoding: tests/models/chili_bench/test_chili_templates.py
     assert {m for m, _, _ in MODEL_TASKS} | {"templates"} == set(MODELS)
 
 
