@@ -10,7 +10,9 @@ Accepted:
 
 For arrays, ``x_unit`` says what x is (``'tth'`` 2θ in degrees, ``'q'`` Å⁻¹, ``'r'`` Å); without it
 x in r is assumed for ``kind='gr'``, otherwise the file readers' rule applies (max x > 40 -> 2θ,
-else Q; a warning says so). ``kind`` defaults to ``'gr'`` for x in r, else ``'xrd'``.
+else Q; a warning says so). ``kind`` defaults to ``'gr'`` for x in r, else ``'xrd'``. x must run one
+way (a decreasing x is reversed); x that turns back is refused unless ``sort=True``
+(:class:`~nanosolve.scattering.pattern.Pattern`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def _arrays(obj):
                      "an [M, 2|3] array")
 
 
-def as_pattern(obj, kind: str | None = None, x_unit: str | None = None, wavelength=None) -> Pattern:
+def as_pattern(obj, kind: str | None = None, x_unit: str | None = None, wavelength=None, *,
+               sort: bool = False) -> Pattern:
     """A Pattern from a Pattern, a file path or arrays (see the module docstring).
 
     Args:
@@ -46,6 +49,7 @@ def as_pattern(obj, kind: str | None = None, x_unit: str | None = None, waveleng
         kind: pattern kind (``xrd nd saxs sans iq sq fq gr``); for a file, overrides what the file says.
         x_unit: ``'tth'``, ``'q'`` or ``'r'``; for a file, overrides the header.
         wavelength: Å or a tube name (``'CuKa1'``), when the data do not state one.
+        sort: arrays only: sort points given in any order by x instead of refusing them.
 
     Raises:
         InputError: an unreadable file, arrays of unequal length, NaN, or any other type.
@@ -78,4 +82,4 @@ def as_pattern(obj, kind: str | None = None, x_unit: str | None = None, waveleng
             x_unit = guess_unit(x, "arrays")
     if kind is None:
         kind = "gr" if x_unit == "r" else "xrd"
-    return Pattern(x, y, kind, x_unit, wavelength, sigma=sigma)
+    return Pattern(x, y, kind, x_unit, wavelength, sigma=sigma, sort=sort)

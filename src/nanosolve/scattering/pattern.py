@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 
 import numpy as np
 
@@ -17,9 +17,32 @@ Y_LABELS = {"xrd": "I (a.u.)", "nd": "I (a.u.)", "saxs": "I(Q) (a.u.)", "sans": 
             "iq": "I(Q) (a.u.)", "sq": "S(Q)", "fq": "F(Q) (Å⁻¹)", "gr": "G(r) (Å⁻²)"}
 
 
+def x_order_problem(x) -> str | None:
+    """What is wrong with the order of ``x`` for a pattern, or None when it runs one way (up or down,
+    repeats aside): ``"x is not monotonic: it turns back at point N (...)"`` (N counted from 1)."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return None
+    d = np.diff(x)
+    if np.all(d >= 0) or np.all(d <= 0):
+        return None
+    first = int(np.argmax(d < 0)) if d[0] > 0 else int(np.argmax(d > 0))
+    if d[0] == 0:  # a leading repeat: the first step that goes anywhere sets the direction
+        step = int(np.argmax(d != 0))
+        first = step + int(np.argmax((d[step:] < 0) if d[step] > 0 else (d[step:] > 0)))
+    return (f"x is not monotonic: it turns back at point {first + 2} (x = {x[first + 1]:.6g} after "
+            f"{x[first]:.6g})")
+
+
 @dataclass
 class Pattern:
     """A 1-D scattering signal.
+
+    ``x`` must run one way: increasing, or decreasing throughout (a scan recorded downwards; then
+    the points are reversed, each y, sigma and x-aligned metadata array with its x). An ``x`` that
+    turns back (two scans pasted together, a column mix-up) is refused with :class:`InputError`
+    (a ``ValueError``) unless ``sort=True`` is given, which sorts the points by x; repeated x values
+    are refused either way.
 
     Attributes:
         x: [M] abscissa in ``x_unit`` (strictly increasing after construction).
@@ -30,6 +53,9 @@ class Pattern:
         radiation: ``'xray'`` or ``'neutron'`` (None if unknown).
         sigma: [M] standard uncertainties of y, or None.
         metadata: source file, header lines, simulation parameters...
+
+    Args:
+        sort: keyword only; sort points given in any order by x instead of refusing them.
     """
 
     x: np.ndarray
@@ -40,8 +66,10 @@ class Pattern:
     radiation: str | None = None
     sigma: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    _: KW_ONLY
+    sort: InitVar[bool] = False
 
-    def __post_init__(self):
+    def __post_init__(self, sort: bool = False):
         src = self.metadata.get("source")
         self.x = np.asarray(self.x, dtype=np.float64).reshape(-1)
         self.y = np.asarray(self.y, dtype=np.float64).reshape(-1)
@@ -63,13 +91,34 @@ class Pattern:
         self.wavelength = _wavelength(self.wavelength)
         if self.radiation is None:
             self.radiation = "neutron" if self.kind in ("nd", "sans") else ("xray" if self.kind in ("xrd", "saxs") else None)
-        order = np.argsort(self.x, kind="stable")
-        if np.any(order != np.arange(order.size)):
-            self.x, self.y = self.x[order], self.y[order]
-            if self.sigma is not None:
-                self.sigma = self.sigma[order]
-        if self.x.size > 1 and np.any(np.diff(self.x) <= 0):
-            raise InputError("x values repeat; a pattern needs strictly increasing x", src)
+        self._order_points(bool(sort), src)
+
+    def _order_points(self, sort: bool, src) -> None:
+        """Make x strictly increasing (see the class docstring) or raise InputError."""
+        n = self.x.size
+        if n < 2:
+            return
+        d = np.diff(self.x)
+        if not np.all(d > 0):
+            problem = x_order_problem(self.x)
+            if problem is None:
+                order = np.arange(n)[::-1] if np.all(d <= 0) and np.any(d < 0) else None
+            elif sort:
+                order = np.argsort(self.x, kind="stable")
+            else:
+                raise InputError(f"{problem}; sort the points by x (Pattern(..., sort=True)) or split them into "
+                                 "separate scans", src)
+            if order is not None:
+                self.x, self.y = self.x[order], self.y[order]
+                if self.sigma is not None:
+                    self.sigma = self.sigma[order]
+                self.metadata = {k: (v[order] if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n
+                                     else v) for k, v in self.metadata.items()}
+            same = np.diff(self.x) <= 0
+            if same.any():
+                i = int(np.argmax(same))
+                raise InputError(f"x values repeat (x = {self.x[i]:.6g} more than once); a pattern needs strictly "
+                                 "increasing x", src)
 
     def __len__(self) -> int:
         return self.x.size

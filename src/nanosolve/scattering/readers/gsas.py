@@ -26,6 +26,7 @@ import numpy as np
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.scattering.readers.columns import read_lines, resolve_wavelength, wavelength_from_text
+from nanosolve.scattering.readers.validate import check_x_order
 
 _BANK_RE = re.compile(r"^\s*BANK\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s*(.*)$", re.IGNORECASE)
 _TYPES = ("STD", "ESD", "ALT", "FXY", "FXYE")
@@ -92,6 +93,7 @@ def read_gsas(path, wavelength=None, kind: str | None = None) -> list[Pattern]:
               "title": header[0].strip() if header else "", "header": header}
         if not good.all():
             md["points_without_sigma"] = int((~good).sum())
+        check_x_order(x[good], path)  # FXYE lists 2θ itself: up and down refused with the file named
         out.append(Pattern(x[good], y[good], kind or "xrd", "tth", wl,
                            sigma=None if s is None else s[good], metadata=md))
     return out

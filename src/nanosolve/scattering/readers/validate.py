@@ -52,17 +52,13 @@ def check_wavelength(wl, what="wavelength", path=None) -> float | None:
 def check_x_order(x, path=None) -> bool:
     """True when ``x`` decreases throughout (the caller reverses it), False when it increases;
     InputError when it goes both up and down (naming the first point out of order)."""
-    x = np.asarray(x, dtype=float)
-    if x.size < 2:
-        return False
-    d = np.diff(x)
-    if np.all(d >= 0):
-        return False
-    if np.all(d <= 0):
-        return True
-    first = int(np.argmax(d < 0)) if d[0] > 0 else int(np.argmax(d > 0))
-    raise InputError(f"x is not monotonic: it turns back at point {first + 2} (x = {x[first + 1]:.6g} after "
-                     f"{x[first]:.6g}); sort the file or split it into separate scans", path)
+    from nanosolve.scattering.pattern import x_order_problem
+
+    problem = x_order_problem(x)
+    if problem is not None:
+        raise InputError(f"{problem}; sort the file or split it into separate scans", path)
+    d = np.diff(np.asarray(x, dtype=float))
+    return bool(d.size and np.all(d <= 0) and np.any(d < 0))
 
 
 def validate_pattern(pattern, path=None):
