@@ -131,3 +131,15 @@ def test_api_solves_check_k_before_any_work(k, err):
     with pytest.raises(err, match="-k"):
         PowderSolveSettings(k=k).validate()
     assert time.perf_counter() - t0 < 30  # refused up front, not after sampling a billion candidates
+
+
+def test_available_memory_comes_from_psutil(monkeypatch):
+    """psutil is a dependency (imported plainly): the OS figure is its ``available``."""
+    import psutil
+
+    from nanosolve.scattering import memory
+
+    monkeypatch.delenv(memory.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("VM", (), {"available": 3 * 1024**3})())
+    assert memory._os_available_bytes() == 3 * 1024**3
+    assert memory.available_memory_bytes() <= 3 * 1024**3
