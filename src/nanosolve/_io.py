@@ -4,16 +4,22 @@ A fixed temporary name (``out.xy.tmp``) can collide between two runs and follows
 under that name; :func:`tempfile.mkstemp` creates a fresh file (O_EXCL, mode 0600) instead, and
 :func:`os.replace` swaps it in, so a reader sees the old file or the new one, never half of one,
 and an interrupted write leaves nothing behind.
+
+:func:`staged_folder` does the same for a set of files: they are written into a fresh temporary
+folder beside the target and moved in together at the end, so a failed run leaves the target as
+it was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_path"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_path", "staged_folder"]
 
 
 @contextlib.contextmanager
@@ -23,8 +29,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     removed on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix,
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -56,6 +63,64 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_write(path, "wb") as fh:
         fh.write(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike, stale: Callable[[Path], Iterable[Path]] | None = None):
+    """Yield a new, empty folder beside ``path`` for a run to write its files into.
+
+    When the block ends without an exception, the files move into ``path`` (created when missing;
+    one rename when it did not exist), replacing the entries of the same name and the files
+    ``stale(path)`` lists (an earlier run's results); any other file in ``path`` stays. On an
+    exception, the temporary folder and the parent folders made for it are removed and ``path``
+    keeps exactly what it held. Only renames within one folder happen at the end, and if one fails
+    the entries already moved are put back.
+    """
+    path = Path(path)
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the mode a plain mkdir would
+    try:
+        yield tmp
+        _publish(tmp, path, stale)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for p in made:
+            try:
+                p.rmdir()
+            except OSError:  # something else was put there meanwhile: leave it
+                break
+        raise
+
+
+def _publish(tmp: Path, path: Path, stale) -> None:
+    """Move the entries of ``tmp`` into ``path`` (see :func:`staged_folder`); ``tmp`` is gone after."""
+    if not path.exists():
+        os.rename(tmp, path)
+        return
+    new = sorted(os.listdir(tmp))
+    old = {p.name for p in (stale(path) if stale is not None else ())}
+    old |= {n for n in new if os.path.lexists(path / n)}
+    backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.replaced-", dir=path.parent))
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
+        for n in sorted(old):
+            os.replace(path / n, backup / n)
+            moved_old.append(n)
+        for n in new:
+            os.replace(tmp / n, path / n)
+            moved_new.append(n)
+    except BaseException:
+        for n in reversed(moved_new):  # put everything back as it was
+            os.replace(path / n, tmp / n)
+        for n in reversed(moved_old):
+            os.replace(backup / n, path / n)
+        os.rmdir(backup)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    os.rmdir(tmp)
 
 
 def _read_umask() -> int:

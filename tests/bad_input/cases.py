@@ -324,6 +324,110 @@ OPTION_CASES = [  # (id, argv, fragments)
     ("info-w-text", ["info", F + "good.xy", "-w", "blue"], ["blue"]),
 ]
 
+# Range checks of the numeric options of the training, benchmark, prediction, generation and evaluation
+# commands (plus the solve / dataset / report options without one before): each refused before any work,
+# most by click while parsing (typer's min= / max=), the floats by check_number (NaN and inf too).
+DS, CN = ["train", "deepstruc", "-o", "run"], ["train", "crystalnet", F + "emptydir", "-o", "run"]
+CD, PX = ["train", "cdvae", F + "emptydir", "-o", "run"], ["train", "pxrdnet", "-o", "run"]
+BENCH = ["bench", "chili", "--dataset", F + "notsqlite.sqlite", "--task", "graph_crystal_system"]
+PRED = ["predict", "crystalnet", F + "good.xy", "-f", "SrTiO3", "--model-dir", F + "emptydir", "-o", "pred"]
+GEN, EVAL = ["generate", "cdvae", F + "emptydir", "-o", "gen"], ["evaluate", "cdvae", F + "emptydir", F + "emptydir"]
+RANGE_CASES = [
+    # train deepstruc
+    ("train-ds-epochs-zero", DS + ["--max-epochs", "0"], ["--max-epochs"]),
+    ("train-ds-epochs-huge", DS + ["--max-epochs", "99999999999999999999"], ["--max-epochs"]),
+    ("train-ds-minutes-zero", DS + ["--max-minutes", "0"], ["--max-minutes", "> 0"]),
+    ("train-ds-minutes-nan", DS + ["--max-minutes", "nan"], ["--max-minutes", "nan"]),
+    ("train-ds-seed-neg", DS + ["--seed", "-1"], ["--seed"]),
+    ("train-ds-data-seed-huge", DS + ["--data-seed", "4294967296"], ["--data-seed"]),
+    ("train-ds-split-seed-text", DS + ["--split-seed", "one"], ["--split-seed"]),
+    ("train-ds-data-max-atoms-zero", DS + ["--data-max-atoms", "0"], ["--data-max-atoms"]),
+    ("train-ds-threads-zero", DS + ["--threads", "0"], ["--threads"]),
+    ("train-ds-set-lr-inf", DS + ["--set", "lr=Infinity"], ["lr", "finite"]),
+    ("train-ds-set-lr-neg", DS + ["--set", "lr=-0.001"], ["lr", "> 0"]),
+    ("train-ds-set-batch-zero", DS + ["--set", "batch_size=0"], ["batch_size"]),
+    ("train-ds-set-batch-text", DS + ["--set", "batch_size=x"], ["--set"]),
+    # train crystalnet
+    ("train-cn-epochs-neg", CN + ["--max-epochs", "-3"], ["--max-epochs"]),
+    ("train-cn-minutes-inf", CN + ["--max-minutes", "inf"], ["--max-minutes"]),
+    ("train-cn-substitutions-neg", CN + ["--substitutions", "-1"], ["--substitutions"]),
+    ("train-cn-seed-huge", CN + ["--seed", "99999999999999999999"], ["--seed"]),
+    ("train-cn-threads-huge", CN + ["--threads", "100000"], ["--threads"]),
+    ("train-cn-set-lr-nan", CN + ["--set", "lr=NaN"], ["lr"]),
+    # train cdvae
+    ("train-cdvae-epochs-zero", CD + ["--max-epochs", "0"], ["--max-epochs"]),
+    ("train-cdvae-minutes-neg", CD + ["--max-minutes", "-5"], ["--max-minutes"]),
+    ("train-cdvae-max-atoms-huge", CD + ["--max-atoms", "5000"], ["--max-atoms"]),
+    ("train-cdvae-split-seed-neg", CD + ["--split-seed", "-7"], ["--split-seed"]),
+    ("train-cdvae-set-lr-inf", CD + ["--set", "lr=Infinity"], ["lr", "finite"]),
+    ("train-cdvae-set-batch-zero", CD + ["--set", "batch_size=0"], ["batch_size"]),
+    # train pxrdnet
+    ("train-pxrdnet-size-zero", PX + ["--size", "0"], ["--size"]),
+    ("train-pxrdnet-size-nan", PX + ["--size", "nan"], ["--size"]),
+    ("train-pxrdnet-prototypes-neg", PX + ["--prototypes", "-5"], ["--prototypes"]),
+    ("train-pxrdnet-max-atoms-zero", PX + ["--max-atoms", "0"], ["--max-atoms"]),
+    ("train-pxrdnet-max-per-source-zero", PX + ["--max-per-source", "0"], ["--max-per-source"]),
+    ("train-pxrdnet-epochs-zero", PX + ["--max-epochs", "0"], ["--max-epochs"]),
+    ("train-pxrdnet-set-opt-lr-inf", PX + ["--set", "opt_lr=Infinity"], ["opt_lr", "finite"]),
+    # bench chili
+    ("bench-lr-zero", BENCH + ["--lr", "0"], ["--lr"]),
+    ("bench-lr-nan", BENCH + ["--lr", "nan"], ["--lr"]),
+    ("bench-lr-huge", BENCH + ["--lr", "10"], ["--lr"]),
+    ("bench-batch-zero", BENCH + ["--batch-size", "0"], ["--batch-size"]),
+    ("bench-seeds-zero", BENCH + ["--seeds", "0"], ["--seeds"]),
+    ("bench-budget-neg", BENCH + ["--budget-minutes", "-1"], ["--budget-minutes"]),
+    ("bench-budget-inf", BENCH + ["--budget-minutes", "inf"], ["--budget-minutes"]),
+    ("bench-epochs-zero", BENCH + ["--max-epochs", "0"], ["--max-epochs"]),
+    ("bench-patience-neg", BENCH + ["--patience", "-1"], ["--patience"]),
+    ("bench-hidden-zero", BENCH + ["--hidden", "0"], ["--hidden"]),
+    ("bench-layers-zero", BENCH + ["--layers", "0"], ["--layers"]),
+    ("bench-steps-neg", BENCH + ["--steps-per-epoch", "-1"], ["--steps-per-epoch"]),
+    ("bench-val-graphs-neg", BENCH + ["--val-graphs", "-1"], ["--val-graphs"]),
+    ("bench-crop-atoms-neg", BENCH + ["--crop-atoms", "-2"], ["--crop-atoms"]),
+    ("bench-eval-crops-zero", BENCH + ["--eval-crops", "0"], ["--eval-crops"]),
+    ("bench-threads-zero", BENCH + ["--threads", "0"], ["--threads"]),
+    # predict crystalnet
+    ("predict-threshold-zero", PRED + ["--threshold", "0"], ["--threshold"]),
+    ("predict-threshold-one", PRED + ["--threshold", "1"], ["--threshold"]),
+    ("predict-threshold-nan", PRED + ["--threshold", "nan"], ["--threshold"]),
+    ("predict-samples-neg", PRED + ["--samples", "-1"], ["--samples"]),
+    ("predict-threads-zero", PRED + ["--threads", "0"], ["--threads"]),
+    # generate cdvae
+    ("gen-n-zero", GEN + ["-n", "0"], ["-n"]),
+    ("gen-n-huge", GEN + ["-n", "10000000"], ["-n"]),
+    ("gen-steps-zero", GEN + ["--steps", "0"], ["--steps"]),
+    ("gen-candidates-zero", GEN + ["--candidates", "0"], ["--candidates"]),
+    ("gen-stoichiometries-over", GEN + ["--candidates", "2", "--stoichiometries", "3"],
+     ["--stoichiometries", "--candidates"]),
+    ("gen-seed-neg", GEN + ["--seed", "-1"], ["--seed"]),
+    ("gen-threads-zero", GEN + ["--threads", "0"], ["--threads"]),
+    # evaluate cdvae
+    ("eval-n-zero", EVAL + ["-n", "0"], ["-n"]),
+    ("eval-steps-huge", EVAL + ["--steps", "100000"], ["--steps"]),
+    ("eval-candidates-neg", EVAL + ["--candidates", "-1"], ["--candidates"]),
+    ("eval-stoichiometries-over", EVAL + ["--stoichiometries", "4"], ["--stoichiometries"]),
+    ("eval-seed-huge", EVAL + ["--seed", "99999999999999999999"], ["--seed"]),
+    # report
+    ("report-max-views-neg", ["report", F + "emptydir", "--max-views", "-1"], ["--max-views"]),
+    # solve: the options without a range before
+    ("solve-seed-neg", ["solve", F + "good.gr", "--seed", "-1"], ["--seed"]),
+    ("solve-time-budget-nan", ["solve", F + "good.xy", "-f", "SrTiO3", "--time-budget", "nan"], ["--time-budget"]),
+    ("solve-time-budget-inf", ["solve", F + "good.xy", "-f", "SrTiO3", "--time-budget", "inf"], ["--time-budget"]),
+    ("solve-z-huge", ["solve", F + "good.xy", "-f", "SrTiO3", "--z", "1000"], ["--z"]),
+    ("solve-random-search-huge", ["solve", F + "good.xy", "-f", "SrTiO3", "--random-search", "10000000"],
+     ["--random-search"]),
+    ("solve-rietveld-top-huge", ["solve", F + "good.xy", "-f", "SrTiO3", "--rietveld-top", "100000"],
+     ["--rietveld-top"]),
+    ("solve-lattice-a-zero", ["solve", F + "good.gr", "--lattice-a", "0"], ["--lattice-a"]),
+    ("solve-lattice-a-nan", ["solve", F + "good.gr", "--lattice-a", "nan"], ["--lattice-a"]),
+    ("solve-max-atoms-huge", ["solve", F + "good.gr", "--max-atoms", "10000000"], ["--max-atoms"]),
+    # dataset
+    ("ds-workers-huge", ["dataset", "chili3k", "s.sqlite", "--workers", "100000", "--metals", "Au"], ["--workers"]),
+    ("ds-from-cifs-workers-neg", ["dataset", "from-cifs", F + "emptydir", "s.sqlite", "--workers", "-1"],
+     ["--workers"]),
+    ("ds-from-cifs-shard-zero", ["dataset", "from-cifs", F + "emptydir", "s", "--shard-size", "0"], ["--shard-size"]),
+]
+
 
 def all_cases() -> list[tuple[str, list[str], list[str]]]:
     """Every in-process case: each bad file through `info` (patterns, structures), the pattern
@@ -339,7 +443,7 @@ def all_cases() -> list[tuple[str, list[str], list[str]]]:
         out.append((f"simulate-{name}", ["simulate", "xrd", F + name, "-o", "o.xy"], frag))
         if name.endswith(".cif"):
             out.append((f"info-{name}", ["info", F + name], frag))
-    out += OPTION_CASES
+    out += OPTION_CASES + RANGE_CASES
     return out
 
 

@@ -136,7 +136,7 @@ def test_heavy_bad_input_is_refused_before_allocating(inputs, tmp_path, case_id,
 
 # ----- --overwrite ----------------------------------------------------------------------------------------
 def test_overwrite_removes_only_the_earlier_runs_files(tmp_path):
-    from nanosolve.cli.common import output_folder
+    from nanosolve.cli.common import output_folder, results_folder
     from nanosolve.errors import InputError
 
     folder = tmp_path / "res"
@@ -146,7 +146,12 @@ def test_overwrite_removes_only_the_earlier_runs_files(tmp_path):
         output_folder(folder, "-o", overwrite=False)
     assert len(list(folder.iterdir())) == 7  # refused: nothing removed
     output_folder(folder, "-o", overwrite=True)
-    assert sorted(p.name for p in folder.iterdir()) == ["01_looks_like_ours.txt", "my_notes.txt"]
+    assert len(list(folder.iterdir())) == 7  # accepted, but nothing removed before the new results exist
+    with results_folder(folder, overwrite=True) as work:
+        (work / "01_Pt13.xyz").write_text("new\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["01_Pt13.xyz", "01_looks_like_ours.txt", "my_notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+    (folder / "01_Pt13.xyz").unlink()
     output_folder(folder, "-o", overwrite=False)  # no earlier results left: accepted
     with pytest.raises(InputError, match="existing file"):
         output_folder(folder / "my_notes.txt", "-o")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors
+from nanosolve.cli.common import EPOCHS, THREADS, check_number, console, friendly_errors
 from nanosolve.errors import InputError
 
 app = typer.Typer(help="Benchmarks: the CHILI tasks (Friis-Jensen et al. 2024) on a nanosolve graph store.",
@@ -25,23 +25,23 @@ def chili(
                                                      "graphunet, gin, edgecnn, mlp, ours, or 'baselines'; "
                                                      "comma-separated; with --all: a filter"),
     all_: bool = typer.Option(False, "--all", help="every task x every applicable model (baselines, 7 GNNs, MLP, ours)"),
-    seeds: int = typer.Option(3, help="seeds 0..N-1 (each: its own 80/10/10 split and initialisation)"),
+    seeds: int = typer.Option(3, min=1, max=100, help="seeds 0..N-1 (each: its own 80/10/10 split and initialisation)"),
     budget_minutes: float = typer.Option(3.0, help="wall-clock budget of training + validation per run (minutes)"),
     out: Path = typer.Option(Path("chili_bench"), "--out", "-o", help="output folder (rerun = resume: finished runs "
                                                                       "are skipped, unfinished ones continue)"),
-    max_epochs: int = typer.Option(1000, help="epochs per run"),
-    patience: int = typer.Option(50, help="early stopping: epochs without a lower validation loss (0 = off)"),
+    max_epochs: int = typer.Option(1000, **EPOCHS, help="epochs per run"),
+    patience: int = typer.Option(50, min=0, help="early stopping: epochs without a lower validation loss (0 = off)"),
     lr: float = typer.Option(1e-3, help="Adam learning rate"),
-    batch_size: int = typer.Option(16, help="graphs per batch"),
-    hidden: int = typer.Option(64, help="embedding width"),
-    layers: int = typer.Option(3, help="message-passing layers (GraphUNet: depth)"),
+    batch_size: int = typer.Option(16, min=1, max=65_536, help="graphs per batch"),
+    hidden: int = typer.Option(64, min=1, max=4096, help="embedding width"),
+    layers: int = typer.Option(3, min=1, max=64, help="message-passing layers (GraphUNet: depth)"),
     edge_head: str = typer.Option("dot", help="edge head of the GNNs: dot (paper) or distance"),
-    steps_per_epoch: int = typer.Option(0, help="optimizer steps per epoch (0 = a full pass over the training part)"),
-    val_graphs: int = typer.Option(0, help="validate on at most this many validation graphs (0 = all)"),
-    crop_atoms: int = typer.Option(-1, help="particle classification: train on the N atoms nearest a random atom "
+    steps_per_epoch: int = typer.Option(0, min=0, help="optimizer steps per epoch (0 = a full pass over the training part)"),
+    val_graphs: int = typer.Option(0, min=0, help="validate on at most this many validation graphs (0 = all)"),
+    crop_atoms: int = typer.Option(-1, min=-1, help="particle classification: train on the N atoms nearest a random atom "
                                             "(0 = whole graphs, -1 = the model's default: 128 for ours)"),
-    eval_crops: int = typer.Option(8, help="with crops: seeded crops per particle averaged when scoring"),
-    threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
+    eval_crops: int = typer.Option(8, min=1, max=1000, help="with crops: seeded crops per particle averaged when scoring"),
+    threads: int = typer.Option(None, **THREADS, help="torch CPU threads (default: torch's choice)"),
     cache: bool = typer.Option(True, help="cache the task fields as .pt tensors in OUT/cache"),
 ):
     """Train and score CHILI benchmark runs; append one line per finished run to OUT/results.jsonl.
@@ -53,8 +53,8 @@ def chili(
     from nanosolve.datasets.storage import open_store
     from nanosolve.models.chili_bench.runner import configs_for, plan_runs, run_many
 
-    if seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {seeds}")
+    check_number("--budget-minutes", budget_minutes, 0, lo_open=True, unit="minutes")
+    check_number("--lr", lr, 0, 1, lo_open=True)
     pairs, skipped = plan_runs(task, model, all_pairs=all_)  # unknown names: one error, before any work
     open_store(dataset, mode="r").close()  # a missing or foreign store: one error, before any work
     settings = dict(budget_minutes=budget_minutes, max_epochs=max_epochs, patience=patience, lr=lr,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.common import EPOCHS, SEED, THREADS, console, friendly_errors, parse_overrides
 from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
@@ -21,6 +21,7 @@ from nanosolve.cli.train_options import (
     QUIET_HELP,
     TENSORBOARD_HELP,
     check_device,
+    check_max_minutes,
     progress_bars,
     resolve_out,
     run_training,
@@ -41,6 +42,15 @@ TYPE_MODE_HELP = ("Langevin typing: argmax (the paper: each step every atom take
 CANDIDATES_HELP = ("decode every latent code this many times and keep the crystal whose posterior q(z | crystal) "
                    "fits the code best (uses only the model; 1 = the paper's single decode)")
 STOICH_HELP = "with --candidates: start them from this many of the composition head's likeliest stoichiometries"
+#: ranges of the sampling options (click refuses a value outside them before any work)
+N_CRYSTALS = {"min": 1, "max": 100_000}
+LANGEVIN_STEPS = {"min": 1, "max": 10_000}
+CANDIDATES = {"min": 1, "max": 1000}
+
+
+def _check_stoichiometries(stoichiometries: int, candidates: int) -> None:
+    if stoichiometries > candidates:
+        raise InputError(f"must be at most --candidates ({candidates}), got {stoichiometries}", "--stoichiometries")
 
 
 
@@ -74,16 +84,17 @@ def train_cmd(
     out: Path = typer.Option(None, "--out", "-o", help=OUT_HELP, show_default=False),
     preset: str = typer.Option("cpu", help="cpu (small, trains in an hour on one core) or paper (published sizes)"),
     max_minutes: float = typer.Option(None, help=MAX_MINUTES_HELP),
-    max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
+    max_epochs: int = typer.Option(None, **EPOCHS, help="total epochs (default from the preset)"),
     split: str = typer.Option("composition", help="composition (grouped by reduced formula) or random; 80/10/10"),
-    split_seed: int = typer.Option(0, help="seed of the split"),
+    split_seed: int = typer.Option(0, **SEED, help="seed of the split"),
     prop: list[str] = typer.Option(None, "--prop", help="property column(s) for the property head (repeatable)"),
-    max_atoms: int = typer.Option(None, help="largest cell the model allows (default: largest in DATA)"),
-    seed: int = typer.Option(0, help="training seed"),
+    max_atoms: int = typer.Option(None, min=1, max=200, help="largest cell the model allows (default: largest in "
+                                                             "DATA)"),
+    seed: int = typer.Option(0, **SEED, help="training seed"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    threads: int = typer.Option(None, help="torch CPU threads"),
+    threads: int = typer.Option(None, **THREADS, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
     """Train a CDVAE on DATA. Writes OUT/config.json, best.pt, last.pt, history.json, metrics.csv,
@@ -93,6 +104,7 @@ def train_cmd(
     from nanosolve.models.cdvae.run import make_config, prepare_run
     from nanosolve.models.cdvae.train import train
 
+    check_max_minutes(max_minutes)
     data = list(data or [])
     if out is None and len(data) >= 2:  # the older form: DATA... OUT
         data, legacy = data[:-1], data[-1]
@@ -125,14 +137,15 @@ def _langevin_progress(progress, label: str):
 @friendly_errors
 def generate_cmd(
     model_dir: Path = typer.Argument(..., help="a CDVAE run directory (config.json + best.pt) or a .pt file"),
-    n: int = typer.Option(10, "-n", help="number of crystals"),
+    n: int = typer.Option(10, "-n", **N_CRYSTALS, help="number of crystals"),
     out: Path = typer.Option(Path("cdvae_generated"), "-o", "--out", help="output folder (one CIF per crystal)"),
-    steps: int = typer.Option(None, help="Langevin steps per noise level (default: the model's, 100)"),
-    seed: int = typer.Option(0, help="sampling seed"),
+    steps: int = typer.Option(None, **LANGEVIN_STEPS, help="Langevin steps per noise level (default: the model's, "
+                                                           "100)"),
+    seed: int = typer.Option(0, **SEED, help="sampling seed"),
     type_mode: str = typer.Option("argmax", help=TYPE_MODE_HELP),
-    candidates: int = typer.Option(1, help=CANDIDATES_HELP),
-    stoichiometries: int = typer.Option(1, help=STOICH_HELP),
-    threads: int = typer.Option(None, help="torch CPU threads"),
+    candidates: int = typer.Option(1, **CANDIDATES, help=CANDIDATES_HELP),
+    stoichiometries: int = typer.Option(1, **CANDIDATES, help=STOICH_HELP),
+    threads: int = typer.Option(None, **THREADS, help="torch CPU threads"),
 ):
     """Sample N crystals from the prior (annealed Langevin dynamics) and write them as CIFs + summary.json."""
     import torch
@@ -142,6 +155,7 @@ def generate_cmd(
     from nanosolve.models.cdvae.train import load_model
     from nanosolve.structures.io import write_cif
 
+    _check_stoichiometries(stoichiometries, candidates)
     if threads:
         torch.set_num_threads(int(threads))
     model, _ = load_model(model_dir)
@@ -170,15 +184,16 @@ def evaluate_cmd(
                                            "or opt (property optimisation success rates)"),
     part: str = typer.Option("all", help="all crystals of DATA, or the train/val/test part of the split recorded "
                                          "in the model's config (same DATA as for training)"),
-    n: int = typer.Option(200, "-n", help="crystals to reconstruct / generate / optimise (random subset, seeded)"),
-    steps: int = typer.Option(None, help="Langevin steps per noise level (default: the model's, 100)"),
+    n: int = typer.Option(200, "-n", **N_CRYSTALS, help="crystals to reconstruct / generate / optimise (random subset, seeded)"),
+    steps: int = typer.Option(None, **LANGEVIN_STEPS, help="Langevin steps per noise level (default: the model's, "
+                                                           "100)"),
     dataset: str = typer.Option("perov_5", help="COV thresholds of this CDVAE data set (perov_5, carbon_24, mp_20)"),
-    seed: int = typer.Option(0, help="seed"),
+    seed: int = typer.Option(0, **SEED, help="seed"),
     type_mode: str = typer.Option("argmax", help=TYPE_MODE_HELP),
-    candidates: int = typer.Option(1, help=CANDIDATES_HELP),
-    stoichiometries: int = typer.Option(1, help=STOICH_HELP),
+    candidates: int = typer.Option(1, **CANDIDATES, help=CANDIDATES_HELP),
+    stoichiometries: int = typer.Option(1, **CANDIDATES, help=STOICH_HELP),
     json_out: Path = typer.Option(None, "--json", help="write the metrics as JSON here"),
-    threads: int = typer.Option(None, help="torch CPU threads"),
+    threads: int = typer.Option(None, **THREADS, help="torch CPU threads"),
 ):
     """Evaluate a CDVAE as the paper does; prints the metrics and optionally writes them as JSON."""
     import numpy as np
@@ -191,6 +206,7 @@ def evaluate_cmd(
         raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     if part not in PARTS:
         raise InputError(f"unknown part {part!r}; use one of {', '.join(PARTS)}")
+    _check_stoichiometries(stoichiometries, candidates)
     if threads:
         torch.set_num_threads(int(threads))
     model, config = load_model(model_dir)

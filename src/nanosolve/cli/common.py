@@ -105,6 +105,17 @@ def install_usage_errors() -> None:
 
 
 # ----- range checks of option values, before any work -------------------------------------------------
+# Ranges of integer options shared by several commands, as ``typer.Option(0, **SEED, ...)``: click refuses
+# a value outside them while parsing, before any work, as one ``error: --seed: ...`` line (exit 2).
+# Float options go through :func:`check_number` instead, which also refuses NaN and inf.
+#: seeds: numpy's generators refuse negative ones; 2³² - 1 is the largest every generator in use takes
+SEED = {"min": 0, "max": 2**32 - 1}
+#: total epochs of a training run
+EPOCHS = {"min": 1, "max": 1_000_000}
+#: torch CPU threads
+THREADS = {"min": 1, "max": 1024}
+
+
 def check_number(option: str, value, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
                  hi_open: bool = False, unit: str = "") -> None:
     """InputError ``<option>: must be in <range>, got <value>`` unless ``value`` (None passes) is finite
@@ -123,7 +134,8 @@ def check_number(option: str, value, lo: float | None = None, hi: float | None =
 
 # ----- output files and folders ------------------------------------------------------------------------
 #: Files a ``solve`` run writes into its folder: fixed names, and the ranked candidates ``NN_….xyz/.cif``.
-RUN_FILES = ("summary.json", "fit.png", "fit.gr", "fit.xy", "profile_fit.png", "profile_fit.xy", "report.html")
+RUN_FILES = ("summary.json", "fit.png", "fit.gr", "fit.xy", "profile_fit.png", "profile_fit.xy", "rietveld_fit.png",
+             "rietveld_fit.xy", "rw_vs_size.png", "rw_vs_size.csv", "report.html")
 RUN_FILE_PATTERN = r"^\d{2,}_[\w\-.]+\.(xyz|cif)$"
 
 
@@ -147,8 +159,10 @@ def _earlier_run_files(out) -> list:
 
 def output_folder(out, option: str = "-o", overwrite: bool = False):
     """Check a results folder before any work: not an existing file, and holding no earlier run's
-    results unless ``overwrite`` — then exactly those files (see :func:`_earlier_run_files`) are removed
-    first, so no stale candidate is left beside the new ones. Returns ``out`` (not created here)."""
+    results unless ``overwrite``. Nothing is removed or created here: the run writes through
+    :func:`results_folder`, which replaces exactly the earlier run's files (see :func:`_earlier_run_files`)
+    once the new results are complete, so no stale candidate is left beside the new ones and a failed
+    run leaves the earlier results in place. Returns ``out``."""
     from pathlib import Path
 
     out = Path(out)
@@ -163,9 +177,17 @@ def output_folder(out, option: str = "-o", overwrite: bool = False):
         if old and not overwrite:
             raise InputError(f"{out} holds the results of an earlier run ({len(old)} files, e.g. {old[0].name}); "
                              f"pass --overwrite to replace them, or choose another {option}", option)
-        for p in old:
-            p.unlink()
     return out
+
+
+def results_folder(out, overwrite: bool = False):
+    """``with results_folder(out, overwrite) as work:`` a run writes its results into ``work`` (a fresh
+    folder beside ``out``); they appear in ``out`` only when the block ends without an exception,
+    replacing an earlier run's files when ``overwrite`` (:func:`nanosolve._io.staged_folder`).
+    A failed run leaves ``out`` as it was: no partial results, the earlier ones kept."""
+    from nanosolve._io import staged_folder
+
+    return staged_folder(out, stale=_earlier_run_files if overwrite else None)
 
 
 def output_file(path, extensions, option: str = "-o"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.common import EPOCHS, SEED, THREADS, check_number, console, friendly_errors, parse_overrides
 from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
@@ -19,6 +19,7 @@ from nanosolve.cli.train_options import (
     QUIET_HELP,
     TENSORBOARD_HELP,
     check_device,
+    check_max_minutes,
     finish,
     legacy_positional,
     progress_bars,
@@ -49,16 +50,16 @@ def train_command(
     system: str = typer.Option("cubic", help="crystal system of the data set: cubic or trigonal"),
     preset: str = typer.Option("cpu", help="cpu (small, trains in minutes) or paper (the paper's widths)"),
     max_minutes: float = typer.Option(None, help=MAX_MINUTES_HELP),
-    max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
+    max_epochs: int = typer.Option(None, **EPOCHS, help="total epochs (default from the preset)"),
     cdvae: Path = typer.Option(None, help="folder with perov_5/ and carbon_24/ CSVs (default ../shared/data/cdvae)"),
-    substitutions: int = typer.Option(None, help="element substitutions per AFLOW prototype (default 8 cubic, 30 trigonal)"),
+    substitutions: int = typer.Option(None, min=0, max=1000, help="element substitutions per AFLOW prototype (default 8 cubic, 30 trigonal)"),
     origin: str = typer.Option(None, help="origin convention of a new data set: heaviest (heaviest atom at 0,0,0, "
                                           "the default; removes most of the origin ambiguity) or standard (spglib's)"),
-    seed: int = typer.Option(0, help="training seed"),
+    seed: int = typer.Option(0, **SEED, help="training seed"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    threads: int = typer.Option(1, help="torch CPU threads"),
+    threads: int = typer.Option(1, **THREADS, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
     """Train CrystalNet (pattern + formula -> electron density) on cubic or trigonal crystals."""
@@ -68,6 +69,7 @@ def train_command(
     from nanosolve.models.crystalnet.run import prepare_run
     from nanosolve.models.crystalnet.train import train
 
+    check_max_minutes(max_minutes)
     out = resolve_out(out, legacy_positional(ctx))
     if system not in SYSTEMS:
         raise InputError(f"unknown crystal system {system!r}; use one of {', '.join(SYSTEMS)}")
@@ -114,10 +116,10 @@ def predict_command(
     x_unit: str = typer.Option(None, help="x column unit if not evident: tth (2θ, degrees) or q (Å⁻¹)"),
     cell: str = typer.Option(None, help="cell: 'a' (cubic) or 'a,b,c,alpha,beta,gamma' (Å, °); default: index a "
                                         "cubic cell from the pattern (cubic models only)"),
-    samples: int = typer.Option(0, help="average this many latent draws (0: the posterior mean)"),
+    samples: int = typer.Option(0, min=0, max=10_000, help="average this many latent draws (0: the posterior mean)"),
     threshold: float = typer.Option(0.02, help="peak threshold for decoding, fraction of the maximum density"),
     plots: bool = typer.Option(True, help="write the slice and isosurface PNGs"),
-    threads: int = typer.Option(1, help="torch CPU threads"),
+    threads: int = typer.Option(1, **THREADS, help="torch CPU threads"),
 ):
     """Predict the electron density of a crystal from its powder pattern and formula; write it as a
     Gaussian cube file (e⁻/Bohr³) with slice and isosurface PNGs, and the atoms decoded from it as a CIF."""
@@ -126,6 +128,7 @@ def predict_command(
     from nanosolve.models.crystalnet.predict import parse_formula, predict
     from nanosolve.scattering.readers import read_pattern
 
+    check_number("--threshold", threshold, 0, 1, lo_open=True, hi_open=True)
     if not formula:
         raise InputError("no composition given: pass --formula (e.g. --formula SrTiO3)")
     comp = parse_formula(formula)  # refuse a bad formula before reading anything else

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.common import EPOCHS, SEED, THREADS, console, friendly_errors, parse_overrides
 from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
@@ -19,6 +19,7 @@ from nanosolve.cli.train_options import (
     QUIET_HELP,
     TENSORBOARD_HELP,
     check_device,
+    check_max_minutes,
     finish,
     progress_bars,
     say,
@@ -43,20 +44,20 @@ def train_cmd(
     preset: str = typer.Option("cpu", help="cpu (converges in minutes on a laptop) or paper (Adam 5e-5, 3,000-point PDF)"),
     data: str = typer.Option("generate", help="a DeepStruc data set file (nanosolve GraphStore) or 'generate'"),
     data_kind: str = typer.Option("paper", help="with --data generate: paper (FCC < 100 atoms) or extended"),
-    data_max_atoms: int = typer.Option(None, help="with --data generate: largest cluster (paper: < 100, extended: <= 200)"),
+    data_max_atoms: int = typer.Option(None, min=2, max=1000, help="with --data generate: largest cluster (paper: < 100, extended: <= 200)"),
     elements: str = typer.Option(None, help="with --data generate: comma-separated metals (default all 29 d-block)"),
-    data_seed: int = typer.Option(0, help="seed of the generated set (ADP / delta2 draws)"),
+    data_seed: int = typer.Option(0, **SEED, help="seed of the generated set (ADP / delta2 draws)"),
     split: str = typer.Option("paper", help="paper (random, the paper's proportions), grouped (by builder label) "
                                           "or geometry (by geometry: labels cutting the same cluster merged)"),
-    split_seed: int = typer.Option(0, help="seed of the train/val/test split"),
+    split_seed: int = typer.Option(0, **SEED, help="seed of the train/val/test split"),
     out: Path = typer.Option(Path("deepstruc_run"), "--out", "-o", help="run directory (rerun = resume)"),
     max_minutes: float = typer.Option(None, help=MAX_MINUTES_HELP),
-    max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
-    seed: int = typer.Option(0, help="training seed (initialisation, shuffling)"),
+    max_epochs: int = typer.Option(None, **EPOCHS, help="total epochs (default from the preset)"),
+    seed: int = typer.Option(0, **SEED, help="training seed (initialisation, shuffling)"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    threads: int = typer.Option(None, help="torch CPU threads"),
+    threads: int = typer.Option(None, **THREADS, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
     """Train a DeepStruc CVAE / DAE. Writes OUT/config.json, best.pt, last.pt, history.json, metrics.csv,
@@ -68,6 +69,7 @@ def train_cmd(
     from nanosolve.models.deepstruc.run import open_or_generate, prepare_run
     from nanosolve.models.deepstruc.train import train
 
+    check_max_minutes(max_minutes)
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if threads:

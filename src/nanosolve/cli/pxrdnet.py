@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import console, friendly_errors, parse_overrides
+from nanosolve.cli.common import EPOCHS, SEED, THREADS, check_number, console, friendly_errors, parse_overrides
 from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
@@ -20,6 +20,7 @@ from nanosolve.cli.train_options import (
     QUIET_HELP,
     TENSORBOARD_HELP,
     check_device,
+    check_max_minutes,
 )
 from nanosolve.errors import InputError
 
@@ -30,21 +31,21 @@ def train_cmd(
     data: list[Path] = typer.Argument(None, help="CDVAE CSV file(s) and/or CIF folder(s); may be empty with "
                                                  "--prototypes"),
     out: Path = typer.Option(..., "--out", "-o", help=OUT_HELP),
-    prototypes: int = typer.Option(0, help="number of AFLOW-prototype substitutions to add"),
+    prototypes: int = typer.Option(0, min=0, max=100_000, help="number of AFLOW-prototype substitutions to add"),
     size: float = typer.Option(10.0, help="crystallite size τ of the training patterns (Å); the paper: 10 or 100"),
     size_model: str = typer.Option("pxrdnet", help="pxrdnet (sinc²(Qτ/2), the paper) or scherrer (physical)"),
     preset: str = typer.Option("cpu", help="cpu (trains in under an hour on one core) or paper"),
-    max_atoms: int = typer.Option(20, help="largest cell (atoms) kept and allowed by the model"),
-    max_per_source: int = typer.Option(None, help="keep at most this many crystals of each DATA source "
+    max_atoms: int = typer.Option(20, min=1, max=200, help="largest cell (atoms) kept and allowed by the model"),
+    max_per_source: int = typer.Option(None, min=1, help="keep at most this many crystals of each DATA source "
                                                   "(a seeded random subset)"),
     max_minutes: float = typer.Option(None, help=MAX_MINUTES_HELP),
-    max_epochs: int = typer.Option(None, help="total epochs (default from the preset)"),
-    split_seed: int = typer.Option(0, help="seed of the composition-grouped 80/10/10 split"),
-    seed: int = typer.Option(0, help="training seed (also the prototype draw and the pattern σ draws)"),
+    max_epochs: int = typer.Option(None, **EPOCHS, help="total epochs (default from the preset)"),
+    split_seed: int = typer.Option(0, **SEED, help="seed of the composition-grouped 80/10/10 split"),
+    seed: int = typer.Option(0, **SEED, help="training seed (also the prototype draw and the pattern σ draws)"),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     tensorboard: bool = typer.Option(False, help=TENSORBOARD_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    threads: int = typer.Option(None, help="torch CPU threads"),
+    threads: int = typer.Option(None, **THREADS, help="torch CPU threads"),
     set_: list[str] = typer.Option(None, "--set", help="config override key=value (JSON value), repeatable"),
 ):
     """Train PXRDNet. Writes OUT/config.json, best.pt, last.pt, history.json, metrics.csv, split.json,
@@ -55,6 +56,8 @@ def train_cmd(
     from nanosolve.models.pxrdnet.run import load_table, make_config, prepare_run
     from nanosolve.models.pxrdnet.train import train
 
+    check_max_minutes(max_minutes)
+    check_number("--size", size, 0, 1e4, lo_open=True, unit="Å")
     if threads:
         torch.set_num_threads(int(threads))
     check_device(device)
@@ -94,9 +97,11 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
                  distinct: bool | None, prototypes: bool | None, symmetrize: bool | None, broaden: bool,
                  background: bool | None, method: str, seed: int, out: Path, show: int,
                  profile_top: int | None = None, rietveld=None, z: int | None = None,
-                 time_budget: float | None = None, random_search: int | None = None) -> dict:
+                 time_budget: float | None = None, random_search: int | None = None, overwrite: bool = False) -> dict:
     """``nanosolve solve`` for a powder pattern (see cli/solve.py): candidates of every source and Z,
-    ranked blind (plausible first), one progress line per stage."""
+    ranked blind (plausible first), one progress line per stage. The results are written into a
+    folder beside ``out`` and moved into ``out`` at the end (replacing an earlier run's with
+    ``overwrite``): a failed run leaves ``out`` as it was."""
     from rich.table import Table
 
     from nanosolve.solve.pxrd import (
@@ -123,11 +128,12 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
         profile_top=PROFILE_TOP if profile_top is None else profile_top, rietveld=rietveld, z=z,
         time_budget=TIME_BUDGET if time_budget is None else (None if time_budget == 0 else time_budget),
         random_search=RANDOM_SEARCH if random_search is None else random_search)
+    from nanosolve.cli.common import results_folder
     from nanosolve.cli.progress import stage_progress
 
-    with stage_progress(console) as progress:
+    with stage_progress(console) as progress, results_folder(out, overwrite) as work:
         settings.progress = progress
-        result = solve_pxrd(pattern, formula, settings=settings, out_dir=out)
+        result = solve_pxrd(pattern, formula, settings=settings, out_dir=work)
     s = result.summary
     t = Table(title=f"{file.name}: {method} candidates for {formula} (τ = {s['size']:g} Å model)")
     t.add_column("#", no_wrap=True, min_width=len(str(min(show, len(s["candidates"])))))

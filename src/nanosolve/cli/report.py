@@ -14,7 +14,7 @@ def report(
     folder: Path = typer.Argument(..., help="output folder of a solve (holds summary.json, the ranked "
                                             "structure files and the fit data)"),
     out: Path = typer.Option(None, "-o", "--out", help="HTML file to write (default: FOLDER/report.html)"),
-    max_views: int = typer.Option(50, help="candidates with a 3-D view (best first)"),
+    max_views: int = typer.Option(50, min=0, max=10_000, help="candidates with a 3-D view (best first)"),
 ):
     """Write FOLDER/report.html: input and settings, the ranked candidate table, the fit of the best
     candidate with its difference curve (hkl ticks for powder data, best Rw per motif for a PDF) and

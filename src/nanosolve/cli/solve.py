@@ -7,11 +7,28 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import check_number, check_wavelength_option, console, friendly_errors, output_folder
+from nanosolve.cli.common import (
+    SEED,
+    check_number,
+    check_wavelength_option,
+    console,
+    friendly_errors,
+    output_folder,
+    results_folder,
+)
+
+
+def _naming(progress, work: Path, out: Path):
+    """``progress(stage, detail)`` that names OUT where the library names the folder it writes into."""
+
+    def call(stage, detail=None):
+        progress(stage, detail.replace(str(work), str(out)) if isinstance(detail, str) else detail)
+
+    return call
 
 
 def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength=None, steps=None,
-                   langevin_steps=None, top=None, profile_top=None) -> None:
+                   langevin_steps=None, top=None, profile_top=None, time_budget=None, lattice_a=None) -> None:
     """Every option of ``solve`` range-checked before the input is read."""
     from nanosolve.solve.limits import check_k
     from nanosolve.structures.elements import normalize_symbol
@@ -28,6 +45,8 @@ def _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelengt
     check_number("--qmax", qmax, 0, 200, lo_open=True, unit="Å⁻¹")
     check_number("--qdamp", qdamp, 0, 10, unit="Å⁻¹")
     check_number("--rmin", rmin, 0, 1e4, unit="Å")
+    check_number("--time-budget", time_budget, 0, unit="s")  # 0 = unbounded; NaN and inf refused
+    check_number("--lattice-a", lattice_a, 1, 20, unit="Å")  # every metal's lattice constant, with room
     if qmin is not None and qmax is not None and not qmax > qmin:
         from nanosolve.errors import InputError
 
@@ -83,13 +102,13 @@ def solve(
                                                       "deepstruc or pxrdnet"),
     formula: str = typer.Option(None, "--formula", "-f", help="powder: the composition, any multiple (Fe2O3 = "
                                                               "Fe4O6); Z is searched, --z pins it"),
-    z: int = typer.Option(None, "--z", min=1, help="powder: formula units per cell (default: Z = 1, 2, 3, 4, 6, 8 "
+    z: int = typer.Option(None, "--z", min=1, max=200, help="powder: formula units per cell (default: Z = 1, 2, 3, 4, 6, 8 "
                                                    "... up to 48 atoms searched and ranked together)"),
     time_budget: float = typer.Option(None, "--time-budget", min=0,
                                       help="powder: total wall time of the solve (s); the stages stop starting new "
                                            "work as it runs out and say so; 0 = unbounded "
                                            "[default: nanosolve.solve.pxrd.TIME_BUDGET, 300]"),
-    random_search: int = typer.Option(None, "--random-search", min=0,
+    random_search: int = typer.Option(None, "--random-search", min=0, max=10_000,
                                       help="powder: pyxtal random crystals in the space groups that fit the "
                                            "composition and Z, ranked beside the other candidates; 0 = off "
                                            "[default: nanosolve.solve.pxrd.RANDOM_SEARCH]"),
@@ -123,7 +142,7 @@ def solve(
                                     help="powder, sharp data: best candidates refined against the pattern as "
                                          "measured (own 2θ grid, width, zero, background) and re-ranked by "
                                          "R_wp; 0 = off [default: nanosolve.solve.pxrd.PROFILE_TOP]"),
-    rietveld_top: int = typer.Option(None, "--rietveld-top", min=0,
+    rietveld_top: int = typer.Option(None, "--rietveld-top", min=0, max=1000,
                                      help="powder, sharp data: best measured-profile fits then Rietveld-refined "
                                           "under their space group (free Wyckoff coordinates, B_iso per element, "
                                           "TCH profile) and re-ranked by R_wp; 0 = off "
@@ -151,7 +170,7 @@ def solve(
     out: Path = typer.Option(None, "-o", "--out", help="output folder (default: <file stem>_solve)"),
     model_dir: Path = typer.Option(None, "--model-dir", help="trained run (config.json + best.pt); default: the "
                                                             "shipped DeepStruc CVAE / PXRDNet model"),
-    seed: int = typer.Option(0, help="seed of the latent samples"),
+    seed: int = typer.Option(0, **SEED, help="seed of the latent samples"),
     qmin: float = typer.Option(None, help="Qmin of the data (Å⁻¹); default: file header, else 0.7"),
     qmax: float = typer.Option(None, help="Qmax of the data (Å⁻¹); default: file header, else 30"),
     qdamp: float = typer.Option(None, help="Qdamp of the data (Å⁻¹); default: file header, else 0.04"),
@@ -162,7 +181,7 @@ def solve(
     rmax: float = typer.Option(None, "--rmax", help="PDF: fit range end (Å); default: where the data end"),
     lattice_a: float = typer.Option(None, "--lattice-a", help="PDF: lattice constant (Å) to start the library "
                                                               "clusters from instead of the element's"),
-    max_atoms: int = typer.Option(4000, "--max-atoms", min=13, help="PDF: largest library cluster (atoms)"),
+    max_atoms: int = typer.Option(4000, "--max-atoms", min=13, max=100_000, help="PDF: largest library cluster (atoms)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress, no table)"),
     show: int = typer.Option(10, min=0, help="rows of the printed table"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the results of an earlier run in the output "
@@ -186,7 +205,7 @@ def solve(
     from nanosolve.solve import choose_model, read_input, solve_pdf
 
     _check_options(formula, element, size, qmin, qmax, qdamp, rmin, k, wavelength, steps, langevin_steps, top,
-                   profile_top)
+                   profile_top, time_budget, lattice_a)
     with warnings.catch_warnings():  # a guessed x unit of a non-PDF file is moot: it is refused below
         warnings.simplefilter("ignore", UserWarning)
         pattern = read_input(file, wavelength) if x_unit is None else _read_with_x_unit(file, wavelength, x_unit)
@@ -198,7 +217,7 @@ def solve(
                      positions, distinct, prototypes, symmetrize, broaden, background, method, seed, out, show,
                      profile_top, rietveld=_rietveld_settings(rietveld_top, background_file, extra_phase,
                                                               preferred_orientation, kalpha2),
-                     z=z, time_budget=time_budget, random_search=random_search)
+                     z=z, time_budget=time_budget, random_search=random_search, overwrite=overwrite)
         return
     k = 20 if k is None else k
     from nanosolve.solve.pdf_solve import PdfSolveSettings
@@ -212,9 +231,10 @@ def solve(
     r_fit = pattern.x[(pattern.x >= rmin) & (pattern.x <= (rmax or float("inf")))]  # the [Q × r] fit kernel
     guard_pdf_fit(r_fit.size, float(r_fit.max() if r_fit.size else pattern.x.max()), qmax or 30.0,
                   what=f"PDF fit of {file.name}")
-    with stage_progress(console, quiet) as progress:
+    # written into a folder beside OUT and moved in at the end: a failed run leaves OUT as it was
+    with stage_progress(console, quiet) as progress, results_folder(out, overwrite) as work:
         result = solve_pdf(pattern, element=element, k=k, seed=seed, model_dir=model_dir, model=model,
-                           out_dir=out, progress=progress, pdf_settings=pdf_settings)
+                           out_dir=work, progress=_naming(progress, work, out), pdf_settings=pdf_settings)
     s = result.summary
     a = s["answer"]
     t = Table("rank", "source", "motif", "atoms", "d (nm)", "a (Å)", "Biso (Å²)", "Rw", "Rw positions", "flags",

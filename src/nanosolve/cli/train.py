@@ -43,12 +43,11 @@ def export(ctx: typer.Context, run: Path = typer.Argument(..., help="a training 
            half: bool = typer.Option(True, help="store weights as float16 (half the size; loaded back as float32)")):
     """Copy a run's best weights + config to --out (e.g. to ship them), optionally as float16.
     DeepStruc and PXRDNet runs (told apart by their config)."""
-    import torch
-
     from nanosolve.cli.train_options import legacy_positional, resolve_out
 
     dest = resolve_out(dest, legacy_positional(ctx))
 
+    from nanosolve.models.checkpoints import atomic_torch_save
     from nanosolve.models.deepstruc.train import load_model
 
     cfg_path = run / "config.json" if run.is_dir() else run.parent / "config.json"
@@ -62,7 +61,7 @@ def export(ctx: typer.Context, run: Path = typer.Argument(..., help="a training 
     config.extra.pop("data", None)  # a path on the training machine; the recipe (data_kind, seed...) stays
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     dest.mkdir(parents=True, exist_ok=True)
-    torch.save(state, dest / "best.pt")
+    atomic_torch_save(state, dest / "best.pt")
     config.to_json(dest / "config.json")
     size = (dest / "best.pt").stat().st_size / 1e6
     console.print(f"wrote {dest}/best.pt ({size:.2f} MB) and config.json", highlight=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nanosolve.cli.common import console, err_console, finish_training
+from nanosolve.cli.common import check_number, console, err_console, finish_training
 from nanosolve.errors import InputError
 
 OUT_HELP = "run folder (config.json, best.pt, last.pt, history.json, metrics.csv); rerun = resume"
@@ -41,6 +41,11 @@ def resolve_out(out: Path | None, positional: Path | None) -> Path:
             err_console.print("note: OUT as a positional argument is deprecated; use --out/-o", highlight=False)
         return positional
     return out
+
+
+def check_max_minutes(max_minutes: float | None) -> None:
+    """``--max-minutes``: None (no budget) or a finite number of minutes > 0 (InputError naming it)."""
+    check_number("--max-minutes", max_minutes, 0, lo_open=True, unit="minutes")
 
 
 def is_main() -> bool:

@@ -3,8 +3,9 @@ folder (``load_model_dir``). The training loop that writes the checkpoints is
 :mod:`nanosolve.models.training`.
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts and are always read with
-``torch.load(path, weights_only=True)`` (never arbitrary unpickling). Writes go to a temp file
-then ``os.replace`` so a crash never leaves half a checkpoint behind.
+``torch.load(path, weights_only=True)`` (never arbitrary unpickling). Writes go to a uniquely named
+temp file in the target folder, then ``os.replace`` (:mod:`nanosolve._io`), so a crash never leaves
+half a checkpoint behind and two writers never share a temp file.
 """
 
 from __future__ import annotations
@@ -15,23 +16,21 @@ from pathlib import Path
 
 import torch
 
+from nanosolve._io import atomic_path, atomic_write_text
 from nanosolve.errors import InputError
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` into ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` into ``path`` atomically: a uniquely named temp file in the same folder
+    (:func:`nanosolve._io.atomic_path`), renamed onto ``path``; an interrupted save leaves the
+    previous file intact and no temp file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def atomic_json(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` as indented JSON into ``path`` atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def load_checkpoint(path: str | os.PathLike):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -20,6 +21,15 @@ class JsonConfig:
     """
 
     _FAMILY = "model"
+
+    def nonfinite_problems(self) -> list[str]:
+        """``"<field> must be finite, got inf"`` for each float setting that is NaN or ±inf (a learning
+        rate of inf passes ``lr > 0`` and only shows up as a diverged first epoch)."""
+        return [
+            f"{f.name} must be finite, got {v}"
+            for f in dataclasses.fields(self)
+            if isinstance(v := getattr(self, f.name), float) and not math.isfinite(v)
+        ]
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -54,6 +54,7 @@ from typing import Any
 
 import torch
 
+from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import atomic_json, atomic_torch_save, load_checkpoint, load_state
 
@@ -335,9 +336,7 @@ class MetricsLog:
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         w.writerows(history)
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, buf.getvalue())
 
     def add(self, record: dict) -> None:
         if self.writer is None:

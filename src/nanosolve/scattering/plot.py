@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nanosolve._io import atomic_path
 from nanosolve.scattering.pattern import X_LABELS, Y_LABELS, Pattern
 
 
@@ -35,14 +36,17 @@ def plot_patterns(patterns: list[Pattern] | Pattern, path: str | os.PathLike, ti
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Lay out, save as PNG (creating the folder) and close ``fig``; every nanosolve plot ends here."""
+    """Lay out, save as PNG (creating the folder; atomically) and close ``fig``; every nanosolve plot ends
+    here."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # unique temporary name beside the target (same extension), renamed
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -95,7 +95,7 @@ class CDVAEConfig(JsonConfig):
         self.validate()
 
     def validate(self) -> None:
-        problems = []
+        problems = self.nonfinite_problems()
         for name in ("latent_dim", "max_atoms", "enc_hidden", "enc_layers", "enc_max_neighbors", "dec_hidden",
                      "dec_layers", "dec_max_neighbors", "n_rbf", "head_hidden", "head_layers", "num_noise_level",
                      "n_step_each", "batch_size", "max_epochs", "patience"):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_write
 from nanosolve.datasets import splits
 from nanosolve.errors import InputError
 from nanosolve.structures.crystal import CRYSTAL_SYSTEMS, Crystal, lattice_from_parameters
@@ -153,10 +154,8 @@ def _save_table(table: CrystalTable, target: Path) -> None:
     for k, name in enumerate(table.props):
         arrays[f"prop_{k}"] = np.asarray(table.props[name], dtype=np.float64)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
-    with open(tmp, "wb") as fh:
+    with atomic_write(target, "wb") as fh:  # a concurrent reader never sees half a file
         np.savez(fh, **arrays)
-    os.replace(tmp, target)  # atomic: a concurrent reader never sees half a file
 
 
 def _load_table(target: Path) -> CrystalTable | None:

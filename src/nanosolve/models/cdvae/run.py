@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.models.training import check_resumable, is_main_process
 
@@ -43,7 +44,7 @@ def split_table(table, split: str = "composition", seed: int = 0) -> dict[str, n
 def write_split(out: str | os.PathLike, parts: dict) -> None:
     """``out/split.json`` (part -> row indices), on the main process only."""
     if is_main_process():
-        Path(out, "split.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
+        atomic_write_text(Path(out, "split.json"), json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
 
 
 def make_config(preset: str, overrides: dict | None = None, **settings):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_write_text
 from nanosolve.models.chili_bench.runner import BASELINE_NAMES, MODEL_NAMES, RESULTS_FILE, read_result_lines
 from nanosolve.models.chili_bench.tasks import TASKS
 
@@ -201,7 +202,5 @@ def render_results_dir(out_dir: str | os.PathLike, write: bool = True) -> tuple[
     path = None
     if write:
         path = out / "results.md"
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return text, path

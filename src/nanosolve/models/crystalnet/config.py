@@ -72,7 +72,7 @@ class CrystalNetConfig(JsonConfig):
         self.validate()
 
     def validate(self) -> None:
-        problems = []
+        problems = self.nonfinite_problems()
         for name in ("n_bins", "n_elements", "latent_dim", "dense_growth", "dense_stem", "dense_bn_size",
                      "fusion_width", "fusion_layers", "fourier_features", "pos_width", "hidden", "n_layers",
                      "skip_every", "batch_size", "points_per_crystal", "max_epochs"):

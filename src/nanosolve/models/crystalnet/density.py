@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_path
 from nanosolve.errors import InputError
 from nanosolve.scattering.form_factors import wk_coefficients
 from nanosolve.structures.crystal import Crystal
@@ -328,7 +329,6 @@ def density_cache(crystal: Crystal, cache_dir=None, n=GRID, b_iso: float = DEFAU
         except (OSError, ValueError):  # a truncated file from a crash: recompute below
             pass
     rho = procrystal_density(crystal, n, b_iso, min_sigma_voxels).astype(dtype)
-    tmp = f.with_name(f"{f.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, rho, allow_pickle=False)
-    os.replace(tmp, f)
+    with atomic_path(f) as tmp:  # unique temp name: parallel builds share this cache
+        np.save(tmp, rho, allow_pickle=False)
     return rho

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_path, atomic_write, atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.structures.crystal import Crystal, lattice_from_parameters
@@ -173,7 +174,7 @@ def write_cube(path, rho: np.ndarray, lattice: np.ndarray, crystal: Crystal | No
 
     atoms = crystal.to_ase() if crystal is not None else Atoms(cell=lattice, pbc=True)
     path = Path(path)
-    with open(path, "w") as fh:
+    with atomic_write(path) as fh:
         ase_write_cube(fh, atoms, data=np.asarray(rho) * Bohr**3, comment="nanosolve CrystalNet density, e/Bohr^3")
     return path
 
@@ -201,7 +202,8 @@ def plot_slices(path, rho: np.ndarray, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -238,7 +240,8 @@ def plot_isosurface(path, rho: np.ndarray, lattice: np.ndarray, level_fraction: 
     ax.set_zlabel("z (Å)")
     ax.set_title(title or f"isosurface at {level:.3g} e⁻/Å³ ({level_fraction:.0%} of max)")
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -264,7 +267,7 @@ def write_outputs(res: Prediction, out_dir, plots: bool = True, model_dir=None) 
                                                             "frac_coords": res.crystal.frac_coords.tolist()},
                "notes": res.notes, "files": {k: str(v) for k, v in files.items()}}
     files["json"] = out / "prediction.json"
-    files["json"].write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(files["json"], json.dumps(summary, indent=1) + "\n")
     res.files = files
     return files
 

@@ -32,7 +32,9 @@ def make_config(preset: str, overrides: dict | None = None):
     factory = CrystalNetConfig.cpu if preset == "cpu" else CrystalNetConfig.paper
     try:
         return factory(**dict(overrides or {}))
-    except TypeError as err:
+    except InputError:
+        raise
+    except (TypeError, ValueError) as err:  # an unknown key, or a value of the wrong type ("batch_size=x")
         raise InputError(f"invalid --set option: {err}") from None
 
 

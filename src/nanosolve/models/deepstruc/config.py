@@ -65,7 +65,7 @@ class DeepStrucConfig(JsonConfig):
         return self.max_atoms + self.n_satellites
 
     def validate(self) -> None:
-        problems = []
+        problems = self.nonfinite_problems()
         if self.kind not in MODEL_KINDS:
             problems.append(f"kind must be one of {MODEL_KINDS}, got {self.kind!r}")
         if self.monitor not in MONITORS:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.models.training import check_resumable, is_main_process, main_process_first
 
@@ -46,7 +47,9 @@ def make_config(kind: str, preset: str, overrides: dict | None, r_max: float):
     factory = DeepStrucConfig.cpu if preset == "cpu" else DeepStrucConfig.paper
     try:
         return factory(kind=kind, extra=extra, **overrides)
-    except TypeError as err:
+    except InputError:
+        raise
+    except (TypeError, ValueError) as err:  # an unknown key, or a value of the wrong type ("batch_size=x")
         raise InputError(f"invalid --set option: {err}") from None
 
 
@@ -91,7 +94,7 @@ def prepare_run(store, provenance: dict, out: str | os.PathLike, kind: str = "cv
     parts = read_split(store, split, seed=split_seed)
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process():
-        (out / "split.json").write_text(json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
+        atomic_write_text(out / "split.json", json.dumps({k: np.asarray(v).tolist() for k, v in parts.items()}) + "\n")
     tensors = {name: load_tensors(store, parts[name], config.n_satellites, config.max_atoms, config.n_r)
                for name in ("train", "val")}
     return PreparedRun(config, store, parts, tensors)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_path, atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.models.cdvae.data import DEFAULT_POOL, CrystalTable, prototype_table, to_data_list
 
@@ -115,13 +116,10 @@ def simulate_patterns(table: CrystalTable, size: float = 10.0, size_model: str =
         if progress is not None:
             progress(k + 1, len(table))
     if cache is not None:
-        tmp = Path(f"{cache}.tmp{os.getpid()}.npy")
-        np.save(tmp, out, allow_pickle=False)
-        os.replace(tmp, npy)
-        tmpj = meta.with_name(meta.name + f".tmp{os.getpid()}")
-        tmpj.write_text(json.dumps({"key": key, "size": size, "size_model": size_model, "seed": seed,
-                                    "n": len(table)}) + "\n")
-        os.replace(tmpj, meta)
+        with atomic_path(npy) as tmp:
+            np.save(tmp, out, allow_pickle=False)
+        atomic_write_text(meta, json.dumps({"key": key, "size": size, "size_model": size_model, "seed": seed,
+                                            "n": len(table)}) + "\n")
     return out
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.models.cdvae.run import FRACTIONS, write_split
 from nanosolve.models.training import check_resumable, is_main_process, main_process_first
@@ -76,7 +77,7 @@ def prepare_run(data: Sequence[str | os.PathLike], out: str | os.PathLike, prese
     parts = composition_split(table, FRACTIONS, seed=split_seed)
     write_split(out, parts)
     if is_main_process():
-        (out / "crystals.json").write_text(json.dumps(
+        atomic_write_text(out / "crystals.json", json.dumps(
             [{"id": i, "formula": c.formula, "n_atoms": len(c), "crystal_system": c.properties.get("crystal_system")}
              for i, c in zip(table.ids, table.crystals)]) + "\n")
     with main_process_first():  # one process fills the pattern cache, the others read it
