@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosolve._io import atomic_path
 from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import atomic_json
 from nanosolve.models.crystalnet.density import GRID, density_cache, density_key
@@ -318,8 +319,9 @@ def build_dataset(root, system: str, cdvae_dir="auto", n_substitutions: int | No
             "fractions": list(fractions), "cdvae_dir": None if cdvae_dir is None else str(cdvae_dir),
             "split_sizes": {k: int(len(v)) for k, v in split.items()},
             "density_seconds": round(time.monotonic() - t0, 1)}
-    np.save(root / "xrd.npy", xrd, allow_pickle=False)
-    np.save(root / "comp.npy", comp, allow_pickle=False)
+    for name, arr in (("xrd.npy", xrd), ("comp.npy", comp)):
+        with atomic_path(root / name) as tmp:
+            np.save(tmp, arr, allow_pickle=False)
     atomic_json(records, root / "crystals.json")
     atomic_json({k: v.tolist() for k, v in split.items()}, root / "split.json")
     atomic_json(meta, root / "index.json")  # last: its presence marks a complete build
