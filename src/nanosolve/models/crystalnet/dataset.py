@@ -49,6 +49,7 @@ from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import atomic_json
 from nanosolve.models.crystalnet.density import GRID, density_cache, density_key
 from nanosolve.models.crystalnet.inputs import composition_vector, xrd_vector
+from nanosolve.paths import shared_data_dir  # $NANOSOLVE_DATA or <checkout>/../shared/data
 from nanosolve.structures.crystal import Crystal
 
 FORMAT = 1
@@ -63,11 +64,6 @@ ELEMENT_POOL = tuple(
         "Li Be B C N O F Na Mg Al Si P S Cl K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Rb Sr Y Zr Nb "
         "Mo Ru Rh Pd Ag Cd In Sn Sb Te I Cs Ba La Ce Pr Nd Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir "
         "Pt Au Hg Tl Pb Bi").split())
-
-
-def shared_data_dir() -> Path:
-    """``<repo>/../shared/data`` (the read-only reference data next to the repository)."""
-    return Path(__file__).resolve().parents[4].parent / "shared" / "data"
 
 
 @dataclass
@@ -237,7 +233,7 @@ def build_dataset(root, system: str, cdvae_dir="auto", n_substitutions: int | No
         root: output folder (densities are cached in ``root/density`` and reused on a rebuild).
         system: 'cubic' or 'trigonal'.
         cdvae_dir: folder holding ``perov_5/`` and ``carbon_24/`` (val/test/train CSVs);
-            ``'auto'``: ``../shared/data/cdvae`` if it exists; None: no CDVAE structures.
+            ``'auto'``: ``cdvae`` under :func:`nanosolve.paths.shared_data_dir` if it exists; None: no CDVAE structures.
         n_substitutions: random substitutions per prototype (default 8 cubic, 30 trigonal).
         max_atoms, max_cell_length: size filters (atoms per standard cell, Å).
         max_per_source: cap on crystals taken from each CSV (quick builds, tests).
