@@ -18,7 +18,11 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-sys.path.insert(0, str(Path(__file__).parent))
+# the jobs reuse other test modules (found by name under tests/, wherever they live) and the spawned
+# processes import this one: their folders go on sys.path, which spawn passes to the children
+_TESTS = next(p for p in Path(__file__).resolve().parents if p.name == "tests" and (p / "conftest.py").is_file())
+for _name in ("test_ddp", "test_training_loop", "test_deepstruc_model"):
+    sys.path.insert(0, str(next(_TESTS.rglob(f"{_name}.py")).parent))
 
 
 def _free_port() -> int:
