@@ -33,16 +33,17 @@ SHARED = HERE.parents[2] / "shared" / "data" / "deepstruc_simulated"
 SEED = 20261206
 METALS = ("Au", "Pt", "Ni")
 MOTIFS = ("icosahedron", "marks-decahedron", "truncated-octahedron", "hcp-sphere")
+CALIBRATION_ERROR = 0.10  # relative error of a Qdamp taken from a calibrant measurement (protocol 'calibrant')
 FAMILY_OF_FILE = {"BCC": "bcc", "FCC": "fcc", "SC": "sc", "HCP": "hcp", "Decahedron": "decahedral",
                   "Icosahedron": "icosahedral", "Octahedron": "fcc"}
 
 
-def _solve(pattern, element, source):
+def _solve(pattern, element, source, qdamp=None):
     from nanosolve.solve import solve_pdf
     from nanosolve.solve.pdf_solve import PdfSolveSettings
 
     t = time.perf_counter()
-    res = solve_pdf(pattern, element=element, pdf_settings=PdfSolveSettings(source=source))
+    res = solve_pdf(pattern, element=element, pdf_settings=PdfSolveSettings(source=source, qdamp=qdamp))
     return res.summary, time.perf_counter() - t
 
 
@@ -125,29 +126,40 @@ def _chance(lib, family: str, motif: str, n_true: int) -> dict:
     return {"family": float(fam.mean()), "motif": float(mot.mean()), "family_and_size": float((fam & size).mean())}
 
 
-def part_b(source: str, limit: int | None) -> list[dict]:
+def part_b(source: str, limit: int | None, protocol: str, parts: tuple = ("validation", "test")) -> list[dict]:
+    """Rows of (b). ``protocol``: 'calibrant' (Qdamp stated as a calibrant measurement gives it: the true value
+    times 1 + U(−CALIBRATION_ERROR, +CALIBRATION_ERROR)) or 'fitted' (Qdamp not stated: fitted per candidate)."""
     from nanosolve.solve.cluster_library import load_library
     from nanosolve.structures.builders.clusters import MOTIF_FAMILY
 
     rng = np.random.default_rng(SEED)
+    cal = np.random.default_rng(SEED + 1)  # calibration errors: their own stream, so the items stay the same
     items = _truth_clusters(rng)[:limit]
     lib = load_library()
     rows = []
     for item in items:
         pat, n_true, truth = simulate_item(item, rng)
-        s, sec = _solve(pat, item["metal"], source)
+        qdamp_stated = truth["qdamp"] * (1 + cal.uniform(-CALIBRATION_ERROR, CALIBRATION_ERROR))
+        if item["part"] not in parts:
+            continue
+        s, sec = _solve(pat, item["metal"], source, qdamp_stated if protocol == "calibrant" else None)
         a = s["answer"]
         fam = MOTIF_FAMILY[item["motif"]]
-        row = {"part": item["part"], "metal": item["metal"], "motif_true": item["motif"], "n_true": n_true,
-               "parameters": item["parameters"], "truth": truth, "motif": a["motif"], "n_atoms": a["n_atoms"],
-               "source": a["source"], "rw": a["rw"], "lattice_a": a["lattice_a"],
+        lo, hi = a["sizes_within_noise"]["n_atoms"]
+        row = {"part": item["part"], "protocol": protocol, "metal": item["metal"], "motif_true": item["motif"],
+               "n_true": n_true, "parameters": item["parameters"], "truth": truth,
+               "qdamp_stated": qdamp_stated if protocol == "calibrant" else None, "motif": a["motif"],
+               "n_atoms": a["n_atoms"], "sizes_within_noise": [lo, hi], "source": a["source"], "rw": a["rw"],
+               "lattice_a": a["lattice_a"], "qdamp_answer": a["qdamp"],
                "family_ok": a["family"] == fam, "motif_ok": a["motif"] == item["motif"],
-               "size_ok": abs(a["n_atoms"] - n_true) <= 0.1 * n_true, "seconds": round(sec, 2),
+               "size_ok": abs(a["n_atoms"] - n_true) <= 0.1 * n_true,
+               "truth_in_size_interval": lo <= n_true <= hi, "seconds": round(sec, 2),
                "chance": _chance(lib, fam, item["motif"], n_true)}
         row["family_and_size_ok"] = row["family_ok"] and row["size_ok"]
         rows.append(row)
-        print(f"  [{item['part']}] {item['metal']} {item['motif']} {n_true} (Qmax {truth['qmax']:.1f}, r<={truth['rmax']:.0f}):"
-              f" {a['motif']} {a['n_atoms']} Rw {a['rw']:.3f} {sec:.1f} s", flush=True)
+        print(f"  [{item['part']}, {protocol}] {item['metal']} {item['motif']} {n_true} (Qmax {truth['qmax']:.1f}, "
+              f"r<={truth['rmax']:.0f}): {a['motif']} {a['n_atoms']} ({lo}-{hi}) Rw {a['rw']:.3f} {sec:.1f} s",
+              flush=True)
     return rows
 
 
@@ -160,6 +172,9 @@ def main():
     ap.add_argument("--part", default="all", choices=("a", "b", "all"))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--source", default="both", choices=("cvae", "library", "both"))
+    ap.add_argument("--protocol", default="both", choices=("calibrant", "fitted", "both"),
+                    help="(b): Qdamp stated from a calibrant (±10 %%), fitted, or both")
+    ap.add_argument("--b-parts", default="validation,test", help="(b) parts to run, comma-separated")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "pdf_solve.json")
     args = ap.parse_args()
     import torch
@@ -175,20 +190,25 @@ def main():
                        "seconds_mean": float(np.mean([r["seconds"] for r in rows]))}
     if args.part in ("b", "all"):
         print("(b) simulated 150-3,000-atom clusters")
-        rows = part_b(args.source, args.limit)
-        record["b"] = {}
-        for part in ("validation", "test"):
-            sub = [r for r in rows if r["part"] == part]
-            if not sub:
-                continue
-            record["b"][part] = {
-                "n": len(sub), "family_ok": _rate(sub, "family_ok"), "motif_ok": _rate(sub, "motif_ok"),
-                "size_ok": _rate(sub, "size_ok"), "family_and_size_ok": _rate(sub, "family_and_size_ok"),
-                "chance_family": float(np.mean([r["chance"]["family"] for r in sub])),
-                "chance_motif": float(np.mean([r["chance"]["motif"] for r in sub])),
-                "chance_family_and_size": float(np.mean([r["chance"]["family_and_size"] for r in sub])),
-                "seconds_mean": float(np.mean([r["seconds"] for r in sub])),
-                "seconds_max": float(np.max([r["seconds"] for r in sub]))}
+        protocols = ("calibrant", "fitted") if args.protocol == "both" else (args.protocol,)
+        parts = tuple(args.b_parts.split(","))
+        rows = [r for pr in protocols for r in part_b(args.source, args.limit, pr, parts)]
+        record["b"] = {"calibration_error": CALIBRATION_ERROR, "summary": []}
+        for pr in protocols:
+            for part in parts:
+                sub = [r for r in rows if r["part"] == part and r["protocol"] == pr]
+                if not sub:
+                    continue
+                record["b"]["summary"].append({
+                    "protocol": pr, "part": part,
+                    "n": len(sub), "family_ok": _rate(sub, "family_ok"), "motif_ok": _rate(sub, "motif_ok"),
+                    "size_ok": _rate(sub, "size_ok"), "family_and_size_ok": _rate(sub, "family_and_size_ok"),
+                    "truth_in_size_interval": _rate(sub, "truth_in_size_interval"),
+                    "chance_family": float(np.mean([r["chance"]["family"] for r in sub])),
+                    "chance_motif": float(np.mean([r["chance"]["motif"] for r in sub])),
+                    "chance_family_and_size": float(np.mean([r["chance"]["family_and_size"] for r in sub])),
+                    "seconds_mean": float(np.mean([r["seconds"] for r in sub])),
+                    "seconds_max": float(np.max([r["seconds"] for r in sub]))})
         record["b"]["rows"] = rows
     record["wall_seconds"] = round(time.perf_counter() - t0, 1)
     write_record(args.out, record)
@@ -205,17 +225,15 @@ def main():
             print(f"| {r['file']} | {r['family_true']} {r['n_true']} | {r['motif']} {r['n_atoms']} ({r['source']}) |"
                   f" {r['rw']:.3f} |")
     if "b" in record:
-        print("\n| (b) part | PDFs | family right (chance) | exact motif (chance) | size within 10 % | family + size "
-              "(chance) | s/PDF mean (max) |")
-        print("|---|---|---|---|---|---|---|")
-        for part in ("validation", "test"):
-            if part not in record["b"]:
-                continue
-            b = record["b"][part]
-            print(f"| {part} | {b['n']} | {b['family_ok'][0]}/{b['n']} ({100 * b['chance_family']:.0f} %) | "
-                  f"{b['motif_ok'][0]}/{b['n']} ({100 * b['chance_motif']:.0f} %) | {b['size_ok'][0]}/{b['n']} | "
-                  f"{b['family_and_size_ok'][0]}/{b['n']} ({100 * b['chance_family_and_size']:.1f} %) | "
-                  f"{b['seconds_mean']:.1f} ({b['seconds_max']:.1f}) |")
+        print("\n| (b) Qdamp | part | PDFs | family right (chance) | exact motif (chance) | size within 10 % | "
+              "family + size (chance) | truth in size interval | s/PDF mean (max) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for b in record["b"]["summary"]:
+            n = b["n"]
+            print(f"| {b['protocol']} | {b['part']} | {n} | {b['family_ok'][0]}/{n} ({100 * b['chance_family']:.0f} %) | "
+                  f"{b['motif_ok'][0]}/{n} ({100 * b['chance_motif']:.0f} %) | {b['size_ok'][0]}/{n} | "
+                  f"{b['family_and_size_ok'][0]}/{n} ({100 * b['chance_family_and_size']:.1f} %) | "
+                  f"{b['truth_in_size_interval'][0]}/{n} | {b['seconds_mean']:.1f} ({b['seconds_max']:.1f}) |")
     print(f"\nwrote {args.out} ({record['wall_seconds']} s)")
 
 

@@ -102,7 +102,7 @@ def _signature(result):
 
 def _check_unchanged(files, names, structures: str = "numbers", **kw):
     """Solve each file; every ranking equals the first's. ``structures``: 'numbers' compares refined cells
-    and positions to round-off; 'matcher' compares R values to 1e-3 relative and each refined structure with a tight
+    and positions to round-off; 'matcher' compares R values to 5e-3 relative and each refined structure with a tight
     StructureMatcher (the measured-profile refinement ends in a flat valley where round-off moves cell and
     positions by ~1e-4 between identical calls, at the same R_wp)."""
     runs = {}
@@ -119,22 +119,23 @@ def _check_unchanged(files, names, structures: str = "numbers", **kw):
         assert o == order, name
         assert runs[name].y == pytest.approx(runs[names[0]].y)
         if structures == "numbers":
-            # same to round-off: the refinements' float sums are not bit-reproducible between calls
             np.testing.assert_allclose(n, numbers, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=name)
             continue
         from pymatgen.analysis.structure_matcher import StructureMatcher
 
         tight = StructureMatcher(ltol=0.01, stol=0.05, angle_tol=0.5, primitive_cell=False, scale=False)
         a, b = runs[names[0]].ranked[0], runs[name].ranked[0]
-        assert b.profile.rwp_after == pytest.approx(a.profile.rwp_after, rel=1e-3), name
+        assert b.profile.rwp_after == pytest.approx(a.profile.rwp_after, rel=5e-3), name  # measured: ~1e-3
         assert tight.fit(a.final_crystal.to_pymatgen(), b.final_crystal.to_pymatgen()), name
     return runs
 
 
 def test_solve_unchanged_by_poisoned_fit(files):
     """Same ranking, R values and cells whether the file carries no fit, or a poisoned one
-    (small solve: 4 latent draws, 5 steps, the best 2 refined on the model grid, prototypes competing)."""
-    runs = _check_unchanged(files, ["none", "poisoned"], k=4, steps=5, n_step_each=5, top=2, profile_top=0)
+    (small solve: 4 latent draws, 5 steps, prototypes competing, no refinement: a refinement's end point moves
+    with the round-off of its start, which is not bit-reproducible between calls, so the refined stage is
+    compared structure by structure in the test below)."""
+    runs = _check_unchanged(files, ["none", "poisoned"], k=4, steps=5, n_step_each=5, top=0, profile_top=0)
     assert _signature(runs["poisoned"])[0] == _signature(runs["none"])[0]  # the same candidates in the same order
 
 

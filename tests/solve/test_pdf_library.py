@@ -127,6 +127,38 @@ def test_library_fit_recovers_motif_size_lattice(small_library, monkeypatch):
     assert others and all(m["delta_rw"] > 0.02 for m in others)
     assert top[0].extra["rw_positions"] is not None and top[0].extra["rw_positions"] <= top[0].rw + 1e-6
     assert len(fits) == len(cl.load_library(motifs, 13, 350, folder=folder))
+    # the size interval holds the answer, its neighbours were fitted in full, and it is reported in nm too
+    sizes = summary["answer"]["sizes_within_noise"]
+    assert sizes["n_atoms"][0] <= len(truth) <= sizes["n_atoms"][1] and sizes["fits_compared"] >= 3
+    assert sizes["diameter_nm"][0] <= summary["answer"]["diameter_nm"] <= sizes["diameter_nm"][1]
+    assert summary["answer"]["qdamp_fitted"] and 0 < summary["answer"]["qdamp"] < 0.1
+    assert all(m["worse_beyond_noise"] for m in others if m["fit"] == "full")
+
+
+def test_fit_moves_a_parameter_that_starts_at_zero():
+    """An expansion scan lands on ε = 0 (to round-off) often: the local fits must still move it (a step taken
+    relative to |ε| would be ~1e-21 and leave the fit where it started)."""
+    import dataclasses
+
+    p = decahedron("Au", 3, 2, 1)
+    r = np.arange(1.0, 20.0, 0.01)
+    g = cluster_pdf(p.positions * 0.9987, r=r, qmin=0.8, qmax=22.0, qdamp=0.03, biso=0.6, delta2=1.0)
+    data = cl.PdfData(r, g, 0.8, 22.0, 0.03, 0.0)
+    e = cl.entry_from_positions(p.positions, NN_AU, "t", motif="marks-decahedron")
+    start = dataclasses.replace(cl.screen(e, data, NN_AU), expansion=5.551115123125783e-17, biso=0.5)
+    full = cl.fit_full(start, data, NN_AU)
+    assert full.expansion == pytest.approx(-0.0013, abs=2e-4) and full.rw < 0.02
+
+
+def test_within_noise_f_test():
+    from nanosolve.solve.pdf_solve import independent_points, within_noise
+
+    # (Rw² − Rw_best²) / Rw_best² · (N − 6) against 3.84
+    assert within_noise(0.101, 0.100, 121.0)  # 0.0201 · 115 = 2.31
+    assert not within_noise(0.102, 0.100, 121.0)  # 0.0404 · 115 = 4.65
+    assert within_noise(0.102, 0.100, 60.0)  # 0.0404 · 54 = 2.18: fewer independent points, wider
+    data = cl.PdfData(np.arange(1.0, 20.0, 0.01), np.sin(np.arange(1.0, 20.0, 0.01)), 0.8, 22.0, 0.03, 0.0)
+    assert independent_points(data) == pytest.approx((data.r[-1] - 1.0) * 22.0 / math.pi)
 
 
 def test_bound_flagging():

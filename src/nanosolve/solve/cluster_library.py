@@ -423,8 +423,10 @@ def screen(entry: ClusterEntry, data: PdfData, nn0: float, expansion_bounds=(-0.
         sc, _ = _vp(m, data.g_s)
         return sc * m - data.g_s
 
+    # no relative diff_step: scipy takes it relative to |x|, so a parameter that starts at 0 (the ε scan's
+    # grid holds 0; Qdamp at its bound) would get a zero-width step and never move
     sol = least_squares(residual, p0, bounds=(lower, upper), x_scale=[0.01, 0.1] + ([0.01] if fit_qd else []),
-                        diff_step=1e-4, max_nfev=12, ftol=1e-4, xtol=1e-5)  # a ranking fit: 1e-4 in Rw² is enough
+                        max_nfev=12, ftol=1e-4, xtol=1e-5)  # a ranking fit: 1e-4 in Rw² is enough
     p = sol.x
     m = curves(p[0], p[1], p[2] if fit_qd else qd_fixed)[0]
     sc, rw = _vp(m, data.g_s)
@@ -494,8 +496,8 @@ def fit_full(start: ClusterFit, data: PdfData, nn0: float, expansion_bounds=(-0.
         sc, _ = _vp(m, data.g)
         return sc * m - data.g
 
-    sol = least_squares(residual, p0, bounds=(lower, upper), x_scale=[scales[n] for n in names], diff_step=1e-4,
-                        max_nfev=int(max_nfev), ftol=1e-7, xtol=1e-7)
+    sol = least_squares(residual, p0, bounds=(lower, upper), x_scale=[scales[n] for n in names],
+                        max_nfev=int(max_nfev), ftol=1e-7, xtol=1e-7)  # absolute steps: see screen()
     m = curve(sol.x)
     sc, rw = _vp(m, data.g)
     eps, b, d2, qd, qb = unpack(sol.x)

@@ -9,13 +9,16 @@ Steps (:func:`solve_sources`):
    reach), scaled to the metal's nearest-neighbour distance. The expansion window of every fit is centred on
    the data's first G(r) peak (or on a given lattice constant), so the metal only names the atoms.
 3. Screen fit of every candidate with positions fixed, then a full fit (scale, ε, B_iso, δ2, Qdamp/Qbroad
-   when not stated) of the ``full_top`` best and of the ``full_per_motif`` best of every motif.
+   when not stated) of the ``full_top`` best, of the ``full_per_motif`` best of every motif and of the
+   ``full_neighbours`` next smaller and larger clusters of the best motif.
 4. Sanity gate: mean coordination (neighbours within 1.12 nearest-neighbour distances) against a compact
    sphere of the same lattice and atom count (for decoded candidates: the simple-cubic sphere, the loosest
    compact packing), and compactness (radius of gyration of a close-packed sphere of N atoms / the
    candidate's); a candidate below ``coordination_ratio`` or ``compactness_min`` is flagged and ranked after
    every plausible one.
-5. Ranking: plausible first, then full fits, then Rw with positions fixed. Nothing else enters.
+5. Ranking: plausible first, then full fits, then Rw with positions fixed. Nothing else enters. The
+   summary says which sizes of the best motif fit within noise of the best (an F-test on Rw² with the
+   data's independent points, ``sizes_within_noise``) and which other motifs fit worse beyond noise.
 6. Optional restrained position refinement of the ``positions_top`` best (bond-length restraints, a maximum
    shift); its Rw is reported as ``rw_positions`` beside ``rw`` and does not change the ranking.
 """
@@ -64,6 +67,7 @@ class PdfSolveSettings:
     seed: int = 0
     full_top: int = 10
     full_per_motif: int = 1
+    full_neighbours: int = 2  # next smaller / larger sizes of the best motif also fully fitted
     fit_delta2: bool = True
     positions_top: int = 2
     positions_max_atoms: int = 150
@@ -90,6 +94,7 @@ class PdfSolveSettings:
 
 
 _EXPECTED: dict = {}
+SIGNIFICANCE_F = 3.84  # F(1, N - p) at 95 % for large N
 
 
 def _coordination_table(lattice: str) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +272,42 @@ def _full_all(starts, data, nn0s, bounds, fit_delta2: bool, jobs: int) -> list[c
     return out
 
 
+def independent_points(data: cl.PdfData) -> float:
+    """Independent points of the fitted G(r): (r_end − r_start) · Qmax / π (the Nyquist count)."""
+    return float((data.r[-1] - data.r[0]) * data.qmax / np.pi)
+
+
+def within_noise(rw: float, rw_best: float, n_ind: float, n_par: int = 6) -> bool:
+    """True when a fit with Rw ``rw`` is not significantly worse than the best (``rw_best``): the F-test on
+    the residual sums, (Rw² − Rw_best²) / Rw_best² · (N − p) < 3.84 (1 degree of freedom, 95 %), with N the
+    independent points and p the refined parameters."""
+    if rw_best <= 0:
+        return rw <= rw_best
+    return (rw * rw - rw_best * rw_best) / (rw_best * rw_best) * max(n_ind - n_par, 1.0) < SIGNIFICANCE_F
+
+
+def size_interval(best: cl.ClusterFit, fits: list, n_ind: float) -> dict:
+    """Atom counts and diameters (nm) of the best motif's full fits that fit within noise of the best one:
+    what the data say about the size (with Qdamp fitted, size and Qdamp trade off, so the range widens)."""
+    same = [f for f in fits if f.entry.motif == best.entry.motif and f.stage == "full"
+            and within_noise(f.rw, best.rw, n_ind)]
+    same = same or [best]
+    n = [f.entry.n_atoms for f in same]
+    d = [f.diameter_nm for f in same]
+    return {"n_atoms": [min(n), max(n)], "diameter_nm": [round(min(d), 3), round(max(d), 3)],
+            "fits_compared": sum(f.entry.motif == best.entry.motif and f.stage == "full" for f in fits)}
+
+
+def _size_neighbours(pool: list, sanities: dict, k: int) -> list:
+    """The ``k`` next smaller and ``k`` next larger clusters of the best plausible screen fit's motif."""
+    best = next((f for f in pool if sanities[id(f.entry)]["plausible"]), None)
+    if best is None or k < 1:
+        return []
+    same = sorted((f for f in pool if f.entry.motif == best.entry.motif), key=lambda f: f.entry.n_atoms)
+    i = next(j for j, f in enumerate(same) if f is best)
+    return same[max(0, i - k): i] + same[i + 1: i + 1 + k]
+
+
 def _sort_key(item):
     fit, san = item
     return (not san["plausible"], fit.stage != "full", fit.rw)
@@ -386,6 +427,8 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
         if len(lst) < s.full_per_motif:
             lst.append(f)
             chosen.setdefault(id(f.entry), f)
+    for f in _size_neighbours(pool, sanities, s.full_neighbours):  # so that the size interval is measured
+        chosen.setdefault(id(f.entry), f)
     t = time.perf_counter()
     say(f"full fits of {len(chosen)} candidates")
     full = dict(zip(chosen, _full_all(list(chosen.values()), data,
@@ -395,12 +438,15 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
     fits = [full.get(id(f.entry), f) for f in screened]
     ranked_pairs = sorted(((f, sanities[id(f.entry)]) for f in fits), key=_sort_key)
     best_rw = ranked_pairs[0][0].rw
+    n_ind = independent_points(data)
     comparison: dict = {}
     for f, san in ranked_pairs:
         if f.entry.motif not in comparison and san["plausible"]:
             comparison[f.entry.motif] = {"motif": f.entry.motif, "best_rw": round(f.rw, 5),
                                          "delta_rw": round(f.rw - best_rw, 5), "n_atoms": f.entry.n_atoms,
-                                         "fit": f.stage}
+                                         "fit": f.stage,
+                                         "worse_beyond_noise": f.stage == "full" and not within_noise(
+                                             f.rw, best_rw, n_ind)}
     top = [_to_result(f, san, data, element) for f, san in ranked_pairs[: s.write_top]]
     # restrained position refinement of the best few (reported only)
     t = time.perf_counter()
@@ -429,8 +475,13 @@ def solve_sources(pattern, element: str, settings: PdfSolveSettings | None = Non
                    "n_atoms": best.entry.n_atoms, "diameter_nm": round(best.diameter_nm, 3),
                    "lattice_a": round(best.lattice_a, 4), "nn_distance": round(best.nn, 4),
                    "strain_vs_element": round(best.nn / nn_element - 1.0, 4), "biso": round(best.biso, 4),
+                   "delta2": round(best.delta2, 4), "qdamp": round(best.qdamp, 5),
+                   "qdamp_fitted": data.qdamp is None, "qbroad": round(best.qbroad, 5),
+                   "at_bound": list(best.at_bound),
                    "rw": round(best.rw, 5),
-                   "plausible": ranked_pairs[0][1]["plausible"]},
+                   "plausible": ranked_pairs[0][1]["plausible"],
+                   "sizes_within_noise": size_interval(best, fits, n_ind)},
+        "independent_points": round(n_ind, 1),
         "motif_comparison": sorted(comparison.values(), key=lambda v: v["best_rw"]),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(s).items()},
         "timing": timing, "seconds": round(time.perf_counter() - t0, 2),
