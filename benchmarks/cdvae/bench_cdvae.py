@@ -35,16 +35,6 @@ PAPER = {"match_rate": 0.9752, "rmse": 0.0156, "valid_struct": 1.0, "valid_comp"
          "cov_p": 0.9846, "emd_density": 0.1258, "emd_n_elements": 0.0628, "SR5": 0.52, "SR10": 0.65, "SR15": 0.79}
 
 
-def load(data_dir: Path, prop: str, split_seed: int):
-    from nanosolve.models.cdvae.data import composition_split, to_data_list
-    from nanosolve.models.cdvae.train import load_tables
-
-    table = load_tables([data_dir / "val.csv", data_dir / "test.csv"], props=[prop])
-    parts = composition_split(table, (0.8, 0.1, 0.1), seed=split_seed)
-    data = to_data_list(table, props=[prop])
-    return table, parts, data
-
-
 def trained_minutes(run: Path) -> float:
     h = run / "history.json"
     return sum(r["seconds"] for r in json.loads(h.read_text())) / 60 if h.is_file() else 0.0
@@ -85,11 +75,17 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from nanosolve.models.cdvae.config import preset
+    from nanosolve.cli.common import parse_overrides
+    from nanosolve.models.cdvae.run import prepare_run
     from nanosolve.models.cdvae.train import load_model, train
 
     t0 = time.perf_counter()
-    table, parts, data = load(args.data, args.prop, args.split_seed)
+    # crystals, config, split (written to RUN/split.json) and Data lists as `nanosolve train cdvae` makes them;
+    # a run in --run with other --preset / --set settings is refused
+    prep = prepare_run([args.data / "val.csv", args.data / "test.csv"], args.run, args.preset,
+                       parse_overrides(args.set), split="composition", split_seed=args.split_seed, props=[args.prop],
+                       max_atoms=20, seed=0)
+    table, parts = prep.table, prep.parts
     print(f"perov_5: {len(table)} crystals; split train {len(parts['train'])} val {len(parts['val'])} "
           f"test {len(parts['test'])} (grouped by reduced formula); load {time.perf_counter() - t0:.0f} s", flush=True)
     results = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else {}
@@ -97,15 +93,6 @@ def main(argv=None):
     results.update({"torch_threads": args.threads,
                     "data": str(args.data), "split_seed": args.split_seed, "paper": PAPER})
     if "train" not in args.skip:
-        overrides = {}
-        for item in args.set:
-            k, v = item.split("=", 1)
-            try:
-                overrides[k] = json.loads(v)
-            except json.JSONDecodeError:
-                overrides[k] = v
-        cfg = preset(args.preset, props=[args.prop], max_atoms=20, **overrides)
-        cfg.extra.update(data=str(args.data), split="composition", split_seed=args.split_seed)
         done = trained_minutes(args.run)
         left = max(0.0, args.max_minutes - done)
         print(f"training {args.preset} for up to {left:.1f} more minutes (done {done:.1f}) into {args.run}", flush=True)
@@ -117,8 +104,8 @@ def main(argv=None):
                   f"{rec.get('val_lattice', 0):.4f} natom {rec.get('val_natom', 0):.4f} kl {rec.get('val_kl', 0):.1f})",
                   flush=True)
 
-        res = train(cfg, [data[i] for i in parts["train"]], [data[i] for i in parts["val"]], args.run,
-                    max_minutes=left, max_epochs=args.max_epochs, seed=0, progress=report)
+        res = train(prep.config, prep.train_items, prep.val_items, args.run, max_minutes=left,
+                    max_epochs=args.max_epochs, seed=0, progress=report)
         print(f"training stopped: {res.stopped}; epochs {res.epochs}, best epoch {res.best_epoch}", flush=True)
     model, cfg = load_model(args.run)
     results["config"] = cfg.to_dict()
@@ -177,9 +164,8 @@ def main(argv=None):
             optimize = None
         if optimize is not None and cfg.props:
             t = time.perf_counter()
-            train_items = [data[i] for i in parts["train"]]
-            val_items = [data[i] for i in parts["val"]]
-            sr = optimize.benchmark_optimization(model, train_items, val_items, [table.crystals[i] for i in test_idx],
+            sr = optimize.benchmark_optimization(model, prep.train_items, prep.val_items or [],
+                                                 [table.crystals[i] for i in test_idx],
                                                  prop=0, n_runs=args.n_opt, n_steps=args.opt_steps,
                                                  decode_every=args.decode_every, n_step_each=n_step,
                                                  predictor_dir=args.run / "predictor",

@@ -46,33 +46,36 @@ def bench_system(system: str, args) -> dict:
 
     from nanosolve.cli.common import parse_overrides
     from nanosolve.models.crystalnet.config import CrystalNetConfig
-    from nanosolve.models.crystalnet.dataset import open_or_build
     from nanosolve.models.crystalnet.evaluate import (
         evaluate_model,
         format_table,
         mean_density,
         select_indices,
     )
+    from nanosolve.models.crystalnet.run import prepare_run
     from nanosolve.models.crystalnet.train import load_model, train
 
-    t0 = time.monotonic()
-    data = open_or_build(Path(args.data_root) / system, system, origin=args.origin,
-                         n_substitutions=args.substitutions)
-    t_data = time.monotonic() - t0
-    print(f"[{system}] data: {len(data)} crystals {data.meta['sources']}, split "
-          f"{ {k: len(v) for k, v in data.split.items()} } ({t_data:.0f} s)", flush=True)
     run = Path(args.runs) / system
-    out = {"system": system, "data": data.meta, "data_root": str(data.root), "run": str(run)}
     if args.eval_only:
-        model, config = load_model(run)
-        info = run / "train_info.json"
-        out.update(config=config.to_dict(), trained_by="an earlier call (--eval-only)",
-                   **(json.loads(info.read_text()) if info.is_file() else {}))
+        model, config = load_model(run)  # the run's own settings: nothing to compare
     else:
         if run.exists() and not args.resume:
             shutil.rmtree(run)
         config = CrystalNetConfig.cpu(**{"restart_epochs": args.restart_epochs, "restart_mult": args.restart_mult,
                                          "patience": args.patience, **parse_overrides(args.set)})
+    t0 = time.monotonic()
+    # the data set and the run's provenance as `nanosolve train crystalnet` makes them
+    data = prepare_run(Path(args.data_root) / system, run, system, "cpu", config=config, origin=args.origin,
+                       substitutions=args.substitutions, seed=0).data
+    t_data = time.monotonic() - t0
+    print(f"[{system}] data: {len(data)} crystals {data.meta['sources']}, split "
+          f"{ {k: len(v) for k, v in data.split.items()} } ({t_data:.0f} s)", flush=True)
+    out = {"system": system, "data": data.meta, "data_root": str(data.root), "run": str(run)}
+    if args.eval_only:
+        info = run / "train_info.json"
+        out.update(config=config.to_dict(), trained_by="an earlier call (--eval-only)",
+                   **(json.loads(info.read_text()) if info.is_file() else {}))
+    else:
         torch.manual_seed(0)
 
         def tick(rec):
