@@ -34,5 +34,7 @@ def local_data() -> Path:
 @pytest.fixture(scope="package")  # module-scoped fixtures depend on it
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA} (set NANOSOLVE_DATA, or place shared/data beside the clone)")
+        pytest.skip(
+            f"reference data not found at {SHARED_DATA} (set NANOSOLVE_DATA, or place shared/data beside the clone)"
+        )
     return SHARED_DATA
