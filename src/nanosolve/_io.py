@@ -7,19 +7,30 @@ and an interrupted write leaves nothing behind.
 
 :func:`staged_folder` does the same for a set of files: they are written into a fresh temporary
 folder beside the target and moved in together at the end, so a failed run leaves the target as
-it was.
+it was. The temporary folder's name holds the process id of its run (``.OUT.partial-<pid>-<host>-…``),
+so the next run of the same target removes the ones a killed run (``kill -9``) left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_path", "staged_folder"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_path",
+    "staged_folder",
+    "remove_stale_partials",
+]
 
 
 @contextlib.contextmanager
@@ -75,11 +86,15 @@ def staged_folder(path: str | os.PathLike, stale: Callable[[Path], Iterable[Path
     exception, the temporary folder and the parent folders made for it are removed and ``path``
     keeps exactly what it held. Only renames within one folder happen at the end, and if one fails
     the entries already moved are put back.
+
+    The temporary folder is ``.<name>.partial-<pid>-<host>-<random>``; on entry, the ones of the same
+    ``path`` whose process is gone (see :func:`remove_stale_partials`) are removed first.
     """
     path = Path(path)
     made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    remove_stale_partials(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the mode a plain mkdir would
     try:
         yield tmp
@@ -92,6 +107,56 @@ def staged_folder(path: str | os.PathLike, stale: Callable[[Path], Iterable[Path
             except OSError:  # something else was put there meanwhile: leave it
                 break
         raise
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders of :func:`staged_folder` runs of ``path`` that can no longer
+    finish: named for a process of this host that no longer exists (a run killed by ``kill -9`` or a
+    power cut). A live run's folder (its process exists), this process' own, a folder of another
+    host (a shared file system) and anything not named exactly as :func:`staged_folder` names them
+    (symlinks included) are left alone. Returns the folders removed."""
+    path = Path(path)
+    name = re.compile(rf"{re.escape(_PARTIAL_PREFIX.format(name=path.name))}(\d+)-([0-9a-f]{{8}})-[a-z0-9_]+")
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:  # no parent folder (nothing to clean) or one we may not list
+        return []
+    removed = []
+    for entry in entries:
+        m = name.fullmatch(entry.name)
+        if m is None or m.group(2) != _host_tag() or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _process_exists(pid):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            removed.append(Path(entry.path))
+    return removed
+
+
+_PARTIAL_PREFIX = ".{name}.partial-"
+
+
+def _partial_prefix(path: Path) -> str:
+    """``.<name>.partial-<pid>-<host>-``: the temporary folder names its owner, for
+    :func:`remove_stale_partials`."""
+    return f"{_PARTIAL_PREFIX.format(name=path.name)}{os.getpid()}-{_host_tag()}-"
+
+
+def _host_tag() -> str:
+    """8 hex digits of the host name: a process id means something only on the host that made it."""
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (a zombie, or one of another user, counts)."""
+    import psutil
+
+    try:
+        return psutil.pid_exists(pid)
+    except (OSError, OverflowError, ValueError):  # a pid the OS cannot even look up: no such process
+        return False
 
 
 def _publish(tmp: Path, path: Path, stale) -> None:

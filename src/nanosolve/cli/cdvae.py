@@ -12,7 +12,17 @@ from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import EPOCHS, SEED, THREADS, console, friendly_errors, parse_overrides
+from nanosolve.cli.common import (
+    EPOCHS,
+    SEED,
+    THREADS,
+    _earlier_run_files,
+    console,
+    friendly_errors,
+    output_folder,
+    parse_overrides,
+    results_folder,
+)
 from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
@@ -128,6 +138,12 @@ def train_cmd(
                  device=device, tensorboard=tensorboard)
 
 
+def _earlier_generated(out: Path) -> list[Path]:
+    """The files of an earlier ``generate`` run in ``out``: its summary.json, the CIFs that lists and
+    the numbered ``NNNN_<formula>.cif`` files."""
+    return _earlier_run_files(out, names=("summary.json",), pattern=r"^\d{4,}_[^/]+\.cif$", listed=("crystals",))
+
+
 def _langevin_progress(progress, label: str):
     task = progress.add_task(label, total=1, info="noise levels")
     return lambda done, total: progress.update(task, completed=done, total=total)
@@ -146,8 +162,14 @@ def generate_cmd(
     candidates: int = typer.Option(1, **CANDIDATES, help=CANDIDATES_HELP),
     stoichiometries: int = typer.Option(1, **CANDIDATES, help=STOICH_HELP),
     threads: int = typer.Option(None, **THREADS, help="torch CPU threads"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the results of an earlier run in the output "
+                                                              "folder (its summary.json and numbered CIFs) when the "
+                                                              "new ones are complete"),
 ):
-    """Sample N crystals from the prior (annealed Langevin dynamics) and write them as CIFs + summary.json."""
+    """Sample N crystals from the prior (annealed Langevin dynamics) and write them as CIFs + summary.json.
+
+    The files are written beside OUT and moved in when all are written: a run that fails midway leaves
+    OUT as it was."""
     import torch
 
     from nanosolve.models.cdvae.evaluate import structure_valid
@@ -156,21 +178,24 @@ def generate_cmd(
     from nanosolve.structures.io import write_cif
 
     _check_stoichiometries(stoichiometries, candidates)
+    out = output_folder(out, "-o", overwrite, earlier=_earlier_generated)
     if threads:
         torch.set_num_threads(int(threads))
     model, _ = load_model(model_dir)
     with _progress() as progress:
         crystals = generate(model, n, n_step_each=steps, seed=seed, type_mode=type_mode, candidates=candidates,
                             stoichiometries=stoichiometries, callback=_langevin_progress(progress, "sampling"))
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for k, c in enumerate(crystals):
-        path = out / f"{k:04d}_{c.formula}.cif"
-        write_cif(c, path)
-        rows.append({"file": path.name, "formula": c.formula, "n_atoms": len(c),
-                     "cell": [round(float(x), 4) for x in c.cell_params], "structure_valid": bool(structure_valid(c))})
-    (out / "summary.json").write_text(json.dumps({"model": str(model_dir), "n": n, "seed": seed, "crystals": rows},
-                                                 indent=1) + "\n")
+    # written into a folder beside OUT and moved in at the end: a failed run leaves OUT as it was
+    with results_folder(out, overwrite, earlier=_earlier_generated) as work:
+        rows = []
+        for k, c in enumerate(crystals):
+            path = work / f"{k:04d}_{c.formula}.cif"
+            write_cif(c, path)
+            rows.append({"file": path.name, "formula": c.formula, "n_atoms": len(c),
+                         "cell": [round(float(x), 4) for x in c.cell_params],
+                         "structure_valid": bool(structure_valid(c))})
+        (work / "summary.json").write_text(json.dumps({"model": str(model_dir), "n": n, "seed": seed,
+                                                       "crystals": rows}, indent=1) + "\n")
     n_valid = sum(r["structure_valid"] for r in rows)
     console.print(f"wrote {n} CIFs into {out}/ ({n_valid} structurally valid)", highlight=False)
 

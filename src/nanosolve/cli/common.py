@@ -139,30 +139,34 @@ RUN_FILES = ("summary.json", "fit.png", "fit.gr", "fit.xy", "profile_fit.png", "
 RUN_FILE_PATTERN = r"^\d{2,}_[\w\-.]+\.(xyz|cif)$"
 
 
-def _earlier_run_files(out) -> list:
-    """Files of an earlier run in folder ``out``: those its summary.json lists, the fixed report names
-    and ranked candidate files; nothing else (a user's own files are never touched)."""
+def _earlier_run_files(out, names=RUN_FILES, pattern: str | None = RUN_FILE_PATTERN,
+                       listed: tuple[str, ...] = ("candidates",)) -> list:
+    """Files of an earlier run in folder ``out``: those its summary.json lists (the ``file`` of each
+    entry of its ``listed`` lists), the fixed ``names`` and the files matching ``pattern``; nothing
+    else (a user's own files are never touched). The defaults are a ``solve`` run's files."""
     import re
 
-    names = set()
+    out_names = set()
     summary = out / "summary.json"
-    if summary.is_file():
+    if listed and summary.is_file():
         try:
             data = json.loads(summary.read_text())
-            names |= {str(c["file"]) for c in data.get("candidates", []) if isinstance(c, dict) and "file" in c}
+            for key in listed:
+                out_names |= {str(c["file"]) for c in data.get(key, []) if isinstance(c, dict) and "file" in c}
         except (OSError, ValueError, TypeError, AttributeError):
             pass  # unreadable summary: fall back to the name patterns
-    names |= {n for n in RUN_FILES if (out / n).exists()}
-    names |= {p.name for p in out.iterdir() if p.is_file() and re.match(RUN_FILE_PATTERN, p.name)}
-    return sorted(out / n for n in names if "/" not in n and (out / n).is_file())
+    out_names |= {n for n in names if (out / n).exists()}
+    if pattern is not None:
+        out_names |= {p.name for p in out.iterdir() if p.is_file() and re.match(pattern, p.name)}
+    return sorted(out / n for n in out_names if "/" not in n and (out / n).is_file())
 
 
-def output_folder(out, option: str = "-o", overwrite: bool = False):
+def output_folder(out, option: str = "-o", overwrite: bool = False, earlier=_earlier_run_files):
     """Check a results folder before any work: not an existing file, and holding no earlier run's
-    results unless ``overwrite``. Nothing is removed or created here: the run writes through
-    :func:`results_folder`, which replaces exactly the earlier run's files (see :func:`_earlier_run_files`)
-    once the new results are complete, so no stale candidate is left beside the new ones and a failed
-    run leaves the earlier results in place. Returns ``out``."""
+    results (the files ``earlier(out)`` lists; a solve's by default) unless ``overwrite``. Nothing is
+    removed or created here: the run writes through :func:`results_folder`, which replaces exactly the
+    earlier run's files once the new results are complete, so no stale candidate is left beside the
+    new ones and a failed run leaves the earlier results in place. Returns ``out``."""
     from pathlib import Path
 
     out = Path(out)
@@ -173,21 +177,22 @@ def output_folder(out, option: str = "-o", overwrite: bool = False):
         if parent.exists() and not parent.is_dir():
             raise InputError(f"{parent} is a file, so {out} cannot be a folder", option)
     if out.is_dir():
-        old = _earlier_run_files(out)
+        old = earlier(out)
         if old and not overwrite:
             raise InputError(f"{out} holds the results of an earlier run ({len(old)} files, e.g. {old[0].name}); "
                              f"pass --overwrite to replace them, or choose another {option}", option)
     return out
 
 
-def results_folder(out, overwrite: bool = False):
+def results_folder(out, overwrite: bool = False, earlier=_earlier_run_files):
     """``with results_folder(out, overwrite) as work:`` a run writes its results into ``work`` (a fresh
     folder beside ``out``); they appear in ``out`` only when the block ends without an exception,
-    replacing an earlier run's files when ``overwrite`` (:func:`nanosolve._io.staged_folder`).
-    A failed run leaves ``out`` as it was: no partial results, the earlier ones kept."""
+    replacing an earlier run's files (``earlier(out)``) when ``overwrite``
+    (:func:`nanosolve._io.staged_folder`). A failed run leaves ``out`` as it was: no partial results,
+    the earlier ones kept."""
     from nanosolve._io import staged_folder
 
-    return staged_folder(out, stale=_earlier_run_files if overwrite else None)
+    return staged_folder(out, stale=earlier if overwrite else None)
 
 
 def output_file(path, extensions, option: str = "-o"):

@@ -5,12 +5,24 @@ Registered by a line in :mod:`nanosolve.cli.train` (train) and :mod:`nanosolve.c
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import typer
 
-from nanosolve.cli.common import EPOCHS, SEED, THREADS, check_number, console, friendly_errors, parse_overrides
+from nanosolve.cli.common import (
+    EPOCHS,
+    SEED,
+    THREADS,
+    _earlier_run_files,
+    check_number,
+    console,
+    friendly_errors,
+    output_folder,
+    parse_overrides,
+    results_folder,
+)
 from nanosolve.cli.progress import mute
 from nanosolve.cli.train_options import (
     DEVICE_HELP,
@@ -102,6 +114,31 @@ def train_command(
     finish(out, result, time.perf_counter() - t0, config.monitor, monitor=config.monitor)
 
 
+#: the files ``predict crystalnet`` writes (nanosolve.models.crystalnet.predict.write_outputs)
+PREDICT_FILES = ("density.cube", "density_slices.png", "density_isosurface.png", "decoded.cif", "prediction.json")
+
+
+def _earlier_prediction(out: Path) -> list[Path]:
+    """The files of an earlier ``predict`` run in ``out`` (:data:`PREDICT_FILES`)."""
+    return _earlier_run_files(out, names=PREDICT_FILES, pattern=None, listed=())
+
+
+def _name_files_in(res, work: Path, out: Path) -> None:
+    """The file paths of a prediction written into ``work`` as they will be once moved into ``out``:
+    in ``res.files`` and in the ``files`` of ``work/prediction.json`` (rewritten)."""
+    from nanosolve._io import atomic_write_text
+
+    def moved(path) -> Path:
+        path = Path(path)
+        return out / path.relative_to(work) if path.is_relative_to(work) else path
+
+    res.files = {k: moved(v) for k, v in res.files.items()}
+    summary_path = work / "prediction.json"
+    summary = json.loads(summary_path.read_text())
+    summary["files"] = {k: str(moved(v)) for k, v in summary.get("files", {}).items()}
+    atomic_write_text(summary_path, json.dumps(summary, indent=1) + "\n")
+
+
 @friendly_errors
 def predict_command(
     pattern: Path = typer.Argument(..., help="x-ray powder pattern (.xy/.xye/.dat/.csv/.chi columns or a powder CIF)"),
@@ -120,9 +157,14 @@ def predict_command(
     threshold: float = typer.Option(0.02, help="peak threshold for decoding, fraction of the maximum density"),
     plots: bool = typer.Option(True, help="write the slice and isosurface PNGs"),
     threads: int = typer.Option(1, **THREADS, help="torch CPU threads"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the results of an earlier prediction in the "
+                                                              "output folder when the new ones are complete"),
 ):
     """Predict the electron density of a crystal from its powder pattern and formula; write it as a
-    Gaussian cube file (e⁻/Bohr³) with slice and isosurface PNGs, and the atoms decoded from it as a CIF."""
+    Gaussian cube file (e⁻/Bohr³) with slice and isosurface PNGs, and the atoms decoded from it as a CIF.
+
+    The files are written beside OUT and moved in when all are written: a run that fails midway leaves
+    OUT as it was."""
     import torch
 
     from nanosolve.models.crystalnet.predict import parse_formula, predict
@@ -139,12 +181,15 @@ def predict_command(
         raise InputError("no model given: pass --model-dir (a CrystalNet run folder or .pt file)")
     if not model.exists():
         raise InputError("model not found", model)
+    out = output_folder(out, "-o", overwrite, earlier=_earlier_prediction)
     torch.set_num_threads(int(threads))
     pat = read_pattern(pattern, wavelength=wavelength, x_unit=x_unit)
     if pat.kind != "xrd":
         raise InputError(f"CrystalNet needs an x-ray powder pattern, got kind {pat.kind!r}", pattern)
-    with console.status("predicting the density"):
-        res = predict(model, pat, comp, cell=cell, n_samples=samples, out_dir=out, threshold=threshold, plots=plots)
+    # written into a folder beside OUT and moved in at the end: a failed run leaves OUT as it was
+    with console.status("predicting the density"), results_folder(out, overwrite, earlier=_earlier_prediction) as work:
+        res = predict(model, pat, comp, cell=cell, n_samples=samples, out_dir=work, threshold=threshold, plots=plots)
+        _name_files_in(res, work, out)
     for note in res.notes:
         console.print(note, highlight=False)
     if res.crystal is not None:

@@ -16,7 +16,14 @@ from nanosolve.cli import crystalnet as crystalnet_cli
 from nanosolve.cli import report as report_cli
 from nanosolve.cli import solve as solve_cli
 from nanosolve.cli import train as train_cli
-from nanosolve.cli.common import check_wavelength_option, console, friendly_errors, install_usage_errors, output_file
+from nanosolve.cli.common import (
+    check_wavelength_option,
+    console,
+    friendly_errors,
+    install_usage_errors,
+    output_file,
+    output_folder,
+)
 from nanosolve.errors import InputError, ResourceError
 from nanosolve.scattering.pattern import KINDS, X_LABELS
 from nanosolve.scattering.readers.lab import LAB_EXTENSIONS
@@ -190,6 +197,7 @@ def demo(out: Path = typer.Option(Path("nanosolve-demo"), "-o", "--out", help="o
     powder XRD (Cu Kα), neutron diffraction, the PDF and SAXS; writes the columns, the structures and
     one PNG figure), then solves the shipped simulated PDF of a Au nanoparticle with DeepStruc (ranked
     candidates as xyz, fit plot, JSON summary)."""
+    from nanosolve._io import staged_folder
     from nanosolve.scattering.plot import plot_patterns
     from nanosolve.scattering.simulate import simulate as run
     from nanosolve.scattering.writers import write_pattern
@@ -197,11 +205,9 @@ def demo(out: Path = typer.Option(Path("nanosolve-demo"), "-o", "--out", help="o
     from nanosolve.structures.builders.cut import cut_nanoparticle
     from nanosolve.structures.io import write_structure
 
+    out = output_folder(out, "-o", overwrite=True)  # an existing file refused; earlier demo files replaced
     crystal = build_chili_crystal("rocksalt", "Mg")
     particle = cut_nanoparticle(crystal, 10.0)
-    out.mkdir(parents=True, exist_ok=True)
-    write_structure(crystal, out / "MgO_rocksalt.cif")
-    write_structure(particle, out / "MgO_particle_r10.xyz")
     jobs = [("xrd", crystal, "CuKa", "MgO crystal, Cu Kα XRD"),
             ("nd", crystal, 1.54, "MgO crystal, neutron powder diffraction"),
             ("xrd", particle, "CuKa", f"MgO particle ({len(particle)} atoms), Debye XRD"),
@@ -210,21 +216,26 @@ def demo(out: Path = typer.Option(Path("nanosolve-demo"), "-o", "--out", help="o
     patterns, labels = [], []
     from rich.progress import track
 
-    for kind, s, wl, label in track(jobs, description="simulating", console=console):
-        p = run(kind, s, wl)
-        tag = "crystal" if s is crystal else "particle"
-        write_pattern(p, out / f"MgO_{tag}_{kind}.{'gr' if kind == 'gr' else 'xy'}")
-        patterns.append(p)
-        labels.append(label)
-    png = plot_patterns(patterns, out / "MgO_patterns.png", labels=labels)
-    console.print(f"wrote {len(jobs)} patterns, 2 structures and {png} into {out}/", highlight=False)
+    # each part written beside its folder and moved in when complete; other files in OUT stay
+    with staged_folder(out) as work:
+        write_structure(crystal, work / "MgO_rocksalt.cif")
+        write_structure(particle, work / "MgO_particle_r10.xyz")
+        for kind, s, wl, label in track(jobs, description="simulating", console=console):
+            p = run(kind, s, wl)
+            tag = "crystal" if s is crystal else "particle"
+            write_pattern(p, work / f"MgO_{tag}_{kind}.{'gr' if kind == 'gr' else 'xy'}")
+            patterns.append(p)
+            labels.append(label)
+        png = plot_patterns(patterns, work / "MgO_patterns.png", labels=labels)
+    console.print(f"wrote {len(jobs)} patterns, 2 structures and {out / png.name} into {out}/", highlight=False)
 
     from nanosolve.solve import example_pdf, read_input, settings_from_metadata, solve_pdf
 
     example = read_input(example_pdf())
-    with console.status("solving the shipped example PDF (simulated, 75-atom Au decahedron) with DeepStruc"):
+    with console.status("solving the shipped example PDF (simulated, 75-atom Au decahedron) with DeepStruc"), \
+            staged_folder(out / "solve_example") as work:
         res = solve_pdf(example, element="Au", k=10, seed=0, settings=settings_from_metadata(example.metadata),
-                        out_dir=out / "solve_example")
+                        out_dir=work)
     best = res.summary["candidates"][0]
     console.print(f"DeepStruc on {example_pdf().name}: best candidate {best['file']} with {best['n_atoms']} atoms, "
                   f"Rw {best['rw']:.3f} (fit plot and all candidates in {out / 'solve_example'}/)", highlight=False)
