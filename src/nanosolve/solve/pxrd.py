@@ -450,7 +450,7 @@ class PowderSolveSettings:
     search). ``k``: model candidates in all, shared by the Z values whose cell the model can
     decode (≤ :data:`MODEL_MAX_ATOMS` atoms; at least :data:`MODEL_MIN_PER_Z` each). ``random_search``:
     pyxtal random crystals in all, spread over the Z values. ``time_budget`` (s; None = unbounded):
-    each stage starts no new work after its fraction of it (:data:`MODEL_END`, :data:`GENERATE_END`,
+    each stage starts no new work after its fraction of it (:data:`RANDOM_END`, :data:`MODEL_END`,
     :data:`REFINE_END`, :data:`PROFILE_END`; the Rietveld stage has the rest); the summary's
     ``budget_cut`` names the stages that were cut. ``progress(stage, detail)``: called at the start of every stage."""
 
@@ -517,13 +517,13 @@ class _Clock:
             self.cut.append(stage)
 
 
-#: fractions of the time budget at which the stages stop starting new work (model decoding,
-#: candidate generation, model-grid refinement, measured-profile fits; the Rietveld stage has the rest)
-MODEL_END, GENERATE_END, REFINE_END, PROFILE_END = 0.25, 0.35, 0.50, 0.80
+#: fractions of the time budget at which the stages stop starting new work (random search, model
+#: decoding, model-grid refinement, measured-profile fits; the Rietveld stage has the rest)
+RANDOM_END, MODEL_END, REFINE_END, PROFILE_END = 0.15, 0.35, 0.50, 0.80
 #: fewest model candidates per Z value when the K of a solve is shared by several
 MODEL_MIN_PER_Z = 16
 #: codes optimised and decoded per call: the budget is checked between calls
-MODEL_CHUNK = 16
+MODEL_CHUNK = 8  # a chunk already running is not interrupted: small chunks keep the overshoot small
 
 
 def _with_real_elements(crystals, back: dict[str, str]) -> list[Crystal]:
@@ -589,12 +589,13 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
 
     1. Z values: :func:`nanosolve.solve.composition.z_values` (1, 2, 3, 4, 6, 8, ... up to
        ``max_cell_atoms``, default :data:`~nanosolve.solve.composition.MAX_CELL_ATOMS`), or ``z``.
-    2. candidates: the model decodes K per Z whose cell it can hold (≤ :data:`MODEL_MAX_ATOMS`), with a
-       stand-in for every element it never saw (:func:`~nanosolve.solve.composition.model_stand_ins`;
-       the real element is put back before anything is simulated); the isotypic AFLOW prototypes of
-       the composition (any Z up to the largest cell); ``random_search`` pyxtal random crystals
-       (:func:`~nanosolve.solve.random_search.random_crystals`); all ranked together by R on the
-       model grid; symmetrised variants of the best model candidates join.
+    2. candidates, cheapest source first: the isotypic AFLOW prototypes of the composition (any Z up to
+       the largest cell); ``random_search`` pyxtal random crystals
+       (:func:`~nanosolve.solve.random_search.random_crystals`); the model decodes K per Z whose cell it
+       can hold (≤ :data:`MODEL_MAX_ATOMS`), with a stand-in for every element it never saw
+       (:func:`~nanosolve.solve.composition.model_stand_ins`; the real element is put back before
+       anything is simulated); all ranked together by R on the model grid; symmetrised variants of the
+       best model candidates join.
     3. sanity gate (:func:`~nanosolve.solve.sanity.check_crystal`) on every candidate: implausible
        ones go behind every plausible one, before and after each refinement.
     4. the best ``top`` refined on the model grid; with sharp data the best ``profile_top`` refined
@@ -669,6 +670,20 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
             protos = [c for c in prototype_crystals(cell_types(reduced, zs[0]), max_cell) if len(c) // n_unit in zs]
         _say(st, "prototypes", f"{len(protos)} isotypic AFLOW prototypes, cells up to {max_cell} atoms")
         join(rank_candidates(protos, y, mask, cfg.size, cfg.size_model, "prototype"))
+    # -- pyxtal random crystals, each Z in turn, ranked as they come (before the model: a crystal costs
+    #    ~0.1 s against seconds per decoded code, so a budget cut should fall on the model)
+    if st.random_search:
+        from nanosolve.solve.random_search import random_crystals
+
+        per_z = max(1, -(-st.random_search // len(zs)))
+        _say(st, "random search", f"up to {per_z} pyxtal crystals for each of Z = {zs}")
+        for i, z in enumerate(zs):
+            if clock.over(RANDOM_END):
+                clock.note("random search")
+                break
+            found = random_crystals(reduced, z, per_z, seed=st.seed + i, deadline=clock.deadline(RANDOM_END),
+                                    **_indexed_constraint(indexed, reduced, z))
+            join(rank_candidates(found, y, mask, cfg.size, cfg.size_model, "random-search"))
     # -- the model's candidates, for the Z values whose cell it can decode
     model_zs = [z for z in zs if z * n_unit <= model_max]
     if model_zs:
@@ -688,19 +703,6 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
                                      st.method, loss))
         if st.symmetrize and not clock.over(MODEL_END):
             ranked = with_symmetrized(ranked, y, mask, cfg.size, cfg.size_model)
-    # -- pyxtal random crystals, each Z in turn, ranked as they come
-    if st.random_search:
-        from nanosolve.solve.random_search import random_crystals
-
-        per_z = max(1, -(-st.random_search // len(zs)))
-        _say(st, "random search", f"up to {per_z} pyxtal crystals for each of Z = {zs}")
-        for i, z in enumerate(zs):
-            if clock.over(GENERATE_END):
-                clock.note("random search")
-                break
-            found = random_crystals(reduced, z, per_z, seed=st.seed + i, deadline=clock.deadline(GENERATE_END),
-                                    **_indexed_constraint(indexed, reduced, z))
-            join(rank_candidates(found, y, mask, cfg.size, cfg.size_model, "random-search"))
     if not ranked:
         raise InputError(f"no candidate structure for {formula}: the model holds cells of at most {model_max} atoms "
                          "and neither prototypes nor random search gave one (or the time budget ran out first)")
