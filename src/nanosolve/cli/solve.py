@@ -173,7 +173,9 @@ def solve(
     seed: int = typer.Option(0, **SEED, help="seed of the latent samples"),
     qmin: float = typer.Option(None, help="Qmin of the data (Å⁻¹); default: file header, else 0.7"),
     qmax: float = typer.Option(None, help="Qmax of the data (Å⁻¹); default: file header, else 30"),
-    qdamp: float = typer.Option(None, help="Qdamp of the data (Å⁻¹); default: file header, else 0.04"),
+    qdamp: float = typer.Option(None, help="Qdamp of the instrument (Å⁻¹), best from a calibrant (Ni, Si) "
+                                           "measured on the same setup; default: the file header, else fitted per "
+                                           "candidate (it then trades off with the particle size)"),
     rmin: float = typer.Option(1.0, help="fit range start (Å)"),
     delta2: bool = typer.Option(False, "--delta2/--no-delta2", help="also refine delta2 (Å²)"),
     source: str = typer.Option("both", "--source", help="PDF: candidates from the DeepStruc model (cvae), the "
@@ -251,8 +253,15 @@ def solve(
     cmp_ = s["motif_comparison"]
     console.print(f"answer: {a['motif']} ({a['source']}), {a['n_atoms']} atoms, {a['diameter_nm']:.2f} nm, "
                   f"a = {a['lattice_a']:.3f} Å, Biso {a['biso']:.2f} Å², Rw {a['rw']:.3f}"
-                  + (f"; next motif {cmp_[1]['motif']} Rw +{cmp_[1]['delta_rw']:.3f}" if len(cmp_) > 1 else ""),
+                  + (f"; next motif {cmp_[1]['motif']} Rw +{cmp_[1]['delta_rw']:.3f}"
+                     + ("" if cmp_[1].get("worse_beyond_noise") else " (within noise)") if len(cmp_) > 1 else ""),
                   highlight=False)
+    sizes = a.get("sizes_within_noise")
+    if sizes and sizes["n_atoms"][0] != sizes["n_atoms"][1]:
+        console.print(f"sizes within noise of the best fit: {sizes['n_atoms'][0]}-{sizes['n_atoms'][1]} atoms "
+                      f"({sizes['diameter_nm'][0]:.2f}-{sizes['diameter_nm'][1]:.2f} nm)"
+                      + ("; Qdamp was fitted and trades off with size: give --qdamp from a calibrant to narrow it"
+                         if a.get("qdamp_fitted") else ""), highlight=False)
     console.print(f"wrote {len(s['candidates'])} xyz files, {s['fit_plot']}, summary.json and report.html into {out}/ "
                   f"({s['seconds']:.1f} s)", highlight=False)
 
