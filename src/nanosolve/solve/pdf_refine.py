@@ -30,6 +30,7 @@ from scipy.optimize import least_squares
 
 from nanosolve.errors import InputError
 from nanosolve.models.deepstruc.pdf import cluster_pdf
+from nanosolve.scattering.agreement import pdf_rw as rw  # Rw, importable from here as before
 from nanosolve.structures.particle import Particle
 
 __all__ = ["FitSettings", "RefineResult", "rw", "refine", "rank", "settings_from_metadata"]
@@ -116,15 +117,6 @@ class RefineResult:
         if self.extra:
             out.update(self.extra)
         return out
-
-
-def rw(g_obs, g_calc) -> float:
-    """sqrt(Σ(Gobs − Gcalc)² / Σ Gobs²)."""
-    g_obs, g_calc = np.asarray(g_obs, float), np.asarray(g_calc, float)
-    den = float(np.sum(g_obs * g_obs))
-    if den == 0:
-        raise InputError("the observed PDF is zero on the fit range")
-    return float(np.sqrt(np.sum((g_obs - g_calc) ** 2) / den))
 
 
 def _fit_points(r, g, s: FitSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -29,25 +29,21 @@ from scipy.optimize import minimize
 from nanosolve.errors import InputError
 from nanosolve.scattering import nano_pxrd as nx
 from nanosolve.scattering import profiles
+from nanosolve.scattering.agreement import poisson_weights, r_wp, r_wp_squared_integral
 from nanosolve.scattering.bragg import _as_crystal, enumerate_hkl, simulate_xrd, structure_factors_torch
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.structures.crystal import Crystal, lattice_from_parameters
 
 __all__ = ["rwp2", "paper_rwp2", "rwp", "PXRDFit", "refine_crystal", "refine_lower_symmetry", "plot_pxrd_fit"]
 
-EPS_REL = 0.01  # default weights 1/max(y_obs, EPS_REL·max y_obs): at most 100x the peak's weight
 PAPER_N, PAPER_SIGMA = 8192, 0.040784  # paper_rwp2 grid points and Gaussian σ (Å⁻¹)
 
 
-# ----- R-factors --------------------------------------------------------------------------
+# ----- R-factors (defined in nanosolve.scattering.agreement) -------------------------------
 def rwp2(y_true, y_pred, q=None) -> float:
-    """PXRDNet's R_wp² = ∫(I_gt − I_pred)² dQ / ∫ I_gt² dQ (trapezoid on ``q``; uniform if None)."""
-    yt, yp = np.asarray(y_true, float), np.asarray(y_pred, float)
-    x = np.arange(yt.size, dtype=float) if q is None else np.asarray(q, float)
-    den = np.trapezoid(yt * yt, x)
-    if den <= 0:
-        raise InputError("R_wp² needs a reference pattern with nonzero intensity")
-    return float(np.trapezoid((yt - yp) ** 2, x) / den)
+    """PXRDNet's R_wp² = ∫(I_gt − I_pred)² dQ / ∫ I_gt² dQ (trapezoid on ``q``; uniform if None):
+    :func:`nanosolve.scattering.agreement.r_wp_squared_integral`."""
+    return r_wp_squared_integral(y_true, y_pred, q)
 
 
 def paper_rwp2(crystal_true, crystal_pred) -> float:
@@ -61,21 +57,19 @@ def paper_rwp2(crystal_true, crystal_pred) -> float:
     return rwp2(ys[0], ys[1], q)
 
 
-def _weights(y_obs, eps_rel: float = EPS_REL):
-    y = np.asarray(y_obs, float)
-    return 1.0 / np.maximum(y, eps_rel * max(np.abs(y).max(), 1e-300))
-
-
 def rwp(y_obs, y_calc, weights=None, mask=None) -> float:
     """R_wp = sqrt(Σ w (y_obs − y_calc)² / Σ w y_obs²) over ``mask`` (bool [G], default all).
 
-    Default weights 1/max(y_obs, 0.01·max y_obs): Poisson-like (σ² ∝ counts), with a floor so that
-    empty regions (weight → ∞ as y → 0) cannot dominate.
+    Default weights 1/max(y_obs, 0.01·max y_obs) of the points in ``mask``: Poisson-like (σ² ∝ counts),
+    with a floor so that empty regions (weight → ∞ as y → 0) cannot dominate
+    (:func:`nanosolve.scattering.agreement.poisson_weights`, :func:`~nanosolve.scattering.agreement.r_wp`).
     """
-    yo, yc = np.asarray(y_obs, float), np.asarray(y_calc, float)
-    m = np.ones(yo.size, bool) if mask is None else np.asarray(mask, bool)
-    w = _weights(yo[m]) if weights is None else np.asarray(weights, float)[m]
-    return float(np.sqrt(np.sum(w * (yo[m] - yc[m]) ** 2) / np.sum(w * yo[m] ** 2)))
+    if weights is None:
+        yo = np.asarray(y_obs, float)
+        m = slice(None) if mask is None else np.asarray(mask, bool)
+        weights = np.ones_like(yo)
+        weights[m] = poisson_weights(yo[m])
+    return r_wp(y_obs, y_calc, weights, mask)
 
 
 # ----- result -------------------------------------------------------------------------------
@@ -250,7 +244,7 @@ class _Target:
         self.n_bg, self.lo, self.span = n_bg, xm.min(), max(np.ptp(xm), 1e-12)
         self.basis = self.basis_at(xm)
         self.yt = torch.tensor(self.y[self.m])
-        self.w = torch.tensor(_weights(self.y[self.m]))
+        self.w = torch.tensor(poisson_weights(self.y[self.m]))
         self.sw = torch.sqrt(self.w)
         self.den = float((self.w * self.yt ** 2).sum())
 

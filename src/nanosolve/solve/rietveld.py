@@ -30,7 +30,8 @@ file's esd column, else sqrt(counts), at least 1):
 R_wp = sqrt(Σ w (y_o − y_c)² / Σ w y_o²), R_p = Σ |y_o − y_c| / Σ y_o,
 R_exp = sqrt((N − P) / Σ w y_o²) with P refined parameters (linear ones included),
 χ² = (R_wp / R_exp)² (``gof``, SCHEMA) and S = R_wp / R_exp (``gof_s``; TOPAS "GOF",
-CIF ``_refine_ls_goodness_of_fit_all``). R_exp and χ² only mean something for y in counts.
+CIF ``_refine_ls_goodness_of_fit_all``). R_exp and χ² only mean something for y in counts. The factors are
+computed by :mod:`nanosolve.scattering.agreement`.
 
 Weight fractions of several phases (Hill & Howard 1987): W_p = S_p (ZMV)_p / Σ_q S_q (ZMV)_q, with S
 the Rietveld scale of a phase whose calculated intensity is |F_cell|² · LP (no 1/V²) and ZM the mass
@@ -49,6 +50,7 @@ from scipy.linalg import null_space
 from scipy.optimize import minimize
 
 from nanosolve.errors import InputError
+from nanosolve.scattering import agreement as _agreement
 from nanosolve.scattering.bragg import _as_crystal, enumerate_hkl, structure_factors_torch
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.structures.crystal import Crystal
@@ -283,12 +285,12 @@ class RietveldResult:
     @property
     def gof(self) -> float:
         """χ² = (R_wp / R_exp)² (GSAS-II "GOF²", SCHEMA ``gof``)."""
-        return (self.rwp / self.rexp) ** 2 if self.rexp > 0 else float("nan")
+        return _agreement.reduced_chi2(self.rwp, self.rexp)
 
     @property
     def gof_s(self) -> float:
         """S = R_wp / R_exp (TOPAS GOF, CIF _refine_ls_goodness_of_fit_all)."""
-        return self.rwp / self.rexp if self.rexp > 0 else float("nan")
+        return _agreement.gof_s(self.rwp, self.rexp)
 
     @property
     def rwp_after(self) -> float:  # the name PXRDFit uses, so plots / reports take either
@@ -355,14 +357,9 @@ def load_background(background, data: Pattern) -> np.ndarray:
 
 
 def agreement(y_obs, y_calc, sigma, n_params: int) -> dict:
-    """R_wp, R_p, R_exp, χ² and S (module docstring) over the given points."""
-    yo, yc, s = (np.asarray(v, float) for v in (y_obs, y_calc, sigma))
-    w = 1.0 / (s * s)
-    den = float(np.sum(w * yo * yo))
-    rwp = math.sqrt(float(np.sum(w * (yo - yc) ** 2)) / den)
-    rexp = math.sqrt(max(yo.size - n_params, 1) / den)
-    return {"rwp": rwp, "rp": float(np.sum(np.abs(yo - yc)) / np.sum(np.abs(yo))), "rexp": rexp,
-            "gof": (rwp / rexp) ** 2, "gof_s": rwp / rexp}
+    """R_wp, R_p, R_exp, χ² and S (module docstring) over the given points:
+    :func:`nanosolve.scattering.agreement.profile_agreement`."""
+    return _agreement.profile_agreement(y_obs, y_calc, sigma, n_params)
 
 
 def _estimate_fwhm(x, y) -> float:

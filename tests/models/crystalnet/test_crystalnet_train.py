@@ -238,6 +238,9 @@ def test_evaluate_model_small(trained, data):
     assert s["zero_map"]["corr"]["mean"] == 0 and s["zero_map"]["rel_l1"]["mean"] == pytest.approx(1.0)
     assert s["mean_map"]["corr_res"]["mean"] == 0 and s["mean_map"]["skill"]["mean"] == pytest.approx(0.0)
     assert all(r["best_fit_choice"] in (0, 1, 2) for r in res["rows"])  # posterior mean or one of 2 draws
+    # shuffled control: every crystal gets another evaluated crystal's pattern, each pattern used once
+    assert all(r["shuffled_from"] != r["index"] for r in res["rows"])
+    assert sorted(r["shuffled_from"] for r in res["rows"]) == sorted(int(i) for i in idx)
     gap = res["gap"]["model_mean"]["ssim_res"]
     assert gap["gap"] == pytest.approx(s["model_mean"]["ssim_res"]["mean"] - gap["control"])
     assert gap["control"] == max(s[c]["ssim_res"]["mean"] for c in ev.CONTROLS)

@@ -21,7 +21,8 @@ the true composition): atom-site recall / precision within 0.5 Å with species
 the gap model - best control. The decoding of the *true* density is the decoder's ceiling.
 
 R_wp = sqrt(Σ w (y_t - s y_d)² / Σ w y_t²), w = 1/y_t, y = profile + 1 % of its maximum as a flat
-background (so w stays finite), s the least-squares scale.
+background (so w stays finite), s the least-squares scale (:func:`rwp`, which is
+:func:`nanosolve.scattering.agreement.r_wp_shape`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from nanosolve.datasets.splits import derangement
 from nanosolve.errors import InputError
 from nanosolve.models.crystalnet.dataset import CrystalNetData
 from nanosolve.models.crystalnet.inputs import MO_KA, xrd_vector
@@ -42,6 +44,7 @@ from nanosolve.models.crystalnet.metrics import (
 )
 from nanosolve.models.crystalnet.model import CrystalNet
 from nanosolve.models.crystalnet.train import predict_grids
+from nanosolve.scattering.agreement import r_wp_shape
 
 ABLATIONS = ("ratios_removed", "element_dropped", "no_formula")
 MODEL_ROWS = ("model_mean", "model_best_fit")
@@ -82,17 +85,9 @@ def element_dropped(comp: np.ndarray, rng: np.random.Generator) -> np.ndarray | 
 
 # ---- decoding --------------------------------------------------------------------------------
 def rwp(y_true: np.ndarray, y_model: np.ndarray, background: float = 0.01) -> float:
-    """Scale-fitted weighted profile R factor (see the module docstring), 0 = identical shapes."""
-    yt = np.asarray(y_true, dtype=np.float64)
-    ym = np.asarray(y_model, dtype=np.float64)
-    if yt.shape != ym.shape or yt.size == 0:
-        raise InputError(f"profiles must have one non-empty shape, got {yt.shape} and {ym.shape}")
-    yt = yt / max(yt.max(), 1e-300)
-    ym = ym / max(ym.max(), 1e-300)
-    yt, ym = yt + background, ym + background
-    w = 1.0 / yt
-    s = float(np.sum(w * yt * ym) / np.sum(w * ym * ym))
-    return float(np.sqrt(np.sum(w * (yt - s * ym) ** 2) / np.sum(w * yt * yt)))
+    """Scale-fitted weighted profile R factor (see the module docstring), 0 = identical shapes:
+    :func:`nanosolve.scattering.agreement.r_wp_shape`."""
+    return r_wp_shape(y_true, y_model, background)
 
 
 def resimulated_rwp(decoded, truth) -> float:
@@ -242,10 +237,8 @@ def evaluate_model(model: CrystalNet, data: CrystalNetData, indices=None, refere
     reference = mean_density(data) if reference is None else np.asarray(reference, dtype=np.float64)
     scale = float(model.config.extra.get("density_scale", 1.0))
     rng = np.random.default_rng(seed)
-    # shuffled control: a random cyclic derangement (each crystal gets another one's pattern)
-    order = rng.permutation(idx.size)
-    shuffled_src = np.empty(idx.size, dtype=int)
-    shuffled_src[order] = np.roll(order, -1)
+    # shuffled control: each crystal gets another one's pattern (a seeded derangement, no fixed point)
+    shuffled_src = derangement(idx.size, seed)
     t0 = time.monotonic()
     rows = []
     for k, i in enumerate(idx):
