@@ -32,6 +32,7 @@ from nanosolve.cli.train_options import (
     TENSORBOARD_HELP,
     check_device,
     check_max_minutes,
+    epoch_ticker,
     finish,
     legacy_positional,
     progress_bars,
@@ -51,6 +52,13 @@ def make_config(preset: str, overrides: dict):
     from nanosolve.models.crystalnet.run import make_config as _make
 
     return _make(preset, overrides)
+
+
+def _epoch_info(rec: dict) -> str:
+    info = f"L1 {rec['train_l1']:.4f}  KL {rec['train_kl']:.3f}  val L1 {rec['val_l1']:.4f}"
+    if "val_ssim" in rec:
+        info += f"  val SSIM {rec['val_ssim']:.3f}"
+    return info
 
 
 @friendly_errors
@@ -98,17 +106,9 @@ def train_command(
     sizes = {k: len(v) for k, v in data.split.items()}
     say(f"CrystalNet ({preset}) on {len(data)} {system} crystals: train {sizes.get('train', 0)}, "
         f"val {sizes.get('val', 0)}, test {sizes.get('test', 0)} (split by reduced formula)")
-    total = config.max_epochs if max_epochs is None else max_epochs
     t0 = time.perf_counter()
     with progress_bars() as progress:
-        bar = progress.add_task("epochs", total=total, info="")
-
-        def tick(rec: dict):
-            info = f"L1 {rec['train_l1']:.4f}  KL {rec['train_kl']:.3f}  val L1 {rec['val_l1']:.4f}"
-            if "val_ssim" in rec:
-                info += f"  val SSIM {rec['val_ssim']:.3f}"
-            progress.update(bar, completed=rec["epoch"] + 1, info=info)
-
+        tick = epoch_ticker(progress, config, max_epochs, _epoch_info)
         result = train(config, data, out, max_minutes=max_minutes, max_epochs=max_epochs, seed=seed, resume=True,
                        progress=tick, device=device, tensorboard=tensorboard)
     finish(out, result, time.perf_counter() - t0, config.monitor, monitor=config.monitor)

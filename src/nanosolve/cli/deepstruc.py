@@ -20,6 +20,7 @@ from nanosolve.cli.train_options import (
     TENSORBOARD_HELP,
     check_device,
     check_max_minutes,
+    epoch_ticker,
     finish,
     progress_bars,
     say,
@@ -87,21 +88,20 @@ def train_cmd(
     config, parts = run.config, run.parts
     say(f"{config.kind} ({preset}): {sum(p.numel() for p in _param_probe(config))} parameters; "
         f"train {len(parts['train'])}, val {len(parts['val'])}, test {len(parts['test'])}")
-    total = config.max_epochs if max_epochs is None else max_epochs
     t0 = time.perf_counter()
     with progress_bars() as progress:
-        bar = progress.add_task("epochs", total=total, info="")
-
-        def tick(rec: dict):
-            info = f"loss {rec['train_loss']:.4f}"
-            if "val_prior_loss" in rec:
-                info += f"  val prior {rec['val_prior_loss']:.4f}  count acc {rec.get('val_count_acc', float('nan')):.3f}"
-            progress.update(bar, completed=rec["epoch"] + 1, info=info)
-
+        tick = epoch_ticker(progress, config, max_epochs, _epoch_info)
         result = train(config, run.tensors["train"], run.tensors["val"], out, max_minutes=max_minutes,
                        max_epochs=max_epochs, seed=seed, resume=True, progress=tick, device=device,
                        tensorboard=tensorboard)
     finish(out, result, time.perf_counter() - t0, config.monitor)
+
+
+def _epoch_info(rec: dict) -> str:
+    info = f"loss {rec['train_loss']:.4f}"
+    if "val_prior_loss" in rec:
+        info += f"  val prior {rec['val_prior_loss']:.4f}  count acc {rec.get('val_count_acc', float('nan')):.3f}"
+    return info
 
 
 def _param_probe(config):

@@ -5,6 +5,7 @@ that only the main process draws under torchrun, and the summary line."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nanosolve.cli.common import check_number, console, err_console, finish_training
@@ -86,6 +87,18 @@ def progress_bars():
                      TextColumn("{task.fields[info]}"), console=console, disable=not is_main())
 
 
+def epoch_ticker(progress, config, max_epochs: int | None, describe: Callable[[dict], str]) -> Callable[[dict], None]:
+    """Add the "epochs" bar to ``progress`` (total: ``max_epochs``, else the config's) and return the
+    per-epoch callback for ``train(progress=...)``: it moves the bar to ``rec["epoch"] + 1`` with
+    ``describe(rec)`` beside it (a plain line per epoch when the output is not a terminal)."""
+    bar = progress.add_task("epochs", total=config.max_epochs if max_epochs is None else max_epochs, info="")
+
+    def tick(rec: dict) -> None:
+        progress.update(bar, completed=rec["epoch"] + 1, info=describe(rec))
+
+    return tick
+
+
 def say(message: str) -> None:
     """A plain line on the console (main process only)."""
     if is_main():
@@ -104,13 +117,10 @@ def run_training(train_fn, config, train_items, val_items, out: Path, max_minute
                  **summary) -> dict | None:
     """``train_fn`` (CDVAE's or PXRDNet's ``train``) with epoch and batch progress bars; the
     losses named in ``extra_keys`` are shown beside the total. Writes OUT/summary.json."""
-    total = config.max_epochs if max_epochs is None else max_epochs
     t0 = time.perf_counter()
     with progress_bars() as progress:
-        bar = progress.add_task("epochs", total=total, info="")
-        inner = progress.add_task("batches", total=1, info="")
 
-        def tick(rec: dict):
+        def describe(rec: dict) -> str:
             info = f"loss {rec['train_loss']:.3f}" + "".join(f"  {k} {rec.get('train_' + k, float('nan')):.4f}"
                                                              for k in extra_keys)
             if "val_loss" in rec:
@@ -118,7 +128,10 @@ def run_training(train_fn, config, train_items, val_items, out: Path, max_minute
                                                                 for k in extra_keys)
             if config.select_on:
                 info += f"  selected on {'+'.join(config.select_on)}: {rec['monitored']:.3f}"
-            progress.update(bar, completed=rec["epoch"] + 1, info=info)
+            return info
+
+        tick = epoch_ticker(progress, config, max_epochs, describe)
+        inner = progress.add_task("batches", total=1, info="")
 
         def tick_batch(done: int, n: int):
             progress.update(inner, completed=done, total=n)
