@@ -94,11 +94,18 @@ def _truth_clusters(rng) -> list[dict]:
     return items
 
 
-def simulate_item(item: dict, rng) -> tuple:
-    """(Pattern, n_atoms, truth dict) of one (b) item: see the module docstring for the draws."""
+def simulate_item(item: dict, rng, noise_model: str = "counting", index: int = 0) -> tuple:
+    """(Pattern, n_atoms, truth dict) of one (b) item: see the module docstring for the draws.
+
+    ``noise_model``: 'counting' (default): white noise of constant σ in S(Q) on the data's Q grid, so
+    σ_F(Q) ∝ Q, sine-transformed to G(r) like the signal: the noise lives where the data do, in
+    Qmin-Qmax, weighted to high Q, as counting noise in a measured S(Q) does (its own stream per item,
+    so the items and truths are the same under either model). 'smooth-r': white noise in r smoothed by
+    a Gaussian of σ = π/(2 Qmax), the earlier model: most of its power lies below Qmin, where a measured
+    PDF carries none, and it looks like a slow envelope (it biases Qdamp and size; see README)."""
     from scipy.ndimage import gaussian_filter1d
 
-    from nanosolve.models.deepstruc.pdf import cluster_pdf
+    from nanosolve.models.deepstruc.pdf import cluster_pdf, default_qstep, q_grid
     from nanosolve.scattering.pattern import Pattern
     from nanosolve.structures.builders.clusters import build_library_cluster
 
@@ -112,7 +119,11 @@ def simulate_item(item: dict, rng) -> tuple:
     g = cluster_pdf(x, r=r, qmin=truth["qmin"], qmax=truth["qmax"], qdamp=truth["qdamp"], biso=truth["biso"],
                     delta2=truth["delta2"])
     sigma_pts = 0.5 * np.pi / truth["qmax"] / 0.01  # correlation length ~ half a Nyquist step
-    noise = gaussian_filter1d(rng.normal(size=r.size), sigma_pts)
+    noise = gaussian_filter1d(rng.normal(size=r.size), sigma_pts)  # drawn under both models: same stream
+    if noise_model == "counting":
+        q = q_grid(truth["qmin"], truth["qmax"], default_qstep(r))
+        fq = q * np.random.default_rng([SEED, index, 1]).normal(size=q.size)
+        noise = (2.0 / np.pi) * (q[1] - q[0]) * (fq @ np.sin(np.outer(q, r)))
     g = g + noise / noise.std() * truth["noise"] * np.abs(g).max()
     pat = Pattern(r, g, kind="gr", x_unit="r",
                   metadata={"qmin": truth["qmin"], "qmax": truth["qmax"], "source": f"{item['metal']}{len(p)}"})
@@ -126,7 +137,8 @@ def _chance(lib, family: str, motif: str, n_true: int) -> dict:
     return {"family": float(fam.mean()), "motif": float(mot.mean()), "family_and_size": float((fam & size).mean())}
 
 
-def part_b(source: str, limit: int | None, protocol: str, parts: tuple = ("validation", "test")) -> list[dict]:
+def part_b(source: str, limit: int | None, protocol: str, parts: tuple = ("validation", "test"),
+           noise_model: str = "counting") -> list[dict]:
     """Rows of (b). ``protocol``: 'calibrant' (Qdamp stated as a calibrant measurement gives it: the true value
     times 1 + U(−CALIBRATION_ERROR, +CALIBRATION_ERROR)) or 'fitted' (Qdamp not stated: fitted per candidate)."""
     from nanosolve.solve.cluster_library import load_library
@@ -137,8 +149,8 @@ def part_b(source: str, limit: int | None, protocol: str, parts: tuple = ("valid
     items = _truth_clusters(rng)[:limit]
     lib = load_library()
     rows = []
-    for item in items:
-        pat, n_true, truth = simulate_item(item, rng)
+    for index, item in enumerate(items):
+        pat, n_true, truth = simulate_item(item, rng, noise_model, index)
         qdamp_stated = truth["qdamp"] * (1 + cal.uniform(-CALIBRATION_ERROR, CALIBRATION_ERROR))
         if item["part"] not in parts:
             continue
@@ -146,7 +158,7 @@ def part_b(source: str, limit: int | None, protocol: str, parts: tuple = ("valid
         a = s["answer"]
         fam = MOTIF_FAMILY[item["motif"]]
         lo, hi = a["sizes_within_noise"]["n_atoms"]
-        row = {"part": item["part"], "protocol": protocol, "metal": item["metal"], "motif_true": item["motif"],
+        row = {"part": item["part"], "protocol": protocol, "noise_model": noise_model, "metal": item["metal"], "motif_true": item["motif"],
                "n_true": n_true, "parameters": item["parameters"], "truth": truth,
                "qdamp_stated": qdamp_stated if protocol == "calibrant" else None, "motif": a["motif"],
                "n_atoms": a["n_atoms"], "sizes_within_noise": [lo, hi], "source": a["source"], "rw": a["rw"],
@@ -175,6 +187,7 @@ def main():
     ap.add_argument("--protocol", default="both", choices=("calibrant", "fitted", "both"),
                     help="(b): Qdamp stated from a calibrant (±10 %%), fitted, or both")
     ap.add_argument("--b-parts", default="validation,test", help="(b) parts to run, comma-separated")
+    ap.add_argument("--noise", default="counting", choices=("counting", "smooth-r"), help="(b) noise model")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "pdf_solve.json")
     args = ap.parse_args()
     import torch
@@ -192,15 +205,14 @@ def main():
         print("(b) simulated 150-3,000-atom clusters")
         protocols = ("calibrant", "fitted") if args.protocol == "both" else (args.protocol,)
         parts = tuple(args.b_parts.split(","))
-        rows = [r for pr in protocols for r in part_b(args.source, args.limit, pr, parts)]
-        record["b"] = {"calibration_error": CALIBRATION_ERROR, "summary": []}
+        rows = [r for pr in protocols for r in part_b(args.source, args.limit, pr, parts, args.noise)]
+        record["b"] = {"calibration_error": CALIBRATION_ERROR, "noise_model": args.noise}
         for pr in protocols:
             for part in parts:
                 sub = [r for r in rows if r["part"] == part and r["protocol"] == pr]
                 if not sub:
                     continue
-                record["b"]["summary"].append({
-                    "protocol": pr, "part": part,
+                record["b"].setdefault(pr, {})[part] = ({
                     "n": len(sub), "family_ok": _rate(sub, "family_ok"), "motif_ok": _rate(sub, "motif_ok"),
                     "size_ok": _rate(sub, "size_ok"), "family_and_size_ok": _rate(sub, "family_and_size_ok"),
                     "truth_in_size_interval": _rate(sub, "truth_in_size_interval"),
@@ -228,7 +240,10 @@ def main():
         print("\n| (b) Qdamp | part | PDFs | family right (chance) | exact motif (chance) | size within 10 % | "
               "family + size (chance) | truth in size interval | s/PDF mean (max) |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for b in record["b"]["summary"]:
+        for pr, part in ((pr, part) for pr in ("calibrant", "fitted") for part in ("validation", "test")):
+            if part not in record["b"].get(pr, {}):
+                continue
+            b = {"protocol": pr, "part": part, **record["b"][pr][part]}
             n = b["n"]
             print(f"| {b['protocol']} | {b['part']} | {n} | {b['family_ok'][0]}/{n} ({100 * b['chance_family']:.0f} %) | "
                   f"{b['motif_ok'][0]}/{n} ({100 * b['chance_motif']:.0f} %) | {b['size_ok'][0]}/{n} | "
