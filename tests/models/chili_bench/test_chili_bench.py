@@ -7,11 +7,8 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from nanosolve.datasets.chili.generate import dataset_attrs, generate
-from nanosolve.datasets.chili.recipe import chili3k_tasks
 from nanosolve.datasets.pyg import ChiliData, ChiliDataset
 from nanosolve.datasets.splits import random_split
-from nanosolve.datasets.storage import GraphStore
 from nanosolve.errors import InputError
 from nanosolve.models.chili_bench import (
     GENERATION_TASKS,
@@ -33,15 +30,6 @@ from nanosolve.models.chili_bench.metrics import mae, masked_mae, mse, weighted_
 from nanosolve.structures.elements import atomic_number
 
 SIGNALS = ("saxs", "sans", "xrd", "nd", "xpdf", "npdf")
-
-
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("chili_bench") / "tiny.sqlite"
-    with GraphStore(path) as st:
-        st.set_attrs(dataset_attrs("chili3k", (5.0, 6.0), True))
-        generate(chili3k_tasks(metals=("Zn", "Au"), radii=(5.0, 6.0)), st, workers=0)
-    return path
 
 
 @pytest.fixture(scope="module")

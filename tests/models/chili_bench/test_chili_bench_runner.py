@@ -10,11 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from nanosolve.cli.main import app
-from nanosolve.datasets.chili.generate import dataset_attrs, generate
-from nanosolve.datasets.chili.recipe import chili3k_tasks
 from nanosolve.datasets.pyg import ChiliDataset
 from nanosolve.datasets.splits import random_split
-from nanosolve.datasets.storage import GraphStore
 from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import load_checkpoint
 from nanosolve.models.chili_bench import build_inputs, get_task, make_model
@@ -36,15 +33,6 @@ from nanosolve.models.chili_bench.runner import (
 
 torch.set_num_threads(1)
 GEN = "gen_xrd_unit_cell"
-
-
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("chili_runner") / "tiny.sqlite"
-    with GraphStore(path) as st:
-        st.set_attrs(dataset_attrs("chili3k", (5.0, 6.0), True))
-        generate(chili3k_tasks(metals=("Zn", "Au"), radii=(5.0, 6.0)), st, workers=0)
-    return path
 
 
 def _cfg(store_path, task=GEN, model="mlp", **kw):
