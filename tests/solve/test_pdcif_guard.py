@@ -101,10 +101,10 @@ def _signature(result):
 
 
 def _check_unchanged(files, names, structures: str = "numbers", **kw):
-    """Solve each file; every ranking equals the first's. ``structures``: 'numbers' compares refined cells
-    and positions to round-off; 'matcher' compares R values to 5e-3 relative and each refined structure with a tight
-    StructureMatcher (the measured-profile refinement ends in a flat valley where round-off moves cell and
-    positions by ~1e-4 between identical calls, at the same R_wp)."""
+    """Solve each file; every ranking equals the first's. ``structures``: 'numbers' compares R values, cells
+    and positions to round-off (solves without refinement); 'matcher' compares R values to 2e-2 relative and
+    the best refined structure with a tight StructureMatcher (a refinement ends in a flat valley where the
+    round-off of its start, not reproducible between calls, moves cell and positions by ~1e-4)."""
     runs = {}
     for name in names:
         # the same global RNG state for every solve: a solve is compared with a solve, not with the state an
@@ -125,7 +125,9 @@ def _check_unchanged(files, names, structures: str = "numbers", **kw):
 
         tight = StructureMatcher(ltol=0.01, stol=0.05, angle_tol=0.5, primitive_cell=False, scale=False)
         a, b = runs[names[0]].ranked[0], runs[name].ranked[0]
-        assert b.profile.rwp_after == pytest.approx(a.profile.rwp_after, rel=5e-3), name  # measured: ~1e-3
+        # identical calls differ by 1e-3 (alone) to 7e-3 (under pytest -n 2) in R_wp; the poisoned profile, a
+        # different structure, would move it by far more
+        assert b.profile.rwp_after == pytest.approx(a.profile.rwp_after, rel=2e-2), name
         assert tight.fit(a.final_crystal.to_pymatgen(), b.final_crystal.to_pymatgen()), name
     return runs
 
