@@ -53,6 +53,7 @@ from scipy.interpolate import CubicSpline
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
+from nanosolve._io import atomic_path, atomic_write_text
 from nanosolve.errors import InputError
 from nanosolve.models.deepstruc.pdf import default_qstep, q_grid
 from nanosolve.structures.builders.clusters import (
@@ -227,12 +228,10 @@ def _load_or_build(shape: str, parameters: dict, folder: Path) -> ClusterEntry:
     p = build_library_cluster(shape, parameters, _REFERENCE)
     entry = entry_from_positions(p.positions, 2.0 * metallic_radius(_REFERENCE), key, "library", motif, lat, shape,
                                  parameters)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{key}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, version=CACHE_VERSION, d=entry.hist.d, w=entry.hist.w, var=entry.hist.var, n_atoms=entry.n_atoms,
-             diameter=entry.diameter, mean_coordination=entry.mean_coordination, compactness=entry.compactness,
-             s_table=entry.s_table)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # another process may build the same cluster: each writes its own file
+        np.savez(tmp, version=CACHE_VERSION, d=entry.hist.d, w=entry.hist.w, var=entry.hist.var,
+                 n_atoms=entry.n_atoms, diameter=entry.diameter, mean_coordination=entry.mean_coordination,
+                 compactness=entry.compactness, s_table=entry.s_table)
     entry.positions = None  # keep memory small; rebuilt on demand
     return entry
 
@@ -289,11 +288,8 @@ def load_library(motifs=LIBRARY_MOTIFS, min_atoms: int = 13, max_atoms: int = 40
         seen.add((e.motif, e.n_atoms))
         entries.append(e)
     if not index.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = index.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"spec": json.loads(spec), "entries": [
+        atomic_write_text(index, json.dumps({"spec": json.loads(spec), "entries": [
             {"shape": e.shape, "parameters": e.parameters, "key": e.key} for e in entries]}) + "\n")
-        os.replace(tmp, index)
     if not entries:
         raise InputError(f"no library cluster has {min_atoms}-{max_atoms} atoms for motifs {list(motifs)}")
     return entries

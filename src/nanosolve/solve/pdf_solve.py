@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nanosolve._io import atomic_path
 from nanosolve.errors import InputError
 from nanosolve.solve import cluster_library as cl
 from nanosolve.solve.pdf_refine import FitSettings, RefineResult, _refine_positions, rw
@@ -114,10 +115,8 @@ def _coordination_table(lattice: str) -> tuple[np.ndarray, np.ndarray]:
                     cns.append(cl.mean_coordination(x, 1.12))
                 radius *= 1.03
             _EXPECTED[lattice] = (np.array(ns), np.array(cns))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.tmp.npz")
-            np.savez(tmp, n=_EXPECTED[lattice][0], cn=_EXPECTED[lattice][1])
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, n=_EXPECTED[lattice][0], cn=_EXPECTED[lattice][1])
     return _EXPECTED[lattice]
 
 
