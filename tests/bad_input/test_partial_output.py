@@ -56,16 +56,16 @@ def _umask() -> int:
 
 def test_staged_folder_replaces_only_the_stale_files(tmp_path):
     from nanosolve._io import staged_folder
-    from nanosolve.cli.common import _earlier_run_files
+    from nanosolve.cli.common import earlier_run_files
 
     folder = tmp_path / "res"
     make_earlier_run(folder)
     before = _snapshot(folder)
-    with pytest.raises(KeyboardInterrupt), staged_folder(folder, stale=_earlier_run_files) as work:
+    with pytest.raises(KeyboardInterrupt), staged_folder(folder, stale=earlier_run_files) as work:
         (work / "01_Pt13.xyz").write_text("new\n")
         raise KeyboardInterrupt  # Ctrl-C midway: the earlier results stay
     assert _snapshot(folder) == before and _siblings(tmp_path) == ["res"]
-    with staged_folder(folder, stale=_earlier_run_files) as work:
+    with staged_folder(folder, stale=earlier_run_files) as work:
         (work / "01_Pt13.xyz").write_text("new\n")
         (work / "summary.json").write_text(json.dumps({"candidates": [{"rank": 1, "file": "01_Pt13.xyz"}]}))
     assert sorted(p.name for p in folder.iterdir()) == ["01_Pt13.xyz", "my_notes.txt", "summary.json"]
@@ -88,9 +88,9 @@ def test_staged_folder_puts_everything_back_when_a_move_fails(tmp_path, monkeypa
         return real_replace(src, dst)
 
     monkeypatch.setattr(io.os, "replace", flaky_replace)
-    from nanosolve.cli.common import _earlier_run_files
+    from nanosolve.cli.common import earlier_run_files
 
-    with pytest.raises(OSError, match="No space"), io.staged_folder(folder, stale=_earlier_run_files) as work:
+    with pytest.raises(OSError, match="No space"), io.staged_folder(folder, stale=earlier_run_files) as work:
         for name in ("01_new.xyz", "02_new.xyz", "summary.json"):
             (work / name).write_text("new\n")
     assert _snapshot(folder) == before, "the earlier results must be restored"

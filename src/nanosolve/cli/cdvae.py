@@ -16,8 +16,8 @@ from nanosolve.cli.common import (
     EPOCHS,
     SEED,
     THREADS,
-    _earlier_run_files,
     console,
+    earlier_run_files,
     friendly_errors,
     output_folder,
     parse_overrides,
@@ -141,7 +141,7 @@ def train_cmd(
 def _earlier_generated(out: Path) -> list[Path]:
     """The files of an earlier ``generate`` run in ``out``: its summary.json, the CIFs that lists and
     the numbered ``NNNN_<formula>.cif`` files."""
-    return _earlier_run_files(out, names=("summary.json",), pattern=r"^\d{4,}_[^/]+\.cif$", listed=("crystals",))
+    return earlier_run_files(out, names=("summary.json",), pattern=r"^\d{4,}_[^/]+\.cif$", listed=("crystals",))
 
 
 def _langevin_progress(progress, label: str):

@@ -139,7 +139,7 @@ RUN_FILES = ("summary.json", "fit.png", "fit.gr", "fit.xy", "profile_fit.png", "
 RUN_FILE_PATTERN = r"^\d{2,}_[\w\-.]+\.(xyz|cif)$"
 
 
-def _earlier_run_files(out, names=RUN_FILES, pattern: str | None = RUN_FILE_PATTERN,
+def earlier_run_files(out, names=RUN_FILES, pattern: str | None = RUN_FILE_PATTERN,
                        listed: tuple[str, ...] = ("candidates",)) -> list:
     """Files of an earlier run in folder ``out``: those its summary.json lists (the ``file`` of each
     entry of its ``listed`` lists), the fixed ``names`` and the files matching ``pattern``; nothing
@@ -161,7 +161,7 @@ def _earlier_run_files(out, names=RUN_FILES, pattern: str | None = RUN_FILE_PATT
     return sorted(out / n for n in out_names if "/" not in n and (out / n).is_file())
 
 
-def output_folder(out, option: str = "-o", overwrite: bool = False, earlier=_earlier_run_files):
+def output_folder(out, option: str = "-o", overwrite: bool = False, earlier=earlier_run_files):
     """Check a results folder before any work: not an existing file, and holding no earlier run's
     results (the files ``earlier(out)`` lists; a solve's by default) unless ``overwrite``. Nothing is
     removed or created here: the run writes through :func:`results_folder`, which replaces exactly the
@@ -184,7 +184,7 @@ def output_folder(out, option: str = "-o", overwrite: bool = False, earlier=_ear
     return out
 
 
-def results_folder(out, overwrite: bool = False, earlier=_earlier_run_files):
+def results_folder(out, overwrite: bool = False, earlier=earlier_run_files):
     """``with results_folder(out, overwrite) as work:`` a run writes its results into ``work`` (a fresh
     folder beside ``out``); they appear in ``out`` only when the block ends without an exception,
     replacing an earlier run's files (``earlier(out)``) when ``overwrite``

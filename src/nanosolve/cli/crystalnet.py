@@ -15,9 +15,9 @@ from nanosolve.cli.common import (
     EPOCHS,
     SEED,
     THREADS,
-    _earlier_run_files,
     check_number,
     console,
+    earlier_run_files,
     friendly_errors,
     output_folder,
     parse_overrides,
@@ -120,7 +120,7 @@ PREDICT_FILES = ("density.cube", "density_slices.png", "density_isosurface.png",
 
 def _earlier_prediction(out: Path) -> list[Path]:
     """The files of an earlier ``predict`` run in ``out`` (:data:`PREDICT_FILES`)."""
-    return _earlier_run_files(out, names=PREDICT_FILES, pattern=None, listed=())
+    return earlier_run_files(out, names=PREDICT_FILES, pattern=None, listed=())
 
 
 def _name_files_in(res, work: Path, out: Path) -> None:
