@@ -176,6 +176,10 @@ def test_z4_cell_found_from_the_reduced_formula(tmp_path):
     assert s["z"] == 4 and len(res.ranked[0].final_crystal) == 8
     assert match_and_rmse(res.ranked[0].final_crystal, truth)[0]
     assert res.ranked[0].summary()["z"] == 4
+    # sharp data: every candidate was screened against the pattern as measured and ranked by it
+    assert s["screened"] == len(res.ranked) and "screen" in s["ranking"]
+    screened = [c.screen.r for c in res.ranked if c.sanity.plausible]
+    assert screened == sorted(screened) and res.ranked[0].summary()["screen"]["r"] < 0.5
 
 
 def test_time_budget_cuts_the_stages_and_says_so():
@@ -193,6 +197,19 @@ def test_time_budget_cuts_the_stages_and_says_so():
     assert {"model candidates", "random search", "model-grid refinement"} <= set(s["budget_cut"])
     assert s["refined"] == 0 and s["random_search_candidates"] == 0 and s["prototype_candidates"] > 0
     assert all(c.method == "prototype" for c in res.ranked)
+
+
+def test_indexed_cell_keeps_the_z_values_of_a_plausible_density():
+    from nanosolve.solve.indexing import IndexResult
+    from nanosolve.solve.pxrd import INDEXED_PACKING, indexed_z_values
+    from nanosolve.solve.sanity import covalent_radius
+
+    unit = sum(4 / 3 * np.pi * covalent_radius(el) ** 3 for el in ("Rb", "Rb", "S"))  # Å³ of one Rb2S
+    cell = IndexResult("hexagonal", (5.308, 5.308, 6.806, 90, 90, 120), 50.0, 10, 166.07)  # Rb2S III
+    expect = [z for z in (1, 2, 3, 4, 6, 8) if INDEXED_PACKING[0] <= z * unit / 166.07 <= INDEXED_PACKING[1]]
+    assert indexed_z_values(cell, {"Rb": 2, "S": 1}, [1, 2, 3, 4, 6, 8]) == expect
+    assert 2 in expect and 8 not in expect  # the true Z = 2; 24 atoms cannot fit in 166 Å³
+    assert indexed_z_values(None, {"Rb": 2, "S": 1}, [1, 2]) == []
 
 
 def test_legacy_keywords_take_the_formula_as_cell_content():

@@ -174,7 +174,7 @@ def render_pxrdnet_torch(q, weight, size=10.0, sigma_q=None, exact: bool = False
 
 
 # ----- measured data -> model grid ------------------------------------------------------------
-def _cell_means(x, y, edges):
+def cell_means(x, y, edges):
     """Mean of the piecewise-linear y(x) over each cell [edges[i], edges[i+1]] (exact, no aliasing)."""
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (y[1:] + y[:-1]) * np.diff(x))])
     c = np.interp(edges, x, cum)
@@ -182,7 +182,7 @@ def _cell_means(x, y, edges):
     return np.diff(c) / np.diff(edges)
 
 
-def _rolling_background(y, step: float, window: float):
+def rolling_background(y, step: float, window: float):
     """Morphological opening (rolling minimum, then rolling maximum, over ``window`` Å⁻¹), smoothed
     by a moving mean of the same width, then kept below the data. The opening removes every peak
     narrower than the window and, unlike a bare rolling minimum, reproduces a sloped or convex
@@ -221,7 +221,7 @@ def to_model_grid(pattern: Pattern, broaden=None, background="auto", bg_window: 
             :func:`pxrdnet_pattern` (τ = 0/None: Gaussian only). Sharp measured peaks must be
             broadened before the 0.016 Å⁻¹ model grid or they would not look like the model's.
         background: 'auto' (morphological opening over ``bg_window`` Å⁻¹ + moving-mean smoothing,
-            see :func:`_rolling_background`), None/'none', or an array [len(pattern)] to subtract
+            see :func:`rolling_background`), None/'none', or an array [len(pattern)] to subtract
             (same points as the pattern, raw units).
         edge_margin: with ``broaden``, model points closer than this (Å⁻¹) to either end of the
             data are masked too: there the broadened data lack the tails of peaks outside the
@@ -262,11 +262,11 @@ def to_model_grid(pattern: Pattern, broaden=None, background="auto", bg_window: 
     step = max(min(float(np.median(np.diff(q))), FINE_STEP), 1e-5)
     n = int(np.floor((q[-1] - q[0]) / step))
     u = q[0] + step * (np.arange(n) + 0.5)
-    yu = _cell_means(q, y, np.append(u - 0.5 * step, u[-1] + 0.5 * step))
+    yu = cell_means(q, y, np.append(u - 0.5 * step, u[-1] + 0.5 * step))
     # Background on the raw counts, before the Jacobian: measured backgrounds are smooth in 2θ,
     # and 1/cos θ would steepen them towards high angles.
     if isinstance(background, str) and background.lower() == "auto":
-        yu = yu - _rolling_background(yu, step, bg_window)
+        yu = yu - rolling_background(yu, step, bg_window)
     elif not (background is None or isinstance(background, (np.ndarray, list, tuple))
               or (isinstance(background, str) and background.lower() == "none")):
         raise InputError(f"background must be 'auto', None or an array, got {background!r}", src)
@@ -288,7 +288,7 @@ def to_model_grid(pattern: Pattern, broaden=None, background="auto", bg_window: 
             raise InputError(f"data cover Q {q[0]:.4g}-{q[-1]:.4g} Å⁻¹: after trimming {edge_margin:.3g} Å⁻¹ "
                              f"of kernel width at each end fewer than {min_points} model points remain", src)
     out = np.zeros(N_MODEL)
-    out[mask] = _cell_means(u, yu, model_edges)[mask]
+    out[mask] = cell_means(u, yu, model_edges)[mask]
     out = np.clip(out, 0.0, None)
     top = out.max()
     if top <= 0:

@@ -123,6 +123,8 @@ class Candidate:
     sanity_of: object = field(default=None, repr=False)
     #: the Rietveld refinement (:func:`nanosolve.solve.rietveld.rietveld_candidates`), when there was one
     rietveld: object = field(default=None, repr=False)
+    #: the screen against the pattern as measured (:class:`nanosolve.solve.screen.ScreenFit`), when there was one
+    screen: object = field(default=None, repr=False)
 
     @property
     def source(self) -> str:
@@ -147,7 +149,9 @@ class Candidate:
         candidate (refined on the model grid when it was)."""
         if self.rietveld is not None:
             return self.rietveld.crystal
-        return self.crystal if self.profile is None else self.profile.crystal
+        if self.profile is not None:
+            return self.profile.crystal
+        return self.crystal if self.screen is None else self.screen.crystal
 
     def summary(self) -> dict:
         c = self.final_crystal
@@ -173,6 +177,7 @@ class Candidate:
                 "prototype": c.properties.get("prototype") if self.method == "prototype" else None,
                 "latent_loss": None if self.latent_loss is None else round(float(self.latent_loss), 5),
                 "duplicate_of": self.duplicate_of, "refinement": self.refine,
+                "screen": None if self.screen is None else self.screen.summary(),
                 "rwp_measured": None if self.profile is None else round(float(self.profile.rwp_after), 5),
                 "measured_profile_refinement": None if self.profile is None else self.profile.summary()}
 
@@ -394,7 +399,7 @@ def refine_on_profile(ranked: list[Candidate], pattern, top: int = PROFILE_TOP, 
 
     fits, done, last = {}, 0, 0.0
     for cand in ranked[:top]:
-        c = cand.crystal
+        c = cand.crystal if cand.screen is None else cand.screen.crystal  # the screen's cell is closer
         key = (tuple(c.species), np.round(c.lattice, 8).tobytes(), np.round(c.frac_coords, 8).tobytes())
         if key not in fits:
             if deadline is not None and time.perf_counter() + last > deadline:
@@ -451,7 +456,8 @@ class PowderSolveSettings:
     decode (≤ :data:`MODEL_MAX_ATOMS` atoms; at least :data:`MODEL_MIN_PER_Z` each). ``random_search``:
     pyxtal random crystals in all, spread over the Z values. ``time_budget`` (s; None = unbounded):
     each stage starts no new work after its fraction of it (:data:`RANDOM_END`, :data:`MODEL_END`,
-    :data:`REFINE_END`, :data:`PROFILE_END`; the Rietveld stage has the rest); the summary's
+    :data:`REFINE_END`, :data:`SCREEN_END`, :data:`PROFILE_END`; with an indexed cell
+    :data:`RANDOM_CELL_END` and :data:`RANDOM_END_INDEXED`; the Rietveld stage has the rest); the summary's
     ``budget_cut`` names the stages that were cut. ``progress(stage, detail)``: called at the start of every stage."""
 
     model_dir: str | os.PathLike | None = None
@@ -476,6 +482,9 @@ class PowderSolveSettings:
     #: indexed cell fixes the random search's lattices and crystal system
     index: bool = True
     time_budget: float | None = TIME_BUDGET
+    #: with sharp data, screen every candidate against the pattern as measured (cell lengths fitted,
+    #: :mod:`nanosolve.solve.screen`) and rank by that before the measured-profile fits
+    screen: bool = True
     #: final Rietveld stage (:class:`nanosolve.solve.rietveld.RietveldSettings`; None: the defaults)
     rietveld: object = None
     progress: object = field(default=None, repr=False, compare=False)
@@ -519,7 +528,10 @@ class _Clock:
 
 #: fractions of the time budget at which the stages stop starting new work (random search, model
 #: decoding, model-grid refinement, measured-profile fits; the Rietveld stage has the rest)
-RANDOM_END, MODEL_END, REFINE_END, PROFILE_END = 0.15, 0.35, 0.50, 0.80
+RANDOM_END, MODEL_END, REFINE_END, SCREEN_END, PROFILE_END = 0.15, 0.35, 0.45, 0.55, 0.80
+#: with an indexed cell: the end of the search in that cell, of the unconstrained search after it (the
+#: model then has what is left until MODEL_END), and the rounds over Z the cell search runs in
+RANDOM_CELL_END, RANDOM_END_INDEXED, RANDOM_ROUNDS = 0.22, 0.28, 4
 #: fewest model candidates per Z value when the K of a solve is shared by several
 MODEL_MIN_PER_Z = 16
 #: codes optimised and decoded per call: the budget is checked between calls
@@ -548,6 +560,23 @@ def _gate(ranked: list[Candidate]) -> list[Candidate]:
         if cand.sanity is None or cand.sanity_of is not c:
             cand.sanity, cand.sanity_of = check_crystal(c), c
     return [c for c in ranked if c.sanity.plausible] + [c for c in ranked if not c.sanity.plausible]
+
+
+#: covalent packing fractions (sphere volume / cell volume) of the central 95 % of the AFLOW prototype
+#: library (its 2.5th and 97.5th percentiles): an indexed cell is searched only for the Z values whose
+#: content would pack within this range in it
+INDEXED_PACKING = (0.11, 1.3)
+
+
+def indexed_z_values(indexed, reduced: dict, zs) -> list[int]:
+    """The Z values of ``zs`` whose cell content packs within :data:`INDEXED_PACKING` in the indexed
+    cell (none without one)."""
+    if indexed is None:
+        return []
+    from nanosolve.solve.random_search import target_volume
+
+    per_unit = target_volume([el for el, n in reduced.items() for _ in range(int(n))], 1.0)
+    return [int(z) for z in zs if INDEXED_PACKING[0] <= z * per_unit / indexed.volume <= INDEXED_PACKING[1]]
 
 
 def _indexed_constraint(indexed, reduced: dict, z: int) -> dict:
@@ -598,8 +627,10 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
        best model candidates join.
     3. sanity gate (:func:`~nanosolve.solve.sanity.check_crystal`) on every candidate: implausible
        ones go behind every plausible one, before and after each refinement.
-    4. the best ``top`` refined on the model grid; with sharp data the best ``profile_top`` refined
-       against the pattern as measured and re-ranked by R_wp.
+    4. the best ``top`` refined on the model grid; with sharp data every candidate screened against
+       the pattern as measured (cell lengths fitted, :mod:`nanosolve.solve.screen`) and ranked by it,
+       then the best ``profile_top`` refined against the pattern as measured, re-ranked by R_wp, and
+       the best of those Rietveld-refined under their space groups.
 
     ``settings``: :class:`PowderSolveSettings` (``model_dir`` here overrides its own). The old keyword
     interface (``k=``, ``top=``, ... as before) still works and means the formula is the cell content.
@@ -609,6 +640,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
     from nanosolve.models.pxrdnet.train import load_model
     from nanosolve.solve import read_input
     from nanosolve.solve.composition import cell_types, model_stand_ins, parse_counts, reduced_composition, z_values
+    from nanosolve.solve.screen import screen_candidates
 
     if settings is None:
         settings = _from_legacy(model_dir, legacy)
@@ -675,14 +707,25 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
     if st.random_search:
         from nanosolve.solve.random_search import random_crystals
 
-        per_z = max(1, -(-st.random_search // len(zs)))
-        _say(st, "random search", f"up to {per_z} pyxtal crystals for each of Z = {zs}")
-        for i, z in enumerate(zs):
-            if clock.over(RANDOM_END):
-                clock.note("random search")
-                break
-            found = random_crystals(reduced, z, per_z, seed=st.seed + i, deadline=clock.deadline(RANDOM_END),
-                                    **_indexed_constraint(indexed, reduced, z))
+        # An indexed cell holds only the Z values of a plausible density. Those are searched in that
+        # cell first, up to the full count each, in rounds over Z so that the time is shared, until
+        # RANDOM_CELL_END; then every Z unconstrained (half the count: indexing can be wrong) until
+        # RANDOM_END_INDEXED. A search in the right lattice gets the time the model would have had.
+        cell_zs = indexed_z_values(indexed, reduced, zs)
+        n_round = -(-st.random_search // RANDOM_ROUNDS)
+        plan = [(z, True, n_round, RANDOM_CELL_END) for _ in range(RANDOM_ROUNDS) for z in cell_zs]
+        n_free = max(1, -(-st.random_search // ((2 if cell_zs else 1) * len(zs))))
+        plan += [(z, False, n_free, RANDOM_END_INDEXED if cell_zs else RANDOM_END) for z in zs]
+        _say(st, "random search", (f"up to {st.random_search} pyxtal crystals for each of Z = {cell_zs} in the "
+                                   "indexed cell, then " if cell_zs else "")
+             + f"up to {n_free} for each of Z = {zs}")
+        for i, (z, in_cell, n_z, end) in enumerate(plan):
+            if clock.over(end):
+                if not in_cell:
+                    clock.note("random search")
+                continue
+            found = random_crystals(reduced, z, n_z, seed=st.seed + i, deadline=clock.deadline(end),
+                                    **(_indexed_constraint(indexed, reduced, z) if in_cell else {}))
             join(rank_candidates(found, y, mask, cfg.size, cfg.size_model, "random-search"))
     # -- the model's candidates, for the Z values whose cell it can decode
     model_zs = [z for z in zs if z * n_unit <= model_max]
@@ -723,7 +766,15 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
     ranked = _gate(ranked)
     # Nano-broadened input (broaden off) is already what the model sees; a wavelength-less Q pattern
     # has no 2θ grid to fit on.
-    n_profile = min(st.profile_top, len(ranked)) if st.broaden and pattern.wavelength is not None else 0
+    sharp = st.broaden and pattern.wavelength is not None
+    n_screened = 0
+    if sharp and st.screen:
+        _say(st, "screen", f"{len(ranked)} candidates: cell lengths fitted to the pattern as measured")
+        ranked, n_screened = screen_candidates(ranked, pattern, deadline=clock.deadline(SCREEN_END))
+        if n_screened < len(ranked):
+            clock.note("screen")
+        ranked = _gate(ranked)
+    n_profile = min(st.profile_top, len(ranked)) if sharp else 0
     if n_profile:
         _say(st, "profile", f"best {n_profile} against the pattern as measured")
         ranked = refine_on_profile(ranked, pattern, n_profile, seed=st.seed,
@@ -763,10 +814,12 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
                "symmetrize": bool(st.symmetrize),
                "symmetrized_candidates": sum(c.symmetrized_from is not None for c in ranked),
                "implausible_candidates": sum(not c.sanity.plausible for c in ranked),
-               "profile_refined": n_profile,
+               "screened": n_screened, "profile_refined": n_profile,
                "time_budget": st.time_budget, "budget_cut": list(clock.cut),
                "ranking": ("plausible candidates (sanity gate) before implausible ones; within each, R against the "
                            "input pattern only (model grid, optimal scale; refined R for the top)"
+                           + (f"; {n_screened} re-ranked by the screen's R against the pattern as measured "
+                              "(cell lengths fitted)" if n_screened else "")
                            + (f"; the best {n_profile} re-ranked by R_wp against the pattern as measured"
                               if n_profile else "")),
                "seconds": round(clock.elapsed(), 2)}

@@ -50,7 +50,8 @@ def compatible_space_groups(reduced: dict[str, int], z: int) -> list[int]:
     return list(_compatible(tuple(int(n) * int(z) for n in reduced.values())))
 
 
-def _target_volume(species, packing: float) -> float:
+def target_volume(species, packing: float) -> float:
+    """Cell volume (Å³) at which covalent spheres of ``species`` fill the fraction ``packing``."""
     from nanosolve.solve.sanity import covalent_radius
 
     return float(sum(4.0 / 3.0 * np.pi * covalent_radius(s) ** 3 for s in species) / packing)
@@ -105,7 +106,7 @@ def random_crystals(reduced: dict[str, int], z: int, n: int, seed: int = 0, spac
                 # pyxtal's cells are loose (Rb2S: 1.8x the real volume): shrink to the drawn packing,
                 # then grow in 5 % steps until the sanity gate passes (never beyond pyxtal's own cell)
                 packing = float(np.exp(rng.uniform(*np.log(PACKING_RANGE))))
-                target = min(_target_volume(crystal.species, packing), crystal.volume)
+                target = min(target_volume(crystal.species, packing), crystal.volume)
                 base = crystal
                 for _ in range(40):
                     scale = (target / base.volume) ** (1.0 / 3.0)
@@ -131,4 +132,4 @@ def _ltype(sg: int) -> str:
     raise ValueError(sg)
 
 
-__all__ = ["COMMON_SPACE_GROUPS", "PACKING_RANGE", "compatible_space_groups", "random_crystals"]
+__all__ = ["COMMON_SPACE_GROUPS", "PACKING_RANGE", "compatible_space_groups", "random_crystals", "target_volume"]

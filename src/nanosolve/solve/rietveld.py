@@ -854,7 +854,10 @@ def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettin
         if done and deadline is not None and time.perf_counter() + last > deadline:
             break
         t0 = time.perf_counter()
-        limit = st.time_limit if deadline is None else max(min(st.time_limit, deadline - t0), RIETVELD_MIN_TIME)
+        # the Kα2 decision runs two refinements: they share what is left
+        share = 2.0 if decide else 1.0
+        limit = st.time_limit if deadline is None else max(min(st.time_limit, (deadline - t0) / share),
+                                                           RIETVELD_MIN_TIME)
         def refine(with_ka2):
             return rietveld_refine(fit.crystal, pat, extra_phases=st.extra_phases, background=st.background_file,
                                    fwhm=fit.params.get("fwhm_deg"), zero=float(fit.params.get("zero_deg", 0.0)),
