@@ -7,7 +7,7 @@ script checks ``metadata['observed']``) and the REDUCED formula of the refined s
 cell. Only after the solve is the refined structure read, to score:
 
 * top-1 / top-10 match: pymatgen StructureMatcher (stol 0.5, ltol 0.3, angle_tol 10) of the written
-  structures against the refined one;
+  structures against the refined one with every site fully occupied (:func:`nominal`);
 * R_wp (and GoF when the Rietveld stage ran) of the top-1, Z found vs Z of the refined cell, seconds;
 * gate order: no plausible candidate ranked after an implausible one;
 * shuffled-pattern control (``--control``): each file's formula solved from another file's pattern
@@ -196,10 +196,28 @@ def table_md(paths) -> str:
     return "\n".join(lines)
 
 
+def combine(paths, out: str) -> dict:
+    """One record of the rows of several runs (parts run side by side): rows, control rows, the
+    summary over all of them, and the parts' own provenance, written to results/<out>.json."""
+    import json
+
+    from nanosolve.provenance import write_record
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    record = {"parts": [{"record": Path(p).name, "provenance": rec.get("provenance"),
+                         "load_average_start": rec.get("load_average_start")} for p, rec in zip(paths, parts)],
+              "rows": [r for rec in parts for r in rec["rows"]], "control": [r for rec in parts for r in rec["control"]]}
+    record["summary"] = summarise(record)
+    write_record(HERE / "results" / f"{out}.json", record)
+    return record["summary"]
+
+
 if __name__ == "__main__":
     import sys
 
     if len(sys.argv) > 2 and sys.argv[1] == "--table":
         print(table_md(sys.argv[2:]))
+    elif len(sys.argv) > 3 and sys.argv[1] == "--combine":  # --combine OUT a.json b.json ...
+        print(combine(sys.argv[3:], sys.argv[2]))
     else:
         main()
