@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from nanosolve._io import atomic_write_text
 from nanosolve.cli.common import (
     EPOCHS,
     SEED,
@@ -284,9 +285,9 @@ def evaluate_cmd(
     console.print(t)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"task": task, "model": str(model_dir), "type_mode": type_mode,
-                                        "candidates": candidates, "stoichiometries": stoichiometries, **metrics},
-                                       indent=1) + "\n")
+        atomic_write_text(json_out, json.dumps({"task": task, "model": str(model_dir), "type_mode": type_mode,
+                                                "candidates": candidates, "stoichiometries": stoichiometries,
+                                                **metrics}, indent=1) + "\n")
         console.print(f"wrote {json_out}", highlight=False)
 
 

@@ -10,6 +10,7 @@ import warnings
 import typer
 from rich.console import Console
 
+from nanosolve._io import atomic_write_text
 from nanosolve.errors import InputError, NanosolveError
 
 console = Console()
@@ -73,7 +74,7 @@ def finish_training(out, result, seconds: float, label: str, digits: int = 5, **
     summary = {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val": result.best_val, **extra,
                "stopped": result.stopped, "seconds_this_call": round(seconds, 1),
                "last": {k: v for k, v in last.items() if isinstance(v, (int, float))}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     console.print(f"{result.stopped or 'done'}: {result.epochs} epochs, best epoch {result.best_epoch} "
                   f"({label} {result.best_val:.{digits}f}); weights in {out}/best.pt", highlight=False)
     return summary

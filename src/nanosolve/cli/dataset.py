@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from nanosolve._io import atomic_write_text
 from nanosolve.cli.common import check_number, console, friendly_errors
 from nanosolve.errors import InputError
 
@@ -202,5 +203,5 @@ def stats(store_path: Path = typer.Argument(..., help="a dataset written by `nan
     png = plot_distributions(meta, plot or store_path.with_name(store_path.name + ".stats.png"))
     console.print(f"wrote {png}", highlight=False)
     if json_out:
-        json_out.write_text(json.dumps(s, indent=2))
+        atomic_write_text(json_out, json.dumps(s, indent=2))
         console.print(f"wrote {json_out}", highlight=False)
