@@ -527,7 +527,7 @@ class _Clock:
 
 
 #: fractions of the time budget at which the stages stop starting new work (random search, model
-#: decoding, model-grid refinement, measured-profile fits; the Rietveld stage has the rest)
+#: decoding, model-grid refinement, screen, measured-profile fits; the Rietveld stage has the rest)
 RANDOM_END, MODEL_END, REFINE_END, SCREEN_END, PROFILE_END = 0.15, 0.35, 0.45, 0.55, 0.80
 #: with an indexed cell: the end of the search in that cell, of the unconstrained search after it (the
 #: model then has what is left until MODEL_END), and the rounds over Z the cell search runs in

@@ -7,8 +7,8 @@ the model's decoded cells apart, blind to what a sharp laboratory pattern says (
 guessed from atomic radii, a few per cent off, so their sharp peaks miss the measured ones. The
 screen therefore fits each candidate's **cell lengths** (equal lengths kept equal, angles and
 fractional coordinates fixed, intensities from the candidate) and a scale to the background-
-subtracted data, coarse to fine: an isotropic scan of the cell at a wide smoothing, then
-Nelder–Mead on the free lengths at narrower ones. Its R on the narrowest smoothing ranks the
+subtracted data, coarse to fine: an isotropic scan of the cell and a grid over the free lengths at a
+wide smoothing, then Nelder–Mead on the free lengths at that and two narrower ones. Its R on the narrowest smoothing ranks the
 candidates; the refined cell is the start of the measured-profile refinement.
 
 Why not :func:`nanosolve.solve.pxrd_refine.refine_crystal`: that fit (torch, restarts, widths,
