@@ -8,8 +8,9 @@ guessed from atomic radii, a few per cent off, so their sharp peaks miss the mea
 screen therefore fits each candidate's **cell lengths** (equal lengths kept equal, angles and
 fractional coordinates fixed, intensities from the candidate) and a scale to the background-
 subtracted data, coarse to fine: an isotropic scan of the cell and a grid over the free lengths at a
-wide smoothing, then Nelder–Mead on the free lengths at that and two narrower ones. Its R on the narrowest smoothing ranks the
-candidates; the refined cell is the start of the measured-profile refinement.
+wide smoothing, then Nelder–Mead on the free lengths at that and two narrower ones. Its R on the
+narrowest smoothing ranks the candidates; the refined cell is the start of the measured-profile
+refinement.
 
 Why not :func:`nanosolve.solve.pxrd_refine.refine_crystal`: that fit (torch, restarts, widths,
 zero, background) costs ~10-25 s per candidate; the screen costs ~0.05 s with intensities fixed
