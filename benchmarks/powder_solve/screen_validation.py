@@ -43,11 +43,11 @@ def measured_from(truth, rng):
 
 def perturbed(crystal, rng):
     """Lengths scaled in 0.95-1.05 (equal lengths alike: a cubic compound stays cubic), atoms moved."""
-    from nanosolve.solve.screen import _length_groups
+    from nanosolve.solve.pxrd_refine import equal_groups
 
     c = crystal.copy()
     factors = np.ones(3)
-    for group in _length_groups(np.linalg.norm(c.lattice, axis=1)):
+    for group in equal_groups(list(np.linalg.norm(c.lattice, axis=1)), 1e-3):
         factors[group] = rng.uniform(0.95, 1.05)
     c.lattice = c.lattice * factors[:, None]
     disp = rng.normal(0, 0.1 / np.sqrt(3), (len(c), 3))

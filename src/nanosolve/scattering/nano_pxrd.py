@@ -28,7 +28,7 @@ from nanosolve.scattering.pattern import Pattern
 
 __all__ = ["Q_MAX", "N_FINE", "N_MODEL", "SIGMA_Q_RANGE", "WAVELENGTH", "fine_grid", "model_grid",
            "pxrdnet_pattern", "pxrdnet_pattern_torch", "render_pxrdnet_torch", "to_model_grid",
-           "gaussian_conv_torch"]
+           "gaussian_conv_torch", "uniform_q_density", "cell_means", "rolling_background"]
 
 Q_MAX = 8.1568  # Å⁻¹
 N_FINE = 4096
@@ -194,6 +194,25 @@ def rolling_background(y, step: float, window: float):
     return np.minimum(bg, y)
 
 
+def uniform_q_density(pattern: Pattern, q, y, step: float, q_end: float, bg_window: float | None = None):
+    """A measured pattern's intensities ``y`` at its points ``q`` (Å⁻¹, increasing) as cell means on the
+    uniform grid u = q[0] + step·(i + ½) up to ``q_end``: (u [G], intensity per Å⁻¹ [G]).
+
+    With ``bg_window`` (Å⁻¹) the rolling background (:func:`rolling_background`) is removed first, on
+    the counts: measured backgrounds are smooth in 2θ, and 1/cos θ would steepen them towards high
+    angles. 2θ data are then multiplied by d(2θ)/dQ (counts per degree become a density per Å⁻¹, so
+    peak areas are conserved, as in the simulator's Q patterns)."""
+    n = int(np.floor((q_end - q[0]) / step))
+    u = q[0] + step * (np.arange(n) + 0.5)
+    yu = cell_means(q, y, np.append(u - 0.5 * step, u[-1] + 0.5 * step))
+    if bg_window is not None:
+        yu = yu - rolling_background(yu, step, bg_window)
+    if pattern.x_unit == "tth":
+        cos_t = np.sqrt(np.clip(1 - (u * pattern.wavelength / (4 * np.pi)) ** 2, 1e-12, None))
+        yu = yu / (2 * np.pi / pattern.wavelength * cos_t * np.pi / 180)  # × d(2θ)/dQ
+    return u, yu
+
+
 def _sinc2_gauss_kernel(step: float, n_half: int, size: float, sigma: float):
     """Unit-area sinc²(uτ/2) ⊗ Gaussian(σ) kernel on offsets -n_half..n_half steps (Å⁻¹)."""
     u = np.arange(-n_half, n_half + 1) * step
@@ -259,20 +278,13 @@ def to_model_grid(pattern: Pattern, broaden=None, background="auto", bg_window: 
         raise InputError(f"data cover Q {q[0]:.4g}-{q[-1]:.4g} Å⁻¹, which overlaps the model range "
                          f"0-{Q_MAX} Å⁻¹ in {int(mask.sum())} model points; at least {min_points} needed", src)
 
-    step = max(min(float(np.median(np.diff(q))), FINE_STEP), 1e-5)
-    n = int(np.floor((q[-1] - q[0]) / step))
-    u = q[0] + step * (np.arange(n) + 0.5)
-    yu = cell_means(q, y, np.append(u - 0.5 * step, u[-1] + 0.5 * step))
-    # Background on the raw counts, before the Jacobian: measured backgrounds are smooth in 2θ,
-    # and 1/cos θ would steepen them towards high angles.
-    if isinstance(background, str) and background.lower() == "auto":
-        yu = yu - rolling_background(yu, step, bg_window)
-    elif not (background is None or isinstance(background, (np.ndarray, list, tuple))
-              or (isinstance(background, str) and background.lower() == "none")):
+    auto = isinstance(background, str) and background.lower() == "auto"
+    if not (auto or background is None or isinstance(background, (np.ndarray, list, tuple))
+            or (isinstance(background, str) and background.lower() == "none")):
         raise InputError(f"background must be 'auto', None or an array, got {background!r}", src)
-    if pattern.x_unit == "tth":
-        cos_t = np.sqrt(np.clip(1 - (u * pattern.wavelength / (4 * np.pi)) ** 2, 1e-12, None))
-        yu = yu / (2 * np.pi / pattern.wavelength * cos_t * np.pi / 180)  # × d(2θ)/dQ
+    step = max(min(float(np.median(np.diff(q))), FINE_STEP), 1e-5)
+    u, yu = uniform_q_density(pattern, q, y, step, q[-1], bg_window if auto else None)
+    n = len(u)
     if broaden is not None:
         tau, sig = broaden
         if tau:

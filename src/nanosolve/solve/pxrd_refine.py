@@ -99,7 +99,7 @@ class PXRDFit:
 
 
 # ----- parameters ---------------------------------------------------------------------------
-def _groups(values, tol):
+def equal_groups(values, tol):
     """Index groups of values equal within ``tol`` (relative)."""
     out: list[list[int]] = []
     for i, v in enumerate(values):
@@ -132,13 +132,13 @@ class _Params:
     def __init__(self, crystal: Crystal, lattice_range, width, width_bounds, zero, eta, n_frac, split_length=None):
         p0 = crystal.cell_params
         self.p0 = p0
-        self.len_groups = _groups(list(p0[:3]), 1e-3)
+        self.len_groups = equal_groups(list(p0[:3]), 1e-3)
         if split_length is not None:  # that length refines on its own even where it equals another
             self.len_groups = [g for g in ([i for i in g if i != split_length] for g in self.len_groups) if g]
             self.len_groups.append([split_length])
         # Angles at 90/60/120° are held by symmetry; other angles refine, tied if equal.
         free = [i for i in range(3) if min(abs(p0[3 + i] - s) for s in (60.0, 90.0, 120.0)) > 1e-3]
-        self.ang_groups = [[3 + free[j] for j in g] for g in _groups([p0[3 + i] for i in free], 1e-3)]
+        self.ang_groups = [[3 + free[j] for j in g] for g in equal_groups([p0[3 + i] for i in free], 1e-3)]
         nl, na = len(self.len_groups), len(self.ang_groups)
         mid = [1.0] * nl + [0.0] * na
         half = [lattice_range] * nl + [min(lattice_range * p0[g[0]], 10.0) for g in self.ang_groups]

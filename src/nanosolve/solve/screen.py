@@ -29,6 +29,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import minimize
 
 from nanosolve.errors import InputError
+from nanosolve.solve.pxrd_refine import equal_groups
 from nanosolve.structures import Crystal
 
 #: Q step of the screen grid (Å⁻¹) and its upper end: beyond ~6 Å⁻¹ the peaks of a 40-atom cell
@@ -99,21 +100,14 @@ def prepare_screen(pattern, sigmas=SCREEN_SIGMAS, step: float = SCREEN_STEP, q_m
     """Data for :func:`screen_crystal` from a powder Pattern (2θ with its wavelength, or Q): cell means
     onto a uniform Q grid, rolling background subtracted, ×d(2θ)/dQ so areas stay those of the 2θ
     data, clipped at 0, smoothed once per σ."""
-    from nanosolve.scattering.nano_pxrd import cell_means, rolling_background
+    from nanosolve.scattering.nano_pxrd import uniform_q_density
 
     src = pattern.metadata.get("source")
-    p = pattern.to_q()
-    q_raw, y_raw = np.asarray(p.x, float), np.asarray(pattern.y, float)
+    q_raw, y_raw = np.asarray(pattern.to_q().x, float), np.asarray(pattern.y, float)
     hi = min(float(q_raw[-1]), q_max)
     if hi - q_raw[0] < 20 * step:
         raise InputError(f"pattern covers Q {q_raw[0]:.3g}-{q_raw[-1]:.3g} Å⁻¹: too short to screen candidates", src)
-    n = int(np.floor((hi - q_raw[0]) / step))
-    q = q_raw[0] + step * (np.arange(n) + 0.5)
-    y = cell_means(q_raw, y_raw, np.append(q - 0.5 * step, q[-1] + 0.5 * step))
-    y = y - rolling_background(y, step, SCREEN_BG_WINDOW)
-    if pattern.x_unit == "tth":
-        cos_t = np.sqrt(np.clip(1 - (q * pattern.wavelength / (4 * np.pi)) ** 2, 1e-12, None))
-        y = y / (2 * np.pi / pattern.wavelength * cos_t * np.pi / 180)
+    q, y = uniform_q_density(pattern, q_raw, y_raw, step, hi, SCREEN_BG_WINDOW)
     y = np.clip(y, 0.0, None)
     if not y.max() > 0:
         raise InputError("pattern has no positive intensity after background subtraction", src)
@@ -135,18 +129,6 @@ def _reflections(crystal: Crystal, data: ScreenData, q_reach: float):
     return hkl[first].astype(float), np.asarray(pk.intensity, float)
 
 
-def _length_groups(lengths, tol: float = 1e-3) -> list[list[int]]:
-    groups: list[list[int]] = []
-    for i, v in enumerate(lengths):
-        for g in groups:
-            if abs(lengths[g[0]] - v) <= tol * v:
-                g.append(i)
-                break
-        else:
-            groups.append([i])
-    return groups
-
-
 def screen_crystal(crystal: Crystal, data: ScreenData) -> ScreenFit:
     """Fit the cell lengths (tied where equal) and a scale of ``crystal`` to ``data``; see the module doc."""
     t0 = time.perf_counter()
@@ -163,7 +145,7 @@ def screen_crystal(crystal: Crystal, data: ScreenData) -> ScreenFit:
         return ScreenFit(math.inf, crystal, np.ones(3), time.perf_counter() - t0)
     gstar = np.linalg.inv(lat @ lat.T)  # reciprocal metric (Å⁻², crystallographer's 1/d²)
     base = np.einsum("pi,ij,pj->pij", hkl, gstar, hkl)  # [P, 3, 3]: 1/d² = Σ base_ij / (s_i s_j)
-    groups = _length_groups(lengths)
+    groups = equal_groups(list(lengths), 1e-3)  # equal lengths stay equal: the candidate keeps its system
     q0, step, n = data.q[0], data.q[1] - data.q[0], len(data.q)
 
     def profile(factors, k):
