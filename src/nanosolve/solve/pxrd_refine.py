@@ -262,7 +262,9 @@ class _Target:
             a = torch.cat([a, self.basis.expand(model.shape[0], -1, -1)], -1)
         with torch.no_grad():
             rhs = (self.yt * self.sw)[None, :, None].expand(a.shape[0], -1, 1)
-            coef = torch.linalg.lstsq(a * self.sw[:, None], rhs).solution
+            # gelsd, not the default gelsy: MKL's gelsy result depends on memory alignment in its last
+            # bits, which L-BFGS amplifies into a different refined crystal for the same input
+            coef = torch.linalg.lstsq(a * self.sw[:, None], rhs, driver="gelsd").solution
         yc = (a @ coef)[..., 0]
         return (self.w * (self.yt - yc) ** 2).sum(-1) / self.den, yc, coef[..., 0]
 

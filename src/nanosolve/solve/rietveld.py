@@ -553,7 +553,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         cols = torch.stack([phase_pattern(i, v) for i in range(len(phases))], 1)
         a = torch.cat([cols, fixed], 1)
         with torch.no_grad():
-            coef = torch.linalg.lstsq(a * sw[:, None], (yt * sw)[:, None]).solution[:, 0]
+            # gelsd: reproducible to the bit (see pxrd_refine._Target.solve)
+            coef = torch.linalg.lstsq(a * sw[:, None], (yt * sw)[:, None], driver="gelsd").solution[:, 0]
         yc = a @ coef
         return (w * (yt - yc) ** 2).sum() / den, yc, coef, cols
 
