@@ -169,7 +169,7 @@ def test_z4_cell_found_from_the_reduced_formula(tmp_path):
     assert len(truth) == 8
     pat = simulate_xrd(truth, "CuKa", fwhm=0.1)
     st = PowderSolveSettings(model_dir=mdir, k=16, steps=5, n_step_each=1, top=3, profile_top=0, random_search=0,
-                             time_budget=None, symmetrize=False)
+                             time_budget=None, symmetrize=False, coordinate_search=0)
     res = solve_pxrd(pat, "TiSi", settings=st)
     s = res.summary
     assert s["z_searched"][:4] == [1, 2, 3, 4] and max(s["z_searched"]) * 2 >= 40

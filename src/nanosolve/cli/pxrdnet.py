@@ -97,7 +97,8 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
                  distinct: bool | None, prototypes: bool | None, symmetrize: bool | None, broaden: bool,
                  background: bool | None, method: str, seed: int, out: Path, show: int,
                  profile_top: int | None = None, rietveld=None, z: int | None = None,
-                 time_budget: float | None = None, random_search: int | None = None, overwrite: bool = False) -> dict:
+                 time_budget: float | None = None, random_search: int | None = None, overwrite: bool = False,
+                 coordinate_search: int | None = None) -> dict:
     """``nanosolve solve`` for a powder pattern (see cli/solve.py): candidates of every source and Z,
     ranked blind (plausible first), one progress line per stage. The results are written into a
     folder beside ``out`` and moved into ``out`` at the end (replacing an earlier run's with
@@ -105,6 +106,7 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
     from rich.table import Table
 
     from nanosolve.solve.pxrd import (
+        COORDINATE_SEARCH,
         DISTINCT,
         PROFILE_TOP,
         PROTOTYPES,
@@ -127,7 +129,8 @@ def solve_powder(pattern, file: Path, formula: str | None, model_dir: Path | Non
         symmetrize=SYMMETRIZE if symmetrize is None else symmetrize, broaden=broaden, background=background,
         profile_top=PROFILE_TOP if profile_top is None else profile_top, rietveld=rietveld, z=z,
         time_budget=TIME_BUDGET if time_budget is None else (None if time_budget == 0 else time_budget),
-        random_search=RANDOM_SEARCH if random_search is None else random_search)
+        random_search=RANDOM_SEARCH if random_search is None else random_search,
+        coordinate_search=COORDINATE_SEARCH if coordinate_search is None else coordinate_search)
     from nanosolve.cli.common import results_folder
     from nanosolve.cli.progress import stage_progress
 

@@ -112,6 +112,10 @@ def solve(
                                       help="powder: pyxtal random crystals in the space groups that fit the "
                                            "composition and Z, ranked beside the other candidates; 0 = off "
                                            "[default: nanosolve.solve.pxrd.RANDOM_SEARCH]"),
+    coordinate_search: int = typer.Option(None, "--coordinate-search", min=0, max=100,
+                                          help="powder, sharp data: structure types whose free Wyckoff coordinates "
+                                               "are searched against the pattern as measured after the screen; "
+                                               "0 = off [default: nanosolve.solve.pxrd.COORDINATE_SEARCH]"),
     size: float = typer.Option(10.0, "--size", help="powder: crystallite size τ (Å) of the shipped PXRDNet model"),
     wavelength: str = typer.Option(None, "--wavelength", "-w", help="powder: Å or a name (CuKa, MoKa) when the "
                                                                     "file does not give it"),
@@ -219,7 +223,8 @@ def solve(
                      positions, distinct, prototypes, symmetrize, broaden, background, method, seed, out, show,
                      profile_top, rietveld=_rietveld_settings(rietveld_top, background_file, extra_phase,
                                                               preferred_orientation, kalpha2),
-                     z=z, time_budget=time_budget, random_search=random_search, overwrite=overwrite)
+                     z=z, time_budget=time_budget, random_search=random_search, overwrite=overwrite,
+                     coordinate_search=coordinate_search)
         return
     k = 20 if k is None else k
     from nanosolve.solve.pdf_solve import PdfSolveSettings

@@ -81,6 +81,9 @@ SYMMETRIZE_TOLERANCES = (0.05, 0.1, 0.2, 0.3, 0.5)  # Å (spglib symprec), tight
 #: mean R_wp fell 0.507 -> 0.475; the re-ranking changed 9 top-1s and lost no match. Each fit costs ~45 s
 #: on one thread (README, PXRDNet benchmark, measured patterns).
 PROFILE_TOP = 3
+#: structure types whose free coordinates the solve searches after the screen (see
+#: :mod:`nanosolve.solve.coordinates`; chosen on simulated patterns, benchmarks/powder_solve/coordinate_validation.py)
+COORDINATE_SEARCH = 6
 
 METHODS = ("pxrdnet", "cdvae-search", "random")
 
@@ -125,6 +128,8 @@ class Candidate:
     rietveld: object = field(default=None, repr=False)
     #: the screen against the pattern as measured (:class:`nanosolve.solve.screen.ScreenFit`), when there was one
     screen: object = field(default=None, repr=False)
+    #: the search of its free coordinates (:class:`nanosolve.solve.coordinates.CoordinateSearch`), when there was one
+    coordinate_search: object = field(default=None, repr=False)
 
     @property
     def source(self) -> str:
@@ -178,6 +183,7 @@ class Candidate:
                 "latent_loss": None if self.latent_loss is None else round(float(self.latent_loss), 5),
                 "duplicate_of": self.duplicate_of, "refinement": self.refine,
                 "screen": None if self.screen is None else self.screen.summary(),
+                "coordinate_search": None if self.coordinate_search is None else self.coordinate_search.summary(),
                 "rwp_measured": None if self.profile is None else round(float(self.profile.rwp_after), 5),
                 "measured_profile_refinement": None if self.profile is None else self.profile.summary()}
 
@@ -485,6 +491,9 @@ class PowderSolveSettings:
     #: with sharp data, screen every candidate against the pattern as measured (cell lengths fitted,
     #: :mod:`nanosolve.solve.screen`) and rank by that before the measured-profile fits
     screen: bool = True
+    #: after the screen, search the free Wyckoff coordinates of the best ``coordinate_search`` screened
+    #: structure types in a cell fitted to the peak positions (:mod:`nanosolve.solve.coordinates`); 0: off
+    coordinate_search: int = COORDINATE_SEARCH
     #: final Rietveld stage (:class:`nanosolve.solve.rietveld.RietveldSettings`; None: the defaults)
     rietveld: object = None
     progress: object = field(default=None, repr=False, compare=False)
@@ -495,6 +504,8 @@ class PowderSolveSettings:
         from nanosolve.solve.limits import check_k
 
         check_k(self.k, "powder")  # before any candidate is generated
+        if self.coordinate_search < 0:
+            raise InputError(f"coordinate_search must be >= 0, got {self.coordinate_search}", "--coordinate-search")
         if self.random_search < 0:
             raise InputError(f"random_search must be >= 0, got {self.random_search}", "--random-search")
         if self.time_budget is not None and not self.time_budget > 0:
@@ -528,7 +539,9 @@ class _Clock:
 
 #: fractions of the time budget at which the stages stop starting new work (random search, model
 #: decoding, model-grid refinement, screen, measured-profile fits; the Rietveld stage has the rest)
-RANDOM_END, MODEL_END, REFINE_END, SCREEN_END, PROFILE_END = 0.15, 0.35, 0.45, 0.55, 0.80
+RANDOM_END, MODEL_END, REFINE_END, SCREEN_END, PROFILE_END = 0.15, 0.35, 0.45, 0.55, 0.85
+#: end of the coordinate search (between the screen and the measured-profile fits)
+SEARCH_END = 0.70
 #: with an indexed cell: the end of the search in that cell, of the unconstrained search after it (the
 #: model then has what is left until MODEL_END), and the rounds over Z the cell search runs in
 RANDOM_CELL_END, RANDOM_END_INDEXED, RANDOM_ROUNDS = 0.22, 0.28, 4
@@ -774,6 +787,16 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
         if n_screened < len(ranked):
             clock.note("screen")
         ranked = _gate(ranked)
+    n_searched = 0
+    if sharp and st.screen and st.coordinate_search and n_screened:
+        from nanosolve.solve.coordinates import search_candidates
+
+        _say(st, "coordinates", f"free coordinates of the best {st.coordinate_search} structure types")
+        ranked, n_searched = search_candidates(ranked, pattern, st.coordinate_search, seed=st.seed,
+                                               deadline=clock.deadline(SEARCH_END))
+        if clock.over(SEARCH_END):
+            clock.note("coordinate search")
+        ranked = _gate(ranked)
     n_profile = min(st.profile_top, len(ranked)) if sharp else 0
     if n_profile:
         _say(st, "profile", f"best {n_profile} against the pattern as measured")
@@ -814,12 +837,14 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
                "symmetrize": bool(st.symmetrize),
                "symmetrized_candidates": sum(c.symmetrized_from is not None for c in ranked),
                "implausible_candidates": sum(not c.sanity.plausible for c in ranked),
-               "screened": n_screened, "profile_refined": n_profile,
+               "screened": n_screened, "coordinates_searched": n_searched, "profile_refined": n_profile,
                "time_budget": st.time_budget, "budget_cut": list(clock.cut),
                "ranking": ("plausible candidates (sanity gate) before implausible ones; within each, R against the "
                            "input pattern only (model grid, optimal scale; refined R for the top)"
                            + (f"; {n_screened} re-ranked by the screen's R against the pattern as measured "
                               "(cell lengths fitted)" if n_screened else "")
+                           + (f", {n_searched} structure types after a search of their free coordinates"
+                              if n_searched else "")
                            + (f"; the best {n_profile} re-ranked by R_wp against the pattern as measured"
                               if n_profile else "")),
                "seconds": round(clock.elapsed(), 2)}
