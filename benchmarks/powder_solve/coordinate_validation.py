@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -61,13 +59,12 @@ def top1_matches(cands, data, truth, search: bool, seconds: float, seed: int) ->
 
 def main(argv=None):
     import torch
-    from screen_validation import measured_from, perturbed
+    from screen_validation import measured_from, perturbed, prototype_cases
 
     from nanosolve.provenance import write_record
     from nanosolve.scattering.pattern import Pattern
     from nanosolve.solve.coordinates import candidate_phase
     from nanosolve.solve.screen import prepare_screen
-    from nanosolve.structures.builders.prototypes import _library, isotypic_substitutions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=20)
@@ -77,20 +74,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
-    infos, crystals = _library()
-    cases = []
-    for info, proto in zip(infos, crystals):
-        if not 2 <= len(info.species) <= 4 or len(proto) > 20:
-            continue
-        phase = candidate_phase(proto)
-        if phase is None:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cands = isotypic_substitutions(Counter(proto.species), 20)
-        if len({c.properties.get("prototype") for c in cands}) >= 4 and any(
-                c.properties.get("prototype") == info.label for c in cands):
-            cases.append((info.label, proto, cands))
+    cases = prototype_cases(keep=lambda proto: candidate_phase(proto) is not None)
     order = rng.permutation(len(cases))[:args.limit]
     prepared = []
     for i in order:

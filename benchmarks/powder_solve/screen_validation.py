@@ -55,22 +55,16 @@ def perturbed(crystal, rng):
     return c
 
 
-def main(argv=None):
-    from nanosolve.provenance import write_record
-    from nanosolve.solve.pxrd import prepare_input, rank_candidates
-    from nanosolve.solve.screen import prepare_screen, screen_crystal
+def prototype_cases(keep=None) -> list:
+    """(label, prototype, isotypic candidates) of every AFLOW prototype of 2-4 elements and at most 20
+    atoms whose composition has at least 3 other isotypic candidate types, the prototype's own among
+    them; ``keep(prototype)`` filters further."""
     from nanosolve.structures.builders.prototypes import _library, isotypic_substitutions
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--limit", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="screen_validation")
-    args = ap.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
     infos, crystals = _library()
     cases = []
     for info, proto in zip(infos, crystals):
-        if not 2 <= len(info.species) <= 4 or len(proto) > 20:
+        if not 2 <= len(info.species) <= 4 or len(proto) > 20 or (keep is not None and not keep(proto)):
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -78,6 +72,21 @@ def main(argv=None):
         if len({c.properties.get("prototype") for c in cands}) >= 4 and any(
                 c.properties.get("prototype") == info.label for c in cands):
             cases.append((info.label, proto, cands))
+    return cases
+
+
+def main(argv=None):
+    from nanosolve.provenance import write_record
+    from nanosolve.solve.pxrd import prepare_input, rank_candidates
+    from nanosolve.solve.screen import prepare_screen, screen_crystal
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="screen_validation")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    cases = prototype_cases()
     order = rng.permutation(len(cases))[:args.limit]
     rows = []
     for i in order:

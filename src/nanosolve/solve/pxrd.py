@@ -462,7 +462,7 @@ class PowderSolveSettings:
     decode (≤ :data:`MODEL_MAX_ATOMS` atoms; at least :data:`MODEL_MIN_PER_Z` each). ``random_search``:
     pyxtal random crystals in all, spread over the Z values. ``time_budget`` (s; None = unbounded):
     each stage starts no new work after its fraction of it (:data:`RANDOM_END`, :data:`MODEL_END`,
-    :data:`REFINE_END`, :data:`SCREEN_END`, :data:`PROFILE_END`; with an indexed cell
+    :data:`REFINE_END`, :data:`SCREEN_END`, :data:`SEARCH_END`, :data:`PROFILE_END`; with an indexed cell
     :data:`RANDOM_CELL_END` and :data:`RANDOM_END_INDEXED`; the Rietveld stage has the rest); the summary's
     ``budget_cut`` names the stages that were cut. ``progress(stage, detail)``: called at the start of every stage."""
 
