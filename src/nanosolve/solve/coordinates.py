@@ -370,14 +370,14 @@ def _type_key(phase) -> tuple:
     return phase.number, len(phase.crystal), tuple(sorted((x["element"], x["wyckoff"]) for x in phase.sites))
 
 
-def _fitted_phase(cand, data: ScreenData, seed: int):
+def _fitted_phase(cand, screen_phase, data: ScreenData, seed: int):
     """The candidate's phase in the cell that best places its allowed reflections on the peaks, fitted
-    (:func:`fit_cell_free_intensities`) from the candidate's own cell and from the screen's: where the
-    coordinates are wrong, the screen's cell (fitted with their intensities) can be further off than
-    the start. None when the candidate has no free coordinate (see :func:`candidate_phase`)."""
+    (:func:`fit_cell_free_intensities`) from the screen's cell (``screen_phase``, the phase of
+    ``cand.screen.crystal``) and from the candidate's own: where the coordinates are wrong, the screen's
+    cell (fitted with their intensities) can be further off than the start. None when the candidate has
+    no free coordinate (see :func:`candidate_phase`)."""
     best = None
-    for crystal in (cand.screen.crystal, cand.crystal):
-        phase = candidate_phase(crystal)
+    for phase in (screen_phase, candidate_phase(cand.crystal)):
         if phase is None:
             return None
         factors, r_cell, r_start = fit_cell_free_intensities(phase, data, seed=seed)
@@ -427,7 +427,7 @@ def search_candidates(ranked: list, data, top: int, seed: int = 0, deadline: flo
         if phase is None or _type_key(phase) in types:
             continue
         key = _type_key(phase)
-        phase = _fitted_phase(cand, data, seed)
+        phase = _fitted_phase(cand, phase, data, seed)
         if phase is None:
             continue
         out = search_coordinates(phase, data, seed=seed, n_samples=PRE_SAMPLES, n_starts=PRE_STARTS,
