@@ -16,6 +16,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from nanosolve.errors import InputError
 from nanosolve.scattering.pattern import Pattern
+from nanosolve.solve.parsimony import Fit, hamilton_critical, significantly_better
 from nanosolve.solve.rietveld import agreement, rietveld_refine, symmetric_phase, tch_fwhm_eta
 
 WL = 1.5406
@@ -306,6 +307,114 @@ def test_solve_stage_ranks_by_rietveld_and_writes_symmetric_cifs(tmp_path):
     xy = np.loadtxt(tmp_path / "rietveld_fit.xy")
     assert xy.shape[0] == TTH.size and np.allclose(xy[:, 1], y)
     assert json.loads((tmp_path / "summary.json").read_text())["rietveld_fit_plot"] == "rietveld_fit.png"
+
+
+def _expected_cubic_reflections(a, lo, hi):
+    """Distinct positions of a primitive cubic cell in [lo, hi] 2θ: N = h² + k² + l² not 4^i (8j + 7)."""
+    def three_squares(n):
+        while n % 4 == 0:
+            n //= 4
+        return n % 8 != 7
+
+    n_max = int((2 * a / WL) ** 2) + 1
+    tth = {n: 2 * math.degrees(math.asin(WL * math.sqrt(n) / (2 * a))) for n in range(1, n_max) if three_squares(n)}
+    return sum(lo <= v <= hi for v in tth.values())
+
+
+def _srtio3(a=3.905):
+    return Structure.from_spacegroup("Pm-3m", Lattice.cubic(a), ["Sr", "Ti", "O"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
+
+
+def _p4mm(a, c, dz_ti, dz_o1, dz_o2):
+    """BaTiO3-like P4mm cell: Ti and O moved along c from their cubic sites."""
+    return Structure.from_spacegroup("P4mm", Lattice.tetragonal(a, c), ["Sr", "Ti", "O", "O"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5 + dz_ti], [0.5, 0.5, dz_o1], [0.5, 0, 0.5 + dz_o2]])
+
+
+def _candidates(structures):
+    from nanosolve.solve.pxrd import Candidate
+    from nanosolve.solve.pxrd_refine import PXRDFit
+    from nanosolve.structures.crystal import Crystal
+
+    out = []
+    for i, s in enumerate(structures):
+        c = Crystal.from_pymatgen(s)
+        cand = Candidate(c, np.zeros(512), 0.3, 1.0, "prototype", i)
+        cand.profile = PXRDFit(c, TTH, TTH, TTH, np.ones(TTH.size, bool), 1.0, 0.5, 0.5,
+                               {"fwhm_deg": 0.12, "zero_deg": 0.0}, 0.0, "tth")
+        out.append(cand)
+    return out
+
+
+def _rietveld_order(y, structures, alpha):
+    from nanosolve.solve.rietveld import RietveldSettings, rietveld_candidates
+
+    cands = _candidates(structures)
+    out = rietveld_candidates(cands, pattern(y), RietveldSettings(top=len(cands), steps=30, kalpha2=False,
+                                                                  parsimony_alpha=alpha))
+    return [cands.index(c) for c in out], cands
+
+
+def test_cubic_perovskite_beats_a_tetragonal_description_that_fits_the_noise():
+    """Simulated cubic SrTiO3 with unmodelled texture (a systematic misfit, as in measured data): the
+    P4mm description with three more free parameters reaches a lower R_wp, but not significantly lower,
+    so the cubic one ranks first; by R_wp alone it would not."""
+    clean = oracle_profile(_srtio3(), b={"Sr": 0.5, "Ti": 0.4, "O": 0.7}, po=(0.85, (0, 0, 1)))
+    y = counts(clean * (20000 / clean.max()) + chebyshev([300, -50]), 3)
+    structures = [_p4mm(3.90, 3.95, 0.04, 0.04, -0.04), _srtio3(3.90)]
+    order, cands = _rietveld_order(y, structures, 0.05)
+    tet, cub = (c.rietveld for c in cands)
+    assert tet.summary()["spacegroup_number"] == 99 and cub.summary()["spacegroup_number"] == 221
+    assert tet.n_params > cub.n_params and tet.rwp < cub.rwp  # the extra freedom fits something
+    # intensity parameters: free z of all four sites (P4mm's origin floats along c, and is not pinned),
+    # three B_iso, scale / three B_iso, scale
+    assert tet.params["n_intensity_params"] == 8 and cub.params["n_intensity_params"] == 4
+    assert cub.rwp / tet.rwp < hamilton_critical(tet.n_params - cub.n_params,
+                                                 tet.params["n_reflections"] - tet.params["n_intensity_params"])
+    assert order == [1, 0]
+    assert _rietveld_order(y, structures, None)[0] == [0, 1]  # by R_wp alone the tetragonal one wins
+    # independent intensities of the cubic fit: its distinct reflection positions in the range
+    a = cub.crystal.cell_params[0]
+    assert cub.params["n_reflections"] == _expected_cubic_reflections(a, TTH[0], TTH[-1])
+
+
+def _tetragonal_perovskite_counts():
+    """Simulated tetragonal (c/a = 1.01, Ti off-centre) perovskite, as BaTiO3 at room temperature."""
+    clean = oracle_profile(_p4mm(3.994, 4.034, 0.015, -0.025, -0.015), b={"Sr": 0.5, "Ti": 0.4, "O": 0.7})
+    return counts(clean * (20000 / clean.max()) + chebyshev([300, -50]), 4)
+
+
+def test_a_real_tetragonal_distortion_is_significant():
+    """The P4mm description fits a tetragonal perovskite significantly better than the cubic one and
+    ranks first."""
+    y = _tetragonal_perovskite_counts()
+    structures = [_srtio3(4.007), _p4mm(3.99, 4.03, 0.01, -0.02, -0.01)]
+    order, cands = _rietveld_order(y, structures, 0.05)
+    cub, tet = (c.rietveld for c in cands)
+    def fit(r):
+        return Fit(r.rwp, r.n_params, r.params["n_reflections"] - r.params["n_intensity_params"])
+
+    assert significantly_better(fit(tet), fit(cub))
+    assert order == [1, 0]
+
+
+def test_a_distortion_below_the_wide_tolerance_is_refined_in_both_groups():
+    """A candidate within 0.1 Å of cubic (RIETVELD_SYMPREC finds Pm-3m) but P4mm at 0.01 Å: both
+    descriptions are refined and the test keeps the tetragonal one on tetragonal data; on cubic data
+    the cubic one."""
+    from nanosolve.solve.rietveld import RIETVELD_SYMPREC, TIGHT_SYMPREC, _spacegroup_number
+
+    near = _p4mm(3.995, 4.02, 0.005, -0.01, -0.005)
+    assert (_spacegroup_number(near, RIETVELD_SYMPREC), _spacegroup_number(near, TIGHT_SYMPREC)) == (221, 99)
+    _, (cand,) = _rietveld_order(_tetragonal_perovskite_counts(), [near], 0.05)
+    s = cand.rietveld.summary()
+    assert s["spacegroup_number"] == 99 and s["symmetry_alternative"]["spacegroup"] == "Pm-3m"
+    assert s["symmetry_alternative"]["rwp"] > 2 * s["rwp"]
+    clean = oracle_profile(_srtio3(3.995), b={"Sr": 0.5, "Ti": 0.4, "O": 0.7})
+    _, (cand,) = _rietveld_order(counts(clean * (20000 / clean.max()) + chebyshev([300, -50]), 5), [near], 0.05)
+    s = cand.rietveld.summary()
+    assert s["spacegroup_number"] == 221 and s["symmetry_alternative"]["spacegroup"] == "P4mm"
 
 
 def test_read_measured_x_units(tmp_path):

@@ -1,5 +1,5 @@
 """``nanosolve solve`` real-data options (--x-unit, --background-file, --extra-phase,
---preferred-orientation, --rietveld-top, --kalpha2): each bad value is refused with one readable
+--preferred-orientation, --rietveld-top, --kalpha2, --parsimony): each bad value is refused with one readable
 message and exit code 2 before any model is loaded; good values reach the solve as RietveldSettings."""
 
 import numpy as np
@@ -33,6 +33,7 @@ def _one_error(res) -> str:
     (["--preferred-orientation", "0 0 0"], "--preferred-orientation"),
     (["--extra-phase", "missing_phase.cif"], "missing_phase.cif"),
     (["--background-file", "missing_bg.xy"], "missing_bg.xy"),
+    (["--parsimony", "0.9"], "--parsimony"),
 ])
 def test_bad_real_data_options_are_one_error(pattern_file, args, names):
     res = runner.invoke(app, ["solve", str(pattern_file), "--formula", "NaCl", *args])
@@ -57,11 +58,14 @@ def test_options_reach_the_solve(pattern_file, tmp_path, monkeypatch):
     monkeypatch.setattr(pxrd, "solve_pxrd", fake_solve)
     res = runner.invoke(app, ["solve", str(pattern_file), "--formula", "NaCl", "--extra-phase", str(si),
                               "--extra-phase", str(si), "--background-file", str(bg), "--preferred-orientation",
-                              "001", "--rietveld-top", "2", "--kalpha2", "--x-unit", "2theta"])
+                              "001", "--rietveld-top", "2", "--kalpha2", "--x-unit", "2theta", "--parsimony", "0.01"])
     assert "stop here" in _one_error(res)
     st = seen["settings"].rietveld if "settings" in seen else seen["rietveld"]
     assert st.top == 2 and st.extra_phases == (si, si) and st.background_file == bg
-    assert st.preferred_orientation == (0, 0, 1) and st.kalpha2 is True
+    assert st.preferred_orientation == (0, 0, 1) and st.kalpha2 is True and st.parsimony_alpha == 0.01
     res = runner.invoke(app, ["solve", str(pattern_file), "--formula", "NaCl"])
     st = seen["settings"].rietveld if "settings" in seen else seen["rietveld"]
-    assert st.kalpha2 == "auto" and st.top == 3 and st.extra_phases == ()
+    assert st.kalpha2 == "auto" and st.top == 3 and st.extra_phases == () and st.parsimony_alpha == 0.05
+    runner.invoke(app, ["solve", str(pattern_file), "--formula", "NaCl", "--parsimony", "0"])
+    st = seen["settings"].rietveld if "settings" in seen else seen["rietveld"]
+    assert st.parsimony_alpha is None  # by R_wp alone

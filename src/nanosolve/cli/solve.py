@@ -71,10 +71,10 @@ def _read_with_x_unit(file: Path, wavelength, x_unit: str):
     return read_measured(file, wavelength, x_unit)
 
 
-def _rietveld_settings(top, background_file, extra_phase, preferred_orientation, kalpha2=None):
+def _rietveld_settings(top, background_file, extra_phase, preferred_orientation, kalpha2=None, parsimony=None):
     """RietveldSettings from the Rietveld / real-data options, checked before the solve's work."""
     from nanosolve.errors import InputError
-    from nanosolve.solve.rietveld import RIETVELD_TOP, RietveldSettings
+    from nanosolve.solve.rietveld import PARSIMONY_ALPHA, RIETVELD_TOP, RietveldSettings
 
     po = None
     if preferred_orientation:
@@ -88,7 +88,8 @@ def _rietveld_settings(top, background_file, extra_phase, preferred_orientation,
                              "--preferred-orientation") from None
     st = RietveldSettings(top=RIETVELD_TOP if top is None else top, extra_phases=tuple(extra_phase or ()),
                           background_file=background_file, preferred_orientation=po,
-                          kalpha2="auto" if kalpha2 is None else kalpha2)
+                          kalpha2="auto" if kalpha2 is None else kalpha2,
+                          parsimony_alpha=PARSIMONY_ALPHA if parsimony is None else (parsimony or None))
     st.validate()
     return st
 
@@ -167,6 +168,11 @@ def solve(
                                  help="powder: the pattern holds the Cu or Mo Kα1 + Kα2 doublet (the Rietveld fit "
                                       "models both lines) or not [default: decided by the fit of the best "
                                       "candidate for a Cu / Mo wavelength]"),
+    parsimony: float = typer.Option(None, "--parsimony", min=0.0, max=0.5,
+                                    help="powder: significance level of Hamilton's R-ratio test that orders the "
+                                         "Rietveld fits (a structure with more free parameters must fit "
+                                         "significantly better); 0 = by R_wp alone "
+                                         "[default: nanosolve.solve.parsimony.ALPHA]"),
     element: str = typer.Option(None, "--element", "-e", help="the metal (e.g. Au); default: guessed from the "
                                                              "first PDF peak"),
     k: int = typer.Option(None, "-k", min=1, help="number of candidate structures (default: 20 for a PDF, 100 for a "
@@ -222,7 +228,7 @@ def solve(
         solve_powder(pattern, file, formula, model_dir, size, 100 if k is None else k, steps, langevin_steps, top,
                      positions, distinct, prototypes, symmetrize, broaden, background, method, seed, out, show,
                      profile_top, rietveld=_rietveld_settings(rietveld_top, background_file, extra_phase,
-                                                              preferred_orientation, kalpha2),
+                                                              preferred_orientation, kalpha2, parsimony),
                      z=z, time_budget=time_budget, random_search=random_search, overwrite=overwrite,
                      coordinate_search=coordinate_search)
         return

@@ -798,6 +798,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
             clock.note("coordinate search")
         ranked = _gate(ranked)
     n_profile = min(st.profile_top, len(ranked)) if sharp else 0
+    rv_order = ""
     if n_profile:
         _say(st, "profile", f"best {n_profile} against the pattern as measured")
         ranked = refine_on_profile(ranked, pattern, n_profile, seed=st.seed,
@@ -814,6 +815,9 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
             _say(st, "rietveld", f"best {min(rv_settings.top, n_profile)} under their space groups")
             ranked = _gate(rietveld_candidates(ranked, pattern, rv_settings, deadline=None if st.time_budget is None
                                                else clock.t0 + st.time_budget))
+            rv_order = ("; the Rietveld-refined ones first, by R_wp" if rv_settings.parsimony_alpha is None else
+                        "; the Rietveld-refined ones first, fewer free parameters ahead unless the extra ones fit "
+                        f"significantly better (Hamilton's R-ratio test, α = {rv_settings.parsimony_alpha:g})")
         # -- end of the Rietveld stage --
     src = pattern.metadata.get("source")
     best = ranked[0].final_crystal
@@ -846,7 +850,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
                            + (f", {n_searched} structure types after a search of their free coordinates"
                               if n_searched else "")
                            + (f"; the best {n_profile} re-ranked by R_wp against the pattern as measured"
-                              if n_profile else "")),
+                              if n_profile else "") + rv_order),
                "seconds": round(clock.elapsed(), 2)}
     result = PXRDSolveResult(ranked, y, mask, q, summary)
     if out_dir is not None:

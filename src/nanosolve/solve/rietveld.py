@@ -53,12 +53,13 @@ from nanosolve.errors import InputError
 from nanosolve.scattering import agreement as _agreement
 from nanosolve.scattering.bragg import _as_crystal, enumerate_hkl, structure_factors_torch
 from nanosolve.scattering.pattern import Pattern
+from nanosolve.solve.parsimony import ALPHA as PARSIMONY_ALPHA
 from nanosolve.structures.crystal import Crystal
 from nanosolve.structures.elements import atomic_mass
 
 __all__ = ["SymmetricPhase", "symmetric_phase", "RietveldResult", "rietveld_refine", "agreement",
            "load_background", "STAGES", "tch_fwhm_eta", "RietveldSettings", "rietveld_candidates", "read_measured",
-           "RIETVELD_TOP", "RIETVELD_SYMPREC"]
+           "RIETVELD_TOP", "RIETVELD_SYMPREC", "PARSIMONY_ALPHA"]
 
 #: release order of the nonlinear parameter blocks (cumulative), then a final run with all of them
 STAGES = (("lattice+zero", ("len", "ang", "zero")), ("width", ("W", "Y")), ("profile", ("U", "V", "X")),
@@ -320,7 +321,8 @@ class RietveldResult:
                 "weight_fraction": ph["weight_fraction"] if len(self.params["phases"]) > 1 else None,
                 "n_points": self.n_points, "n_params": self.n_params, "sigma": self.params["sigma"],
                 "stages": self.stages, "seconds": round(self.seconds, 2),
-                **{k: self.params[k] for k in ("zero_deg", "U", "V", "X", "background_file_scale", "at_bound")
+                **{k: self.params[k] for k in ("zero_deg", "U", "V", "X", "background_file_scale", "at_bound",
+                                                "n_reflections", "n_intensity_params", "symmetry_alternative")
                    if k in self.params},
                 "cell": ph["cell"], "sites": ph["sites"]}
 
@@ -501,7 +503,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
     sw = torch.sqrt(w)
     den = float((w * yt * yt).sum())
 
-    def phase_pattern(i, v):
+    def phase_reflections(i, v):
+        """(|g| [n_groups] 1/Å, summed weight [n_groups]) of phase i: reflections at one position merged."""
         ph = phases[i]
         hkl, inv, first = refl[i]
         lat = _phase_lattice(ph, sp, v, i, values=True)
@@ -528,8 +531,10 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
             cos2 = ((gv @ dv) / (torch.linalg.norm(gv, dim=1) * torch.linalg.norm(dv))) ** 2
             wt = wt * (r * r * cos2 + (1 - cos2) / r) ** -1.5
         wt = torch.where(inside, wt, torch.zeros((), dtype=wt.dtype))
-        gm = g[first]
-        wm = torch.zeros(first.numel(), dtype=wt.dtype).index_add(0, inv, wt)
+        return g[first], torch.zeros(first.numel(), dtype=wt.dtype).index_add(0, inv, wt)
+
+    def phase_pattern(i, v):
+        gm, wm = phase_reflections(i, v)
         th = torch.asin(torch.clamp(0.5 * wl * gm, max=1 - 1e-9))
         center = torch.rad2deg(2 * th) + v[sp.slices["zero"]][0]
         tan, cos = torch.tan(th), torch.cos(th)
@@ -610,6 +615,14 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
         ut = torch.tensor(u)
         loss, yc, coef, cols = evaluate(ut)
         v = sp.values(ut)
+        # independent intensities the data hold for the first phase: reflection positions in the fitted
+        # range (coincident ones count once) that are not extinct; the parsimony test's observations
+        gm, wm = phase_reflections(0, v)
+        tth_m = np.degrees(2 * np.arcsin(np.clip(0.5 * wl * gm.numpy(), 0, 1 - 1e-9)))
+        wm = wm.numpy()
+        n_refl = int(np.sum((tth_m >= x[0]) & (tth_m <= x[-1]) & (wm > 1e-6 * max(float(wm.max()), 1e-300))))
+    # ...and the parameters those intensities determine: free coordinates, B_iso, texture, scale
+    n_int = 1 + int(sum(free[sl].sum() for name, sl in sp.slices.items() if name in ("0.pos", "0.biso", "0.po")))
     n_lin = len(phases) + fixed.shape[1]
     n_par = int(free.sum()) + n_lin
     yc_np = yc.numpy()
@@ -705,7 +718,8 @@ def rietveld_refine(crystal, pattern: Pattern, extra_phases=(), background=None,
               "U": float(vn[sp.slices["U"]][0]), "V": float(vn[sp.slices["V"]][0]),
               "X": float(vn[sp.slices["X"]][0]), "phases": out_phases, "sigma": sigma_kind,
               "background_terms": (coef[len(phases):len(phases) + cheb.shape[1]]).numpy().tolist(),
-              "at_bound": at_bound, "fwhm_start_deg": fw}
+              "at_bound": at_bound, "fwhm_start_deg": fw, "n_reflections": n_refl,
+              "n_intensity_params": n_int}
     if bg_file is not None:
         params["background_file_scale"] = float(coef[-1])
     return RietveldResult(refined[0], refined, x, y, yc_np, np.ones(x.size, bool), comps, agr["rwp"], agr["rp"],
@@ -745,6 +759,8 @@ RIETVELD_TOP = 3
 #: spglib tolerance (Å) for a candidate's space group: decoded candidates are a little off their
 #: sites; the same widest tolerance the solve's symmetrised variants use
 RIETVELD_SYMPREC = 0.1
+#: where this tolerance (Å) finds a lower space group than RIETVELD_SYMPREC, both descriptions are refined
+TIGHT_SYMPREC = 0.01
 X_UNITS = {"2theta": "tth", "tth": "tth", "q": "q", "d": "d"}
 #: seconds one candidate's refinement may take in a solve (its stages stop at their best point then);
 #: the solve's time budget can shorten it, never below RIETVELD_MIN_TIME for the best candidate
@@ -762,7 +778,9 @@ class RietveldSettings:
     ``kalpha2``: the data hold the Cu / Mo Kα1 + Kα2 doublet (:func:`rietveld_refine`); 'auto': for a
     Cu or Mo wavelength the best candidate is refined with and without Kα2 and the lower R_wp decides
     for every candidate (no parameter is added, so the two R_wp compare fairly); ``time_limit``: seconds
-    per refinement."""
+    per refinement. ``parsimony_alpha``: the refined candidates are ordered by Hamilton's R-ratio test at
+    this level (:func:`nanosolve.solve.parsimony.parsimonious_order`: more free parameters must fit
+    significantly better); None: by R_wp alone."""
 
     top: int = RIETVELD_TOP
     extra_phases: tuple = ()
@@ -772,6 +790,7 @@ class RietveldSettings:
     steps: int = 40
     kalpha2: bool | str = "auto"
     time_limit: float = RIETVELD_TIME_LIMIT
+    parsimony_alpha: float | None = PARSIMONY_ALPHA
 
     def validate(self) -> None:
         """Fail before the solve's work on a bad option (one readable message)."""
@@ -779,6 +798,8 @@ class RietveldSettings:
 
         if self.top < 0:
             raise InputError(f"must be >= 0, got {self.top}", "--rietveld-top")
+        if self.parsimony_alpha is not None and not 0 < self.parsimony_alpha < 1:
+            raise InputError(f"the significance level must be in (0, 1), got {self.parsimony_alpha}", "--parsimony")
         for p in self.extra_phases:
             if isinstance(p, (str, Path)):
                 from nanosolve.structures.io import read_structure
@@ -859,10 +880,10 @@ def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettin
         share = 2.0 if decide else 1.0
         limit = st.time_limit if deadline is None else max(min(st.time_limit, (deadline - t0) / share),
                                                            RIETVELD_MIN_TIME)
-        def refine(with_ka2):
+        def refine(with_ka2, symprec=st.symprec):
             return rietveld_refine(fit.crystal, pat, extra_phases=st.extra_phases, background=st.background_file,
                                    fwhm=fit.params.get("fwhm_deg"), zero=float(fit.params.get("zero_deg", 0.0)),
-                                   preferred_orientation=st.preferred_orientation, symprec=st.symprec,
+                                   preferred_orientation=st.preferred_orientation, symprec=symprec,
                                    steps=st.steps, kalpha2=with_ka2, time_limit=limit)
 
         try:
@@ -879,8 +900,46 @@ def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettin
                 raise
             cand.rietveld = None
         last = time.perf_counter() - t0
+        # The wide tolerance that suits decoded candidates can raise the symmetry of a real small
+        # distortion (tetragonal BaTiO3, c - a = 0.04 Å, became cubic): where a tight tolerance finds a
+        # lower group, that description is refined too and the two are compared like any two candidates.
+        if (cand.rietveld is not None and st.symprec > TIGHT_SYMPREC
+                and _spacegroup_number(fit.crystal, TIGHT_SYMPREC) not in (None, _spacegroup_number(
+                    fit.crystal, st.symprec)) and (deadline is None or time.perf_counter() + last < deadline)):
+            try:
+                low = refine(ka2, TIGHT_SYMPREC)
+            except InputError:
+                low = None
+            if low is not None:
+                pair = [cand.rietveld, low]
+                win, lose = pair if _order(pair, st.parsimony_alpha)[0] == 0 else pair[::-1]
+                win.params["symmetry_alternative"] = {"spacegroup": lose.params["phases"][0]["spacegroup"],
+                                                      "rwp": lose.rwp, "n_params": lose.n_params,
+                                                      "symprec": st.symprec if lose is pair[0] else TIGHT_SYMPREC}
+                cand.rietveld = win
+            last = time.perf_counter() - t0
         done.append(cand)
     key = [c for c in done if getattr(c, "rietveld", None) is not None]
     rest = [c for c in done if getattr(c, "rietveld", None) is None]
     left = [c for c in ranked if not any(c is d for d in done)]
-    return sorted(key, key=lambda c: c.rietveld.rwp) + rest + left
+    return [key[i] for i in _order([c.rietveld for c in key], st.parsimony_alpha)] + rest + left
+
+
+def _order(results: list, alpha: float | None) -> list[int]:
+    """Indices of Rietveld results best first: by Hamilton's test at ``alpha`` (fewer free parameters
+    win unless the extra ones fit significantly better), or by R_wp alone (``alpha`` None)."""
+    if alpha is None:
+        return sorted(range(len(results)), key=lambda i: results[i].rwp)
+    from nanosolve.solve.parsimony import Fit, parsimonious_order
+
+    return parsimonious_order([Fit(r.rwp, r.n_params, r.params["n_reflections"] - r.params["n_intensity_params"])
+                               for r in results], alpha)
+
+
+def _spacegroup_number(crystal, symprec: float) -> int | None:
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        return int(SpacegroupAnalyzer(_as_crystal(crystal).to_pymatgen(), symprec=symprec).get_space_group_number())
+    except Exception:  # noqa: BLE001 - spglib finds no cell for a degenerate candidate
+        return None
