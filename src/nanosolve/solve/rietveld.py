@@ -903,9 +903,12 @@ def rietveld_candidates(ranked: list, pattern: Pattern, settings: RietveldSettin
         # The wide tolerance that suits decoded candidates can raise the symmetry of a real small
         # distortion (tetragonal BaTiO3, c - a = 0.04 Å, became cubic): where a tight tolerance finds a
         # lower group, that description is refined too and the two are compared like any two candidates.
-        if (cand.rietveld is not None and st.symprec > TIGHT_SYMPREC
-                and _spacegroup_number(fit.crystal, TIGHT_SYMPREC) not in (None, _spacegroup_number(
-                    fit.crystal, st.symprec)) and (deadline is None or time.perf_counter() + last < deadline)):
+        # Not a triclinic one: decoded candidates are triclinic at 0.01 Å by their decoding noise, and
+        # a P1 refinement of all coordinates would take the time of the next candidate.
+        tight = None if cand.rietveld is None else _spacegroup_number(fit.crystal, TIGHT_SYMPREC)
+        if (tight is not None and tight > 2 and st.symprec > TIGHT_SYMPREC
+                and tight != _spacegroup_number(fit.crystal, st.symprec)
+                and (deadline is None or time.perf_counter() + last < deadline)):
             try:
                 low = refine(ka2, TIGHT_SYMPREC)
             except InputError:
