@@ -412,9 +412,18 @@ def test_a_distortion_below_the_wide_tolerance_is_refined_in_both_groups():
     assert s["spacegroup_number"] == 99 and s["symmetry_alternative"]["spacegroup"] == "Pm-3m"
     assert s["symmetry_alternative"]["rwp"] > 2 * s["rwp"]
     clean = oracle_profile(_srtio3(3.995), b={"Sr": 0.5, "Ti": 0.4, "O": 0.7})
-    _, (cand,) = _rietveld_order(counts(clean * (20000 / clean.max()) + chebyshev([300, -50]), 5), [near], 0.05)
+    y_cubic = counts(clean * (20000 / clean.max()) + chebyshev([300, -50]), 5)
+    _, (cand,) = _rietveld_order(y_cubic, [near], 0.05)
     s = cand.rietveld.summary()
     assert s["spacegroup_number"] == 221 and s["symmetry_alternative"]["spacegroup"] == "P4mm"
+    # a candidate that is triclinic at 0.01 Å (decoding noise) gets no P1 alternative
+    noisy = _srtio3(3.995)
+    rng = np.random.default_rng(0)
+    for i in range(len(noisy)):
+        noisy.translate_sites([i], rng.normal(0, 0.01, 3), frac_coords=False)
+    assert (_spacegroup_number(noisy, RIETVELD_SYMPREC), _spacegroup_number(noisy, TIGHT_SYMPREC)) == (221, 1)
+    _, (cand,) = _rietveld_order(y_cubic, [noisy], 0.05)
+    assert cand.rietveld.summary()["spacegroup_number"] == 221 and "symmetry_alternative" not in cand.rietveld.summary()
 
 
 def test_read_measured_x_units(tmp_path):
