@@ -30,7 +30,15 @@ from scipy.optimize import minimize
 from nanosolve.errors import InputError
 from nanosolve.scattering.bragg import enumerate_hkl, structure_factors_torch
 from nanosolve.solve.sanity import covalent_radius
-from nanosolve.solve.screen import SCREEN_B_ISO, ScreenData, ScreenFit, prepare_screen, screen_crystal
+from nanosolve.solve.screen import (
+    SCREEN_B_ISO,
+    ScreenData,
+    ScreenFit,
+    length_factors,
+    prepare_screen,
+    screen_crystal,
+    staged_simplex,
+)
 from nanosolve.structures import Crystal
 
 #: random coordinate sets scored per candidate, and the best of them refined locally
@@ -209,10 +217,7 @@ def fit_cell_free_intensities(phase, data: ScreenData, seed: int = 0) -> tuple[n
     q = data.q[m]
 
     def expand(u):
-        f = np.ones(3)
-        for g, v in zip(groups, u):
-            f[g] = math.exp(v)
-        return f
+        return length_factors(groups, u)
 
     def r_of(u, k):
         inv = 1.0 / expand(u)
@@ -239,12 +244,7 @@ def fit_cell_free_intensities(phase, data: ScreenData, seed: int = 0) -> tuple[n
     best = (math.inf, grid[0])
     # the cell as it was is always a start: the scan's wide smoothing can prefer a wrong cell
     for u in [np.zeros(len(groups))] + [grid[i] for i in np.argsort(values)[:LEBAIL_STARTS]]:
-        for k in range(1, len(data.sigmas)):
-            step_u = 2.0 * data.sigmas[k] / 3.0
-            simplex = np.vstack([u] + [u + step_u * np.eye(len(u))[j] for j in range(len(u))])
-            u = minimize(lambda v: r_of(v, k), u, method="Nelder-Mead",
-                         options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-5,
-                                  "maxfev": 40 * len(u)}).x
+        u = staged_simplex(r_of, u, data.sigmas, first=1, maxfev_per_length=40)
         r = r_of(u, len(data.sigmas) - 1)
         if r < best[0]:
             best = (r, u)

@@ -129,6 +129,29 @@ def _reflections(crystal: Crystal, data: ScreenData, q_reach: float):
     return hkl[first].astype(float), np.asarray(pk.intensity, float)
 
 
+def length_factors(groups, u) -> np.ndarray:
+    """[3] factors of the cell lengths: exp(u_j) for every length of group j (equal lengths tied)."""
+    f = np.ones(3)
+    for g, v in zip(groups, u):
+        f[g] = math.exp(v)
+    return f
+
+
+def staged_simplex(r_of, u, sigmas, first: int = 0, maxfev_per_length: int = 60, bounds=None) -> np.ndarray:
+    """Nelder–Mead on the log length factors ``u``, one stage per smoothing σ_k from ``first`` on
+    (``r_of(u, k)``); ``bounds`` (lo, hi) clip ``u`` after each stage. Simplex steps shrink with the
+    smoothing: each stage moves peaks by about its σ."""
+    for k in range(first, len(sigmas)):
+        step_u = 2.0 * sigmas[k] / 3.0
+        simplex = np.vstack([u] + [u + step_u * np.eye(len(u))[i] for i in range(len(u))])
+        u = minimize(lambda v: r_of(v, k), u, method="Nelder-Mead",
+                     options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-5,
+                              "maxfev": maxfev_per_length * len(u)}).x
+        if bounds is not None:
+            u = np.clip(u, *bounds)
+    return u
+
+
 def screen_crystal(crystal: Crystal, data: ScreenData) -> ScreenFit:
     """Fit the cell lengths (tied where equal) and a scale of ``crystal`` to ``data``; see the module doc."""
     t0 = time.perf_counter()
@@ -169,10 +192,7 @@ def screen_crystal(crystal: Crystal, data: ScreenData) -> ScreenFit:
         return math.sqrt(float(((obs - s * calc) ** 2).sum()) / float(obs @ obs))
 
     def expand(u):
-        f = np.ones(3)
-        for g, v in zip(groups, u):
-            f[g] = math.exp(v)
-        return f
+        return length_factors(groups, u)
 
     scan = [r_of(np.full(3, s), 0) for s in SCREEN_SCAN]
     u = np.full(len(groups), math.log(SCREEN_SCAN[int(np.argmin(scan))]))
@@ -184,13 +204,8 @@ def screen_crystal(crystal: Crystal, data: ScreenData) -> ScreenFit:
         values = [r_of(expand(v), 0) for v in grid]
         if min(values) < min(scan):
             u = grid[int(np.argmin(values))]
-    for k in range(len(data.sigmas)):
-        # simplex steps shrink with the smoothing: each stage moves peaks by about its σ
-        step_u = 2.0 * data.sigmas[k] / 3.0
-        simplex = np.vstack([u] + [u + step_u * np.eye(len(u))[i] for i in range(len(u))])
-        res = minimize(lambda v: r_of(expand(v), k), u, method="Nelder-Mead",
-                       options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-5, "maxfev": 60 * len(u)})
-        u = np.clip(res.x, math.log(SCREEN_SCAN[0]) - 0.05, math.log(SCREEN_SCAN[-1]) + 0.05)
+    u = staged_simplex(lambda v, k: r_of(expand(v), k), u, data.sigmas, maxfev_per_length=60,
+                       bounds=(math.log(SCREEN_SCAN[0]) - 0.05, math.log(SCREEN_SCAN[-1]) + 0.05))
     factors = expand(u)
     r = r_of(factors, len(data.sigmas) - 1)
     calc, obs = profile(factors, len(data.sigmas) - 1), data.smoothed[-1]
