@@ -54,6 +54,7 @@ from nanosolve.scattering import agreement as _agreement
 from nanosolve.scattering.bragg import _as_crystal, enumerate_hkl, structure_factors_torch
 from nanosolve.scattering.pattern import Pattern
 from nanosolve.solve.parsimony import ALPHA as PARSIMONY_ALPHA
+from nanosolve.solve.parsimony import Fit, parsimonious_order
 from nanosolve.structures.crystal import Crystal
 from nanosolve.structures.elements import atomic_mass
 
@@ -933,8 +934,6 @@ def _order(results: list, alpha: float | None) -> list[int]:
     win unless the extra ones fit significantly better), or by R_wp alone (``alpha`` None)."""
     if alpha is None:
         return sorted(range(len(results)), key=lambda i: results[i].rwp)
-    from nanosolve.solve.parsimony import Fit, parsimonious_order
-
     return parsimonious_order([Fit(r.rwp, r.n_params, r.params["n_reflections"] - r.params["n_intensity_params"])
                                for r in results], alpha)
 
