@@ -9,8 +9,9 @@
 
 Usage (one seed per core):
     python benchmarks/cdvae/seed_protocol.py --train-seed 1 --run /tmp/cdvae_s1
-    python benchmarks/cdvae/seed_protocol.py --summary results/cdvae_seed_1.json results/cdvae_seed_2.json
-Writes ``results/cdvae_seed_<S>.json`` (each step merged in as it finishes: a rerun resumes).
+    python benchmarks/cdvae/seed_protocol.py --summary benchmarks/cdvae/results/cdvae_seed_{1,2}.json
+Writes ``results/cdvae_seed_<S>.json`` (each step merged in as it finishes: a rerun resumes) and, with
+``--summary``, ``results/cdvae_seeds.json`` (the test match rates and their mean).
 """
 
 from __future__ import annotations
@@ -65,10 +66,17 @@ def run(args) -> dict:
 
 
 def summary(paths) -> dict:
+    """Test match rate per seed record and their mean, with the validation rate of the chosen setting."""
     recs = [json.loads(Path(p).read_text()) for p in paths]
     rates = [r["test"]["match_rate"] for r in recs]
-    return {"seeds": [r["train_seed"] for r in recs], "settings": [r["test"]["setting"] for r in recs],
-            "test_match_rate": rates, "mean": float(np.mean(rates)), "n_per_seed": [r["test"]["n"] for r in recs]}
+    out = {"records": [Path(p).name for p in paths], "seeds": [r["train_seed"] for r in recs],
+           "settings": [r["test"]["setting"] for r in recs],
+           "val_match_rate": [r[f"val_{r['test']['setting']}"]["match_rate"] for r in recs],
+           "test_match_rate": rates, "test_rmse": [r["test"]["rmse"] for r in recs],
+           "mean_test_match_rate": float(np.mean(rates)), "n_per_seed": [r["test"]["n"] for r in recs],
+           "epochs": [r["training"]["epochs"] for r in recs]}
+    write_record(HERE / "results" / "cdvae_seeds.json", out)
+    return out
 
 
 if __name__ == "__main__":
