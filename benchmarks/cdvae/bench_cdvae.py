@@ -120,13 +120,12 @@ def main(argv=None):
                            "parameters": sum(p.numel() for p in model.parameters())}
     n_step = args.n_step_each or cfg.n_step_each
     results["n_step_each"] = n_step
-    test_idx = scored_part(parts, args.part, args.n_recon)
-    rng = np.random.default_rng(0)
+    test_idx = scored_part(parts, args.part)
     if "recon" not in args.skip:
         from nanosolve.models.cdvae.evaluate import reconstruction_metrics
         from nanosolve.models.cdvae.sample import reconstruct
 
-        pick = np.sort(rng.choice(test_idx, min(args.n_recon, len(test_idx)), replace=False))
+        pick = draw(test_idx, args.n_recon)
         truths = [table.crystals[i] for i in pick]
         t = time.perf_counter()
         preds = reconstruct(model, truths, n_step_each=n_step, seed=0, type_mode=args.type_mode,
@@ -182,17 +181,23 @@ def main(argv=None):
     _save(args.out, results)
 
 
-def scored_part(parts: dict, part: str, n_recon: int) -> np.ndarray:
-    """Indices a run is scored on. The reconstruction draws ``n_recon`` of them with seed 0, so on
-    ``test`` it scores the same crystals as every earlier run; ``test-fresh`` is the test part
+#: test crystals the headline decoding settings were chosen on: the first draw of this many
+HEADLINE_N = 200
+
+
+def draw(idx: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` crystals (sorted indices) a reconstruction scores: a seed-0 draw from ``idx``."""
+    return np.sort(np.random.default_rng(0).choice(idx, min(n, len(idx)), replace=False))
+
+
+def scored_part(parts: dict, part: str) -> np.ndarray:
+    """Indices a run is scored on: the validation part, the test part (whose draw of
+    :data:`HEADLINE_N` is the one every earlier run scored), or ``test-fresh``: the test part
     without that draw (crystals no setting was ever chosen on)."""
     if part == "val":
         return np.asarray(parts["val"])
     test_idx = np.asarray(parts["test"])
-    if part == "test":
-        return test_idx
-    first = np.random.default_rng(0).choice(test_idx, min(n_recon, len(test_idx)), replace=False)
-    return np.setdiff1d(test_idx, first)
+    return test_idx if part == "test" else np.setdiff1d(test_idx, draw(test_idx, HEADLINE_N))
 
 
 def _save(path: Path, results: dict) -> None:

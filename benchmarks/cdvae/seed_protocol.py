@@ -40,8 +40,7 @@ SETTINGS = [
 
 def choose(record: dict) -> str:
     """The setting with the highest validation match rate; the first listed among equals."""
-    rates = {name: record[f"val_{name}"]["match_rate"] for name, _ in SETTINGS}
-    return max((name for name, _ in SETTINGS), key=lambda n: (rates[n], -[s for s, _ in SETTINGS].index(n)))
+    return max((name for name, _ in SETTINGS), key=lambda n: record[f"val_{n}"]["match_rate"])  # max keeps the first
 
 
 def run(args) -> dict:
@@ -87,7 +86,7 @@ if __name__ == "__main__":
     ap.add_argument("--n", type=int, default=200, help="crystals scored per setting and on the test part")
     ap.add_argument("--n-step-each", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--summary", nargs="*", default=None, help="print the mean over these seed records")
+    ap.add_argument("--summary", nargs="*", default=None, help="the mean over these seed records (printed and written)")
     a = ap.parse_args()
     if a.summary:
         print(json.dumps(summary(a.summary), indent=1))
