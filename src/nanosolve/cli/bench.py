@@ -26,6 +26,9 @@ def chili(
                                                      "comma-separated; with --all: a filter"),
     all_: bool = typer.Option(False, "--all", help="every task x every applicable model (baselines, 7 GNNs, MLP, ours)"),
     seeds: int = typer.Option(3, min=1, max=100, help="seeds 0..N-1 (each: its own 80/10/10 split and initialisation)"),
+    split_by: str = typer.Option("graph", "--split-by", help="graph: graphs at random (the paper; other radii of a "
+                                                          "test crystal are in training); crystal: all radii of a "
+                                                          "crystal in one part"),
     budget_minutes: float = typer.Option(3.0, help="wall-clock budget of training + validation per run (minutes)"),
     out: Path = typer.Option(Path("chili_bench"), "--out", "-o", help="output folder (rerun = resume: finished runs "
                                                                       "are skipped, unfinished ones continue)"),
@@ -51,16 +54,18 @@ def chili(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nanosolve.datasets.storage import open_store
-    from nanosolve.models.chili_bench.runner import configs_for, plan_runs, run_many
+    from nanosolve.models.chili_bench.runner import SPLIT_BY, configs_for, plan_runs, run_many
 
     check_number("--budget-minutes", budget_minutes, 0, lo_open=True, unit="minutes")
     check_number("--lr", lr, 0, 1, lo_open=True)
+    if split_by not in SPLIT_BY:
+        raise InputError(f"--split-by must be one of {', '.join(SPLIT_BY)}, got {split_by!r}")
     pairs, skipped = plan_runs(task, model, all_pairs=all_)  # unknown names: one error, before any work
     open_store(dataset, mode="r").close()  # a missing or foreign store: one error, before any work
     settings = dict(budget_minutes=budget_minutes, max_epochs=max_epochs, patience=patience, lr=lr,
                     batch_size=batch_size, hidden=hidden, layers=layers, edge_head=edge_head,
                     steps_per_epoch=steps_per_epoch, val_graphs=val_graphs, crop_atoms=crop_atoms,
-                    eval_crops=eval_crops)
+                    eval_crops=eval_crops, split_by=split_by)
     configs = configs_for(pairs, str(dataset), range(seeds), **settings)
     if threads:
         torch.set_num_threads(int(threads))
@@ -77,7 +82,8 @@ def chili(
             kind = ev["kind"]
             if kind == "run":
                 c = ev["config"]
-                progress.update(overall, completed=ev["index"], info=f"{c.task} / {c.model} / seed {c.seed}")
+                split = "" if c.split_by == "graph" else f" / split by {c.split_by}"
+                progress.update(overall, completed=ev["index"], info=f"{c.task} / {c.model}{split} / seed {c.seed}")
                 progress.reset(current, total=1, description="run", info="")
             elif kind in ("load", "pairs"):
                 what = "loading graphs" if kind == "load" else "pair-distance counts"

@@ -29,6 +29,7 @@ from nanosolve.models.chili_bench.runner import (
     run_dir,
     run_many,
     run_one,
+    split_parts,
 )
 
 torch.set_num_threads(1)
@@ -299,6 +300,38 @@ def test_plan_and_config_errors(store_path, tmp_path):
         run_one(_cfg(store_path, model="mlp", max_epochs=1, batch_size=4), tmp_path)
 
 
+def test_split_by_crystal_keeps_every_radius_of_a_crystal_in_one_part(store_path, tmp_path):
+    task = get_task("graph_crystal_system")
+    data = load_task_data(store_path, task)
+    sources = np.array([m["source"] for m in data.meta])
+    assert len(set(sources)) == 24 and data.n == 48  # 12 types x (Zn, Au), radii 5 and 6 A
+    for seed in range(3):
+        by_graph = split_parts(data, _cfg(store_path, task=task.name, seed=seed))
+        by_crystal = split_parts(data, _cfg(store_path, task=task.name, seed=seed, split_by="crystal"))
+        seen = [set(sources[p]) for p in by_crystal.values()]
+        assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1:])  # no crystal in two parts
+        assert sorted(np.concatenate(list(by_crystal.values())).tolist()) == list(range(48))
+        assert 36 <= len(by_crystal["train"]) <= 40 and min(len(p) for p in by_crystal.values()) >= 4
+        # the paper's random split puts another radius of some test crystal in training
+        leaked = set(sources[by_graph["test"]]) & set(sources[by_graph["train"]])
+        assert leaked, seed
+    # a run records its split, lives in its own folder and is tabled apart from the random split
+    res, _ = run_one(_cfg(store_path, task=task.name, model="most_frequent", split_by="crystal"), tmp_path)
+    rnd, _ = run_one(_cfg(store_path, task=task.name, model="most_frequent"), tmp_path)
+    assert res["split_by"] == "crystal" and rnd["split_by"] == "graph"
+    assert res["run_dir"].endswith("split-by-crystal/seed0") and rnd["run_dir"].endswith("most_frequent/seed0")
+    assert res["n_train"] + res["n_val"] + res["n_test"] == 48
+    s = summarize(_lines(tmp_path))
+    name = res["dataset_name"]
+    assert (name, task.name, "most_frequent") in s and (f"{name} (split by crystal)", task.name, "most_frequent") in s
+    with pytest.raises(InputError, match="unknown split 'formula'"):
+        _cfg(store_path, task=task.name, split_by="formula").validate()
+    # a store whose records have no source cannot be split by crystal
+    data.meta = [{k: v for k, v in m.items() if k != "source"} for m in data.meta]
+    with pytest.raises(InputError, match="needs every record's 'source'"):
+        split_parts(data, _cfg(store_path, task=task.name, split_by="crystal"))
+
+
 # ---------------------------------------------------------------------------------------------
 # tables
 
@@ -375,6 +408,7 @@ def test_metrics_match_scikit_learn():
     (["--task", "graph_xrd", "--model", "transformer"], "unknown model 'transformer'"),
     (["--task", GEN, "--model", "gcn"], "no applicable (task, model) pair"),
     (["--task", GEN], "give --task and --model, or --all"),
+    (["--task", GEN, "--model", "mlp", "--split-by", "radius"], "--split-by must be one of graph, crystal"),
 ])
 def test_cli_errors(store_path, tmp_path, args, message):
     res = CliRunner().invoke(app, ["bench", "chili", "--dataset", str(store_path), "--out", str(tmp_path), *args])

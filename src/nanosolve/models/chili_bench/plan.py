@@ -24,6 +24,8 @@ RESULTS_FILE = "results.jsonl"
 BASELINE_NAMES = ("random", "most_frequent", "mean")
 GNN_NAMES = ("gcn", "pmlp", "graphsage", "gat", "graphunet", "gin", "edgecnn")
 MODEL_NAMES = BASELINE_NAMES + GNN_NAMES + ("mlp", "ours")
+#: how a run splits the graphs: at random (the paper) or grouped by crystal (all radii in one part)
+SPLIT_BY = ("graph", "crystal")
 
 # the paper's column names (target field) -> our task ids, for the CLI
 TASK_ALIASES = {
@@ -136,6 +138,10 @@ class RunConfig(JsonConfig):
     CHILI-3K a full pass of a GNN takes minutes on one CPU thread, so a short budget needs
     shorter epochs to validate and checkpoint at all; ``val_graphs``: validate on at most this
     many (fixed, seeded) validation graphs (0 = all); ``split``: train/val/test fractions;
+    ``split_by``: ``"graph"`` splits the graphs at random, as the paper does (the same crystal at
+    another radius is then in training for nearly every test graph), ``"crystal"`` keeps all radii
+    of a crystal in one part (:func:`~nanosolve.datasets.splits.grouped_split` on the record's
+    ``source``: the CIF, or crystal type and metal);
     ``crop_atoms``: train on the atoms nearest a random atom of each particle (0 = whole graphs,
     -1 = the model's default: :data:`~.local.DEFAULT_CROP_ATOMS` for ``ours``, else 0) - on
     particle classification and bond-length tasks only (a crop keeps a particle's crystal system
@@ -161,6 +167,7 @@ class RunConfig(JsonConfig):
     steps_per_epoch: int = 0
     val_graphs: int = 0
     split: tuple = (0.8, 0.1, 0.1)
+    split_by: str = "graph"
     crop_atoms: int = -1
     eval_crops: int = 8
 
@@ -172,6 +179,8 @@ class RunConfig(JsonConfig):
         if self.model not in applicable_models(task):
             raise InputError(f"model {self.model!r} does not apply to task {task.name}; "
                              f"use one of {', '.join(applicable_models(task))}")
+        if self.split_by not in SPLIT_BY:
+            raise InputError(f"unknown split {self.split_by!r}; known: {', '.join(SPLIT_BY)}")
         if self.edge_head not in EDGE_HEADS:
             raise InputError(f"unknown edge head {self.edge_head!r}; known: {', '.join(EDGE_HEADS)}")
         for name in ("max_epochs", "batch_size", "hidden", "layers"):
@@ -197,12 +206,14 @@ class RunConfig(JsonConfig):
         d = self.to_dict()
         d.pop("budget_minutes")
         if self.model in BASELINE_NAMES:
-            d = {k: d[k] for k in ("task", "model", "dataset", "seed", "split")}
+            d = {k: d[k] for k in ("task", "model", "dataset", "seed", "split", "split_by")}
         return d
 
 
 def run_dir(out_dir: str | os.PathLike, config: RunConfig) -> Path:
-    return Path(out_dir) / "runs" / config.task / config.model / f"seed{config.seed}"
+    # a random split keeps the folder layout it always had; another split gets its own level
+    split = [] if config.split_by == "graph" else [f"split-by-{config.split_by}"]
+    return Path(out_dir, "runs", config.task, config.model, *split, f"seed{config.seed}")
 
 
 

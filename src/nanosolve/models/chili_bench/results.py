@@ -18,7 +18,7 @@ from nanosolve._io import atomic_write_text
 from nanosolve.models.chili_bench.runner import BASELINE_NAMES, MODEL_NAMES, RESULTS_FILE, read_result_lines
 from nanosolve.models.chili_bench.tasks import TASKS
 
-__all__ = ["PAPER_BEST_CHILI3K", "summarize", "render_markdown", "render_results_dir", "format_cell", "target_checks"]
+__all__ = ["PAPER_BEST_CHILI3K", "dataset_label", "summarize", "render_markdown", "render_results_dir", "format_cell", "target_checks"]
 
 #: The paper's best CHILI-3K value per column (Friis-Jensen et al. 2024): task -> (value, the model
 #: that reached it where known). The paper's pos_abs generation rows: 1.894 from XRD, 1.539 from SAXS.
@@ -63,14 +63,22 @@ def _label(task: str) -> str:
     return f"{sig} → {target}"
 
 
-def summarize(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
-    """(dataset name, task, model) -> {mean, std, n, seeds, higher_is_better}.
+def dataset_label(row: dict) -> str:
+    """The dataset a result line belongs to in the tables: its name, and its split where that is
+    not the paper's random one (runs split another way are never averaged with the paper's)."""
+    split = row.get("split_by", "graph")
+    name = row.get("dataset_name", "")
+    return name if split == "graph" else f"{name} (split by {split})"
 
-    A run listed twice (same dataset, task, model, seed) counts once (its last line).
+
+def summarize(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """(dataset label, task, model) -> {mean, std, n, seeds, higher_is_better}.
+
+    A run listed twice (same dataset, split, task, model, seed) counts once (its last line).
     """
     last: dict[tuple, dict] = {}
     for r in rows:
-        last[(r.get("dataset_name", ""), r["task"], r["model"], r["seed"])] = r
+        last[(dataset_label(r), r["task"], r["model"], r["seed"])] = r
     groups: dict[tuple, list[dict]] = {}
     for (ds, task, model, _), r in last.items():
         groups.setdefault((ds, task, model), []).append(r)

@@ -1,6 +1,8 @@
 """CHILI benchmark runner: one run = (dataset, task, model, seed).
 
-A run splits the graphs at random 80/10/10 with ``seed`` (as the paper), trains with Adam and
+A run splits the graphs 80/10/10 with ``seed``, at random (as the paper) or grouped by crystal
+(``split_by="crystal"``: all radii of a crystal in one part; files then under
+``OUT/runs/<task>/<model>/split-by-crystal/seed<k>/``), trains with Adam and
 early stopping on the validation loss (patience in epochs) inside a wall-clock budget, scores the
 best-validation weights on the test part with the task's metric, appends one JSON line to
 ``OUT/results.jsonl`` and draws ``curve.png``. Naive baselines are runs too (fitted, not trained).
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nanosolve.datasets.splits import random_split
+from nanosolve.datasets.splits import grouped_split, random_split
 from nanosolve.errors import InputError
 from nanosolve.models.checkpoints import atomic_json, load_checkpoint, load_state
 from nanosolve.models.chili_bench.baselines import fit_baseline, predict_baseline
@@ -51,6 +53,7 @@ from nanosolve.models.chili_bench.plan import (
     GNN_NAMES,
     MODEL_NAMES,
     RESULTS_FILE,
+    SPLIT_BY,
     TASK_ALIASES,
     RunConfig,
     applicable_models,
@@ -67,7 +70,7 @@ CHECKPOINT_FORMAT = 1
 
 __all__ = ["RunConfig", "TaskData", "RESULTS_FILE", "BASELINE_NAMES", "GNN_NAMES", "MODEL_NAMES",
            "resolve_task", "resolve_model", "applicable_models", "plan_runs", "load_task_data", "load_fields",
-           "run_one", "run_many", "run_dir", "read_result_lines", "plot_curve"]
+           "run_one", "run_many", "run_dir", "split_parts", "SPLIT_BY", "read_result_lines", "plot_curve"]
 
 # ---------------------------------------------------------------------------------------------
 # results file
@@ -111,12 +114,15 @@ def read_result_lines(path: str | os.PathLike) -> tuple[list[dict], int]:
 
 
 def _ensure_result_line(out_dir: Path, result: dict) -> bool:
-    """Append ``result`` unless a line for its (dataset, task, model, seed) is already there."""
+    """Append ``result`` unless a line for its (dataset, split, task, model, seed) is already there."""
     path = out_dir / RESULTS_FILE
-    key = (result["dataset"], result["task"], result["model"], result["seed"])
+
+    def key(r: dict) -> tuple:
+        return r.get("dataset"), r.get("split_by", "graph"), r["task"], r["model"], r["seed"]
+
     if path.is_file():
         rows, _ = read_result_lines(path)
-        if any((r.get("dataset"), r["task"], r["model"], r["seed"]) == key for r in rows):
+        if any(key(r) == key(result) for r in rows):
             return False
     _append_line(path, result)
     return True
@@ -388,6 +394,18 @@ def _check_config(rdir: Path, config: RunConfig) -> None:
                              "to start afresh", rdir)
 
 
+def split_parts(data: TaskData, config: RunConfig, store: str = "") -> dict[str, np.ndarray]:
+    """The train / val / test graph indices of a run: at random (``split_by="graph"``) or with
+    every graph of one crystal (its record ``source``) in the same part (``"crystal"``)."""
+    if config.split_by == "graph":
+        return random_split(data.n, config.split, seed=config.seed)
+    sources = [m.get("source") for m in data.meta]
+    if any(not isinstance(s, str) or not s for s in sources):
+        raise InputError("a split by crystal needs every record's 'source' (its CIF or crystal type); "
+                         "this store has records without one", store or None)
+    return grouped_split(sources, config.split, seed=config.seed)
+
+
 def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None = None,
             cache: bool = True, progress: Progress | None = None) -> tuple[dict, str]:
     """Run (or resume, or skip) one run; returns (result line, status) with status in
@@ -413,7 +431,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None
         data = load_task_data(config.dataset, task, (arch,), out / "cache" if cache else None, progress)
     rdir.mkdir(parents=True, exist_ok=True)
     config.to_json(rdir / "config.json")
-    parts = random_split(data.n, config.split, seed=config.seed)
+    parts = split_parts(data, config, store=config.dataset)
     if min(len(p) for p in parts.values()) == 0:
         raise InputError(f"task {task.name}: {data.n} graphs leave an empty split part")
     if config.model in BASELINE_NAMES:
@@ -423,7 +441,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None
     result = {"dataset": config.dataset, "dataset_name": Path(config.dataset).stem, "task": task.name,
               "model": config.model, "seed": config.seed, "metric": task.metric,
               "higher_is_better": task.higher_is_better, "n_train": len(parts["train"]), "n_val": len(parts["val"]),
-              "n_test": len(parts["test"]), "budget_minutes": config.budget_minutes,
+              "n_test": len(parts["test"]), "split_by": config.split_by, "budget_minutes": config.budget_minutes,
               "load_seconds": round(data.load_seconds, 2), "data_source": data.source,
               "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "run_dir": str(rdir.relative_to(out)), **res}
