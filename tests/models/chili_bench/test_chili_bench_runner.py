@@ -319,6 +319,7 @@ def test_split_by_crystal_keeps_every_radius_of_a_crystal_in_one_part(store_path
     res, _ = run_one(_cfg(store_path, task=task.name, model="most_frequent", split_by="crystal"), tmp_path)
     rnd, _ = run_one(_cfg(store_path, task=task.name, model="most_frequent"), tmp_path)
     assert res["split_by"] == "crystal" and rnd["split_by"] == "graph"
+    assert {"commit", "command", "machine", "utc"} <= set(res["provenance"])  # each line is stamped
     assert res["run_dir"].endswith("split-by-crystal/seed0") and rnd["run_dir"].endswith("most_frequent/seed0")
     assert res["n_train"] + res["n_val"] + res["n_test"] == 48
     s = summarize(_lines(tmp_path))

@@ -65,6 +65,7 @@ from nanosolve.models.chili_bench.plan import (
 )
 from nanosolve.models.chili_bench.tasks import Task, build_targets, get_task
 from nanosolve.models.training import Adapter, Step, run_loop, shard
+from nanosolve.provenance import stamp
 
 CHECKPOINT_FORMAT = 1
 
@@ -445,6 +446,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None
               "load_seconds": round(data.load_seconds, 2), "data_source": data.source,
               "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "run_dir": str(rdir.relative_to(out)), **res}
+    result = stamp(result)  # commit, command line, machine: a table cell traces to the code that made it
     atomic_json(result, done)
     _ensure_result_line(out, result)
     return result, status
