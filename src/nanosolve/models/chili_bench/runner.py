@@ -395,7 +395,7 @@ def _check_config(rdir: Path, config: RunConfig) -> None:
                              "to start afresh", rdir)
 
 
-def split_parts(data: TaskData, config: RunConfig, store: str = "") -> dict[str, np.ndarray]:
+def split_parts(data: TaskData, config: RunConfig) -> dict[str, np.ndarray]:
     """The train / val / test graph indices of a run: at random (``split_by="graph"``) or with
     every graph of one crystal (its record ``source``) in the same part (``"crystal"``)."""
     if config.split_by == "graph":
@@ -403,7 +403,7 @@ def split_parts(data: TaskData, config: RunConfig, store: str = "") -> dict[str,
     sources = [m.get("source") for m in data.meta]
     if any(not isinstance(s, str) or not s for s in sources):
         raise InputError("a split by crystal needs every record's 'source' (its CIF or crystal type); "
-                         "this store has records without one", store or None)
+                         "this store has records without one", config.dataset or None)
     return grouped_split(sources, config.split, seed=config.seed)
 
 
@@ -432,7 +432,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None
         data = load_task_data(config.dataset, task, (arch,), out / "cache" if cache else None, progress)
     rdir.mkdir(parents=True, exist_ok=True)
     config.to_json(rdir / "config.json")
-    parts = split_parts(data, config, store=config.dataset)
+    parts = split_parts(data, config)
     if min(len(p) for p in parts.values()) == 0:
         raise InputError(f"task {task.name}: {data.n} graphs leave an empty split part")
     if config.model in BASELINE_NAMES:
