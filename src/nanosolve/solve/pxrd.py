@@ -60,6 +60,12 @@ DISTINCT = False
 #: benchmarks/pxrdnet/ablations.md, section 6.
 PROTOTYPES = True
 
+#: also rank the orderings of two elements on one site of a prototype of the merged composition
+#: (double perovskites, cryolites, layered Ruddlesden-Popper phases, silica-like AlPO4; the module
+#: :mod:`nanosolve.structures.builders.orderings`): AFLOW's 288 types hold few of four or more elements.
+#: benchmarks/powder_solve/README.md, "Ordered prototypes".
+ORDERED_PROTOTYPES = True
+
 #: the best SYMMETRIZE_TOP candidates of the model also compete as symmetrised variants
 #: (:func:`with_symmetrized`): decoded crystals come out as P1 with every atom a little off its site, and
 #: snapping them onto the space group spglib finds within 0.05–0.5 Å gives the refinement exact special
@@ -476,6 +482,9 @@ class PowderSolveSettings:
     refine_positions: bool = REFINE_POSITIONS
     distinct: bool = DISTINCT
     prototypes: bool = PROTOTYPES
+    #: with ``prototypes``, also the orderings of two of the formula's elements on one site of a
+    #: prototype of the merged composition (:mod:`nanosolve.structures.builders.orderings`)
+    ordered_prototypes: bool = ORDERED_PROTOTYPES
     symmetrize: bool = SYMMETRIZE
     broaden: bool = True
     background: bool | None = None
@@ -715,6 +724,15 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
             protos = [c for c in prototype_crystals(cell_types(reduced, zs[0]), max_cell) if len(c) // n_unit in zs]
         _say(st, "prototypes", f"{len(protos)} isotypic AFLOW prototypes, cells up to {max_cell} atoms")
         join(rank_candidates(protos, y, mask, cfg.size, cfg.size_model, "prototype"))
+        if st.ordered_prototypes:
+            from nanosolve.structures.builders.orderings import ordered_substitutions
+
+            if st.formula_is_cell:
+                ordered = ordered_substitutions(reduced, model_max)
+            else:
+                ordered = [c for c in ordered_substitutions(reduced, max_cell) if len(c) // n_unit in zs]
+            _say(st, "prototypes", f"{len(ordered)} orderings of two elements on one site of a prototype")
+            join(rank_candidates(ordered, y, mask, cfg.size, cfg.size_model, "prototype"))
     # -- pyxtal random crystals, each Z in turn, ranked as they come (before the model: a crystal costs
     #    ~0.1 s against seconds per decoded code, so a budget cut should fall on the model)
     if st.random_search:
@@ -836,6 +854,9 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
                "refined": int(sum(bool(c.refine) for c in ranked)), "refine_positions": bool(st.refine_positions),
                "distinct": bool(st.distinct), "prototypes": bool(st.prototypes),
                "prototype_candidates": sum(c.method == "prototype" for c in ranked),
+               "ordered_prototypes": bool(st.prototypes and st.ordered_prototypes),
+               "ordered_candidates": sum(c.method == "prototype" and "parent_prototype" in c.crystal.properties
+                                         for c in ranked),
                "random_search": int(st.random_search),
                "random_search_candidates": sum(c.method == "random-search" for c in ranked),
                "symmetrize": bool(st.symmetrize),
