@@ -25,9 +25,14 @@ def test_hermite_normal_forms_count_the_distinct_sublattices():
                 assert not np.allclose(t, np.round(t), atol=1e-9)
 
 
-@pytest.mark.parametrize("h", [np.diag([1, 1, 2]), np.array([[1, 0, 0], [1, 2, 0], [0, 1, 3]])])
-def test_supercell_is_pymatgens_and_the_same_structure(h):
-    base = build_prototype("AB3C_oP20_62_c_cd_a")  # a 20-atom cell with sites on both sides of 0/1
+@pytest.mark.parametrize("label, h", [
+    ("AB3C_oP20_62_c_cd_a", np.diag([1, 1, 2])),  # a 20-atom cell with sites on both sides of 0/1
+    ("AB3C_oP20_62_c_cd_a", np.array([[1, 0, 0], [1, 2, 0], [0, 1, 3]])),
+    # coordinates of 5 decimals (0.66667) halved onto a rounding boundary (0.333335), z at 1e-33
+    ("AB_hP4_186_b_b", np.array([[2, 0, 0], [0, 1, 0], [1, 0, 1]])),
+])
+def test_supercell_is_pymatgens_and_the_same_structure(label, h):
+    base = build_prototype(label)
     big = supercell(base, h)
     ref = base.to_pymatgen().copy()
     ref.make_supercell(h)

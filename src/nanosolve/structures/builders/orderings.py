@@ -8,11 +8,12 @@ offer them. Here the two elements are first treated as one (Sr2YbNbO6 → Sr2B2O
 isotypic prototypes of that merged composition are taken, and the merged site is then ordered:
 every way of giving ``n_x`` of its positions to one element and the rest to the other, in the
 prototype's cell and in its supercells of ``SUPERCELL_INDICES`` times the volume (all Hermite
-normal forms of that determinant), one crystal per distinct result (space group and Wyckoff sites).
+normal forms of that determinant), one crystal per distinct result (space group, orbits and
+neighbour distances).
 
-No energy decides between orderings here (an Ewald sum of the unrelaxed cells put the observed
-layered KLaTiO4 order 48th of 105); the solve ranks them by their fit to the pattern like any
-other candidate.
+No energy decides between orderings here: in a trial, an Ewald sum of the unrelaxed cells ranked
+the observed layered order of KLaTiO4 in the lower half of the K2NiF4 type's orderings. The solve
+ranks them by their fit to the pattern like any other candidate.
 """
 
 from __future__ import annotations
@@ -67,15 +68,15 @@ def supercell(crystal: Crystal, h: np.ndarray) -> Crystal:
     inv = np.linalg.inv(h)
     base = crystal.frac_coords % 1.0
     reach = int(np.abs(h).sum(axis=0).max())
-    frac, species, seen = [], [], set()
+    frac, species = [], []
     for shift in product(range(-1, reach + 1), repeat=3):
         f = (base + np.array(shift)) @ inv
         for row, s in zip(f, crystal.species):
             if np.all(row > -1e-6) and np.all(row < 1 + 1e-6):
                 row = row % 1.0
-                key = tuple(np.round(row, 5) % 1.0)
-                if key not in seen:
-                    seen.add(key)
+                # the same atom from two images: compared by periodic distance, not by rounded
+                # coordinates (library coordinates of 5 decimals halve onto rounding boundaries)
+                if not frac or np.abs((d := np.array(frac) - row) - np.round(d)).max(axis=1).min() > 1e-4:
                     frac.append(row)
                     species.append(s)
     frac = np.array(frac)
@@ -169,12 +170,19 @@ def ordered_substitutions(composition: Mapping[str, int], max_atoms: int | None 
                             continue
                         seen.add(key)
                         scale = sum(_radius(s) ** 3 for s in species) / sum(_radius(s) ** 3 for s in cell.species)
-                        c = Crystal(cell.lattice * scale ** (1.0 / 3.0), cell.frac_coords.copy(), species,
-                                    properties={"prototype": f"{label} ordered {x},{y}", "parent_prototype": label,
-                                                "supercell_index": m, "space_group_number": key[0]})
+                        c = _niggli(Crystal(cell.lattice * scale ** (1.0 / 3.0), cell.frac_coords.copy(), species))
+                        c.properties = {"prototype": f"{label} ordered {x},{y}", "parent_prototype": label,
+                                        "supercell_index": m, "space_group_number": key[0]}
                         c.name = f"{c.formula} ({c.properties['prototype']})"
                         out.append(c)
     return out
+
+
+def _niggli(crystal: Crystal) -> Crystal:
+    """The same crystal in its Niggli-reduced cell. A Hermite-normal-form supercell is skewed (the
+    rock-salt double perovskite comes as 2a, a+b, a+c with 45° angles); the solve's refinements scale
+    cell lengths at fixed angles, which keeps a reduced cell's metric but distorts a skewed one's."""
+    return Crystal.from_pymatgen(crystal.to_pymatgen().get_reduced_structure("niggli"))
 
 
 def _charge_signs(comp: Mapping[str, int]) -> dict[str, int]:
