@@ -246,3 +246,31 @@ def test_indexing_finds_the_cell_of_a_simulated_pattern(label, elements, system)
     lat = SpacegroupAnalyzer(crystal.to_pymatgen()).get_conventional_standard_structure().lattice
     assert res.cell[0] == pytest.approx(lat.a, rel=2e-4) and res.cell[2] == pytest.approx(lat.c, rel=2e-4)
     assert res.volume == pytest.approx(lat.volume, rel=1e-3) and conv.volume > 0
+
+
+def test_double_perovskite_found_as_an_ordering_of_the_perovskite_b_site():
+    """A rock-salt-ordered double perovskite (Ba2MgWO6, Fm-3m, built here from its Wyckoff sites) is
+    no AFLOW prototype; the solve finds it as an ordering of Mg and W on the perovskite's B site."""
+    from pymatgen.core import Lattice, Structure
+
+    from nanosolve.models.cdvae.evaluate import match_and_rmse
+    from nanosolve.scattering.bragg import simulate_xrd
+    from nanosolve.solve.pxrd import PowderSolveSettings, solve_pxrd
+    from nanosolve.structures.builders.prototypes import isotypic_substitutions
+
+    mdir = _shipped()
+    conv = Structure.from_spacegroup("Fm-3m", Lattice.cubic(8.10), ["Ba", "Mg", "W", "O"],
+                                     [[0.25, 0.25, 0.25], [0, 0, 0], [0.5, 0.5, 0.5], [0.262, 0, 0]])
+    truth = Crystal.from_pymatgen(conv.get_primitive_structure())
+    assert len(truth) == 10
+    # control: no prototype of the formula's own stoichiometry is this structure
+    assert not any(match_and_rmse(c, truth)[0] for c in isotypic_substitutions({"Ba": 2, "Mg": 1, "W": 1, "O": 6}))
+    pat = simulate_xrd(truth, "CuKa", fwhm=0.1)
+    st = PowderSolveSettings(model_dir=mdir, k=8, steps=5, n_step_each=1, top=3, profile_top=3, random_search=0,
+                             time_budget=None, symmetrize=False, coordinate_search=0, max_cell_atoms=20)
+    res = solve_pxrd(pat, "Ba2MgWO6", settings=st)
+    assert res.summary["ordered_candidates"] > 0
+    best = res.ranked[0]
+    assert best.source == "AB3C_cP5_221_a_c_b ordered Mg,W" and best.crystal.properties["supercell_index"] == 2
+    assert match_and_rmse(best.final_crystal, truth)[0]
+    assert best.rietveld is not None and best.rietveld.rwp < 0.1

@@ -138,7 +138,8 @@ def solve(
                                        "them [default: off, nanosolve.solve.pxrd.DISTINCT]"),
     prototypes: bool = typer.Option(None, "--prototypes/--no-prototypes",
                                     help="powder: also rank the AFLOW prototypes of the formula's stoichiometry "
-                                         "(isotypic substitutions) beside the model's candidates "
+                                         "(isotypic substitutions) and the orderings of two of its elements on "
+                                         "one site of a prototype (double perovskites...) beside the model's candidates "
                                          "[default: on, nanosolve.solve.pxrd.PROTOTYPES]"),
     symmetrize: bool = typer.Option(None, "--symmetrize/--no-symmetrize",
                                     help="powder: also rank the best model candidates snapped onto the space group "
