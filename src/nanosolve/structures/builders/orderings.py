@@ -88,7 +88,8 @@ def supercell(crystal: Crystal, h: np.ndarray) -> Crystal:
 def _key(lattice, frac, species) -> tuple:
     """Space group, the multiset of (element, orbit size) and every atom's sorted distances to each
     element (to 0.01 Å, within ``FINGERPRINT_CUTOFF``): equal for equal orderings whatever the origin
-    or setting. A StructureMatcher comparison decides the same and is ~100× slower here."""
+    or setting. Pairwise StructureMatcher comparisons gave nearly the same classes (AlPO4: 407 against
+    420; Sr2YbNbO6: 98 and 98) about 10× slower (AlPO4: 104 s against 9 s)."""
     numbers = {s: k for k, s in enumerate(sorted(set(species)))}
     data = spglib.get_symmetry_dataset((lattice, frac, [numbers[s] for s in species]), symprec=SYMPREC)
     if data is None:
