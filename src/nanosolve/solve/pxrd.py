@@ -483,7 +483,8 @@ class PowderSolveSettings:
     distinct: bool = DISTINCT
     prototypes: bool = PROTOTYPES
     #: with ``prototypes``, also the orderings of two of the formula's elements on one site of a
-    #: prototype of the merged composition (:mod:`nanosolve.structures.builders.orderings`)
+    #: prototype of the merged composition (:mod:`nanosolve.structures.builders.orderings`); not with
+    #: ``formula_is_cell`` (the cell-content interface keeps the candidates its benchmarks were run with)
     ordered_prototypes: bool = ORDERED_PROTOTYPES
     symmetrize: bool = SYMMETRIZE
     broaden: bool = True
@@ -724,13 +725,10 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
             protos = [c for c in prototype_crystals(cell_types(reduced, zs[0]), max_cell) if len(c) // n_unit in zs]
         _say(st, "prototypes", f"{len(protos)} isotypic AFLOW prototypes, cells up to {max_cell} atoms")
         join(rank_candidates(protos, y, mask, cfg.size, cfg.size_model, "prototype"))
-        if st.ordered_prototypes:
+        if st.ordered_prototypes and not st.formula_is_cell:  # the cell-content interface keeps its candidates
             from nanosolve.structures.builders.orderings import ordered_substitutions
 
-            if st.formula_is_cell:
-                ordered = ordered_substitutions(reduced, model_max)
-            else:
-                ordered = [c for c in ordered_substitutions(reduced, max_cell) if len(c) // n_unit in zs]
+            ordered = [c for c in ordered_substitutions(reduced, max_cell) if len(c) // n_unit in zs]
             _say(st, "prototypes", f"{len(ordered)} orderings of two elements on one site of a prototype")
             join(rank_candidates(ordered, y, mask, cfg.size, cfg.size_model, "prototype"))
     # -- pyxtal random crystals, each Z in turn, ranked as they come (before the model: a crystal costs
@@ -854,7 +852,7 @@ def solve_pxrd(data, formula: str, model_dir: str | os.PathLike | None = None,
                "refined": int(sum(bool(c.refine) for c in ranked)), "refine_positions": bool(st.refine_positions),
                "distinct": bool(st.distinct), "prototypes": bool(st.prototypes),
                "prototype_candidates": sum(c.method == "prototype" for c in ranked),
-               "ordered_prototypes": bool(st.prototypes and st.ordered_prototypes),
+               "ordered_prototypes": bool(st.prototypes and st.ordered_prototypes and not st.formula_is_cell),
                "ordered_candidates": sum(c.method == "prototype" and "parent_prototype" in c.crystal.properties
                                          for c in ranked),
                "random_search": int(st.random_search),
