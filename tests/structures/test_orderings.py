@@ -9,7 +9,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from nanosolve.errors import InputError
-from nanosolve.structures.builders.orderings import hermite_normal_forms, ordered_substitutions, supercell
+from nanosolve.structures.builders.orderings import hermite_normal_forms, ordered_substitutions
 from nanosolve.structures.builders.prototypes import build_prototype
 
 
@@ -33,7 +33,7 @@ def test_hermite_normal_forms_count_the_distinct_sublattices():
 ])
 def test_supercell_is_pymatgens_and_the_same_structure(label, h):
     base = build_prototype(label)
-    big = supercell(base, h)
+    big = base.supercell(h)
     ref = base.to_pymatgen().copy()
     ref.make_supercell(h)
     assert len(big) == len(ref) == round(np.linalg.det(h)) * len(base)

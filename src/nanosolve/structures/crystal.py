@@ -162,7 +162,11 @@ class Crystal:
         return out
 
     def supercell(self, reps) -> Crystal:
-        """Supercell repeated ``reps`` = (n1, n2, n3) times along the lattice vectors."""
+        """Supercell repeated ``reps`` = (n1, n2, n3) times along the lattice vectors, or, for a 3×3
+        integer matrix ``H`` of positive determinant, the supercell with lattice ``H @ lattice``
+        (atoms in the order of the translations that bring them into the new cell)."""
+        if np.ndim(reps) == 2:
+            return self._matrix_supercell(np.asarray(reps, dtype=int))
         reps = np.broadcast_to(np.asarray(reps, dtype=int), (3,))
         shifts = np.stack(np.meshgrid(*[np.arange(r) for r in reps], indexing="ij"), -1).reshape(-1, 3)
         frac = (self.frac_coords[None, :, :] + shifts[:, None, :]).reshape(-1, 3) / reps
@@ -171,6 +175,30 @@ class Crystal:
             self.lattice * reps[:, None], frac, self.species * k, np.tile(self.occupancies, k),
             None if self.labels is None else self.labels * k, self.name, dict(self.properties),
         )
+
+    def _matrix_supercell(self, h: np.ndarray) -> Crystal:
+        from itertools import product
+
+        n = round(abs(np.linalg.det(h)))
+        inv = np.linalg.inv(h)
+        base = self.frac_coords % 1.0
+        reach = int(np.abs(h).sum(axis=0).max())
+        frac, keep = [], []
+        for shift in product(range(-1, reach + 1), repeat=3):
+            f = (base + np.array(shift)) @ inv
+            for i, row in enumerate(f):
+                if np.all(row > -1e-6) and np.all(row < 1 + 1e-6):
+                    row = row % 1.0
+                    # the same atom from two images: compared by periodic distance, not by rounded
+                    # coordinates (library coordinates of 5 decimals halve onto rounding boundaries)
+                    if not frac or np.abs((d := np.array(frac) - row) - np.round(d)).max(axis=1).min() > 1e-4:
+                        frac.append(row)
+                        keep.append(i)
+        if len(frac) != n * len(self):
+            raise InputError(f"supercell of index {n} holds {len(frac)} atoms, not {n * len(self)}")
+        return Crystal(h @ self.lattice, np.array(frac) % 1.0, [self.species[i] for i in keep],
+                       self.occupancies[keep], None if self.labels is None else [self.labels[i] for i in keep],
+                       self.name, dict(self.properties))
 
     # ----- symmetry -------------------------------------------------------------------------
     def symmetry(self, symprec: float = 0.01, angle_tolerance: float = 5.0) -> SymmetryInfo:
