@@ -68,10 +68,27 @@ def unseen_by(run: Path, test: np.ndarray, others: list[Path]) -> np.ndarray:
     return np.asarray(keep, dtype=test.dtype)
 
 
-def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None, every: int = 1):
+def draw(test: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The seeded draw of ``n`` of the ``test`` indices (sorted), as every table of this benchmark made it."""
+    return np.sort(np.random.default_rng(seed).choice(test, min(n, len(test)), replace=False))
+
+
+def outside_draws(test: np.ndarray, draws: list[tuple[int, int]]) -> np.ndarray:
+    """``test`` without the indices of the earlier ``draws`` ((seed, n) pairs, each :func:`draw` of
+    the same ``test``): a fresh test set that holds nothing an earlier table was tuned or timed on."""
+    used = set()
+    for seed, n in draws:
+        used |= set(draw(test, n, seed).tolist())
+    return np.asarray([i for i in test if i not in used], dtype=test.dtype)
+
+
+def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None, every: int = 1,
+              exclude: list[tuple[int, int]] | None = None):
     """(crystals, patterns, crystal systems, indices) of ``n`` test crystals of RUN drawn with
     ``seed`` (only those ``unseen`` by other runs, see :func:`unseen_by`), then every ``every``-th of
-    the draw: a reproducible subset of the same draw, for ablations."""
+    the draw: a reproducible subset of the same draw, for ablations. ``exclude``: (seed, n) pairs of
+    earlier draws (made as this function makes them, without ``unseen``) whose crystals are left out
+    before drawing, so that a test draw never holds a crystal that an earlier one tuned on."""
     from nanosolve.models.pxrdnet.data import training_table
 
     cfg = json.loads((run / "config.json").read_text())
@@ -84,12 +101,15 @@ def load_test(run: Path, n: int, seed: int, unseen: list[Path] | None = None, ev
         raise SystemExit(f"{run}: the rebuilt crystal table does not match crystals.json")
     patterns = np.load(run / "patterns.npy")
     test = np.asarray(json.loads((run / "split.json").read_text())["test"])
+    if exclude:
+        test = outside_draws(test, exclude)
+        print(f"  {len(test)} test crystals outside the earlier draws {exclude}", flush=True)
     if unseen:
         test = unseen_by(run, test, unseen)
         if not len(test):
             raise SystemExit(f"{run}: every test crystal was trained or validated on by {', '.join(map(str, unseen))}")
         print(f"  {len(test)} test crystals unseen by {', '.join(map(str, unseen))}", flush=True)
-    pick = np.sort(np.random.default_rng(seed).choice(test, min(n, len(test)), replace=False))[::every]
+    pick = draw(test, n, seed)[::every]
     return [table.crystals[i] for i in pick], patterns[pick], [listed[i]["crystal_system"] for i in pick], pick
 
 
@@ -101,7 +121,8 @@ def bench_simulated(run: Path, args) -> dict:
     overrides = solve_overrides(args.set)
     for key, value in overrides.items():
         setattr(model.cfg, key, value)
-    crystals, patterns, systems, pick = load_test(run, args.n, args.seed, args.unseen_by, args.every)
+    crystals, patterns, systems, pick = load_test(run, args.n, args.seed, args.unseen_by, args.every,
+                                                  args.exclude_draw)
     t0 = time.perf_counter()
     last = {}
 
@@ -115,7 +136,8 @@ def bench_simulated(run: Path, args) -> dict:
                    refine=args.refine, n_restarts=args.n_restarts, refine_positions=args.positions,
                    distinct=args.distinct, prototypes=args.prototypes, symmetrize=args.symmetrize)
     return with_aggregates({"model": str(args.model or run), "overrides": overrides,
-                            "unseen_by": [str(d) for d in args.unseen_by or []], "n": len(crystals),
+                            "unseen_by": [str(d) for d in args.unseen_by or []],
+                            "excluded_draws": [list(d) for d in args.exclude_draw or []], "n": len(crystals),
                             "test_indices": pick.tolist(), "k": res["k"], "steps": res["steps"],
                             "n_step_each": res["n_step_each"], "refine": res["refine"],
                             "n_restarts": res["n_restarts"],
@@ -161,8 +183,8 @@ def with_aggregates(sim: dict, run: Path) -> dict:
 def merge_simulated(parts: list[dict], run: Path) -> dict:
     """One simulated result from runs of the same crystals and settings that each ran some methods
     (e.g. in parallel processes)."""
-    same = ("model", "overrides", "unseen_by", "n", "test_indices", "k", "steps", "n_step_each", "refine", "n_restarts",
-            "refine_positions", "distinct", "prototypes", "symmetrize")
+    same = ("model", "overrides", "unseen_by", "excluded_draws", "n", "test_indices", "k", "steps", "n_step_each",
+            "refine", "n_restarts", "refine_positions", "distinct", "prototypes", "symmetrize")
     for p in parts[1:]:
         diff = [key for key in same if p.get(key) != parts[0].get(key)]
         if diff:
@@ -305,6 +327,9 @@ def main(argv=None):
     ap.add_argument("--unseen-by", type=Path, nargs="+", default=None,
                     help="only test crystals whose composition these other run directories never trained or "
                          "validated on (compare models trained on different tables)")
+    ap.add_argument("--exclude-draw", type=_draw, nargs="+", default=None, metavar="SEED:N",
+                    help="leave out the crystals of earlier draws (the --seed SEED --n N draw of the test part), "
+                         "e.g. 0:200 for the crystals the solve's defaults were chosen on")
     ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                     help="override a solve setting of the model's config for the simulated benchmark, e.g. "
                          "opt_beta=0.002 (repeatable)")
@@ -367,6 +392,13 @@ def main(argv=None):
         results["experimental_profile_top"] = args.profile_top
         _save(args.out, results)
     print(table_md(results))
+
+
+def _draw(text: str) -> tuple[int, int]:
+    seed, sep, n = text.partition(":")
+    if not sep or not seed.isdigit() or not n.isdigit():
+        raise argparse.ArgumentTypeError(f"expected SEED:N (two integers), got {text!r}")
+    return int(seed), int(n)
 
 
 def _save(path: Path, results: dict) -> None:

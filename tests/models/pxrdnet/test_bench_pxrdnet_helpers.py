@@ -44,3 +44,19 @@ def test_solve_overrides_accept_only_solve_settings(bench):
                                                                                  "solve_n_step_each": 3}
     with pytest.raises(SystemExit, match="lr"):
         bench.solve_overrides(["lr=0.1"])
+
+
+def test_a_fresh_draw_holds_no_crystal_of_the_earlier_draws(bench):
+    test = np.arange(100, 400, 3)  # indices into a run's crystals, as split.json lists them
+    tuned, timed = bench.draw(test, 40, 0), bench.draw(test, 3, 1)
+    fresh = bench.outside_draws(test, [(0, 40), (1, 3)])
+    assert len(tuned) == 40 and len(timed) == 3
+    assert not set(fresh) & (set(tuned) | set(timed))
+    assert set(fresh) | set(tuned) | set(timed) == set(test)
+    # the earlier draws are the ones load_test made: the same seed and size give the same crystals
+    assert bench.draw(test, 40, 0).tolist() == tuned.tolist()
+    new = bench.draw(fresh, 20, 1)
+    assert len(new) == 20 and not set(new) & set(tuned)
+    with pytest.raises(Exception, match="SEED:N"):
+        bench._draw("0-200")
+    assert bench._draw("0:200") == (0, 200)
