@@ -195,6 +195,83 @@ def merge_simulated(parts: list[dict], run: Path) -> dict:
     return with_aggregates(merged, run)
 
 
+def paired(records: list[dict], a: tuple[str, str], b: tuple[str, str], key: str) -> dict | None:
+    """Mean of ``key`` of (method, input) ``a`` minus ``b`` over the crystals both scored, with one
+    standard error of that mean (paired by crystal)."""
+    pick = lambda m, i: {r["index"]: float(r[key]) for r in records if (r["method"], r["input"]) == (m, i)}  # noqa: E731
+    x, y = pick(*a), pick(*b)
+    common = sorted(set(x) & set(y))
+    if len(common) < 2:
+        return None
+    d = np.array([x[i] - y[i] for i in common])
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "n": len(d)}
+
+
+def seeds_summary(parts: list[dict]) -> dict:
+    """One test table from result files of the same crystals and settings, one per training seed
+    (each ran PXRDNet and possibly the baselines with its own model): per seed and method the mean
+    scores on the input and on the shuffled control, PXRDNet's mean and range over the seeds, and
+    paired differences (PXRDNet − each baseline of the same model; input − shuffled)."""
+    sims = [p["simulated"] for p in parts]
+    same = ("test_indices", "excluded_draws", "unseen_by", "k", "steps", "n_step_each", "refine", "n_restarts",
+            "refine_positions", "distinct", "prototypes", "symmetrize")
+    for sim in sims[1:]:
+        diff = [key for key in same if sim.get(key) != sims[0].get(key)]
+        if diff:
+            raise SystemExit(f"test parts differ in {', '.join(diff)}: not the same test")
+    keys = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1")
+    seeds = []
+    for part, sim in zip(parts, sims):
+        methods = {}
+        for name, agg in sim["overall"].items():
+            method, kind = name.split("/")
+            methods.setdefault(method, {})[kind] = {k: agg[k] for k in keys + ("rwp2_best10_median",)}
+        diffs = {f"pxrdnet - {m}": {k: paired(sim["records"], ("pxrdnet", "input"), (m, "input"), k) for k in keys}
+                 for m in methods if m != "pxrdnet"}
+        diffs["input - shuffled"] = {k: paired(sim["records"], ("pxrdnet", "input"), ("pxrdnet", "shuffled"), k)
+                                     for k in keys}
+        config = Path(sim["model"]) / "config.json"
+        train_seed = json.loads(config.read_text())["extra"].get("train_seed") if config.is_file() else None
+        seeds.append({"model": sim["model"], "train_seed": train_seed,
+                      "provenance": part.get("provenance"), "methods": methods, "paired": diffs,
+                      "by_source": {k: v for k, v in sim["by_source"].items() if k.startswith("pxrdnet/")}})
+    per_seed = [s["methods"]["pxrdnet"] for s in seeds if "pxrdnet" in s["methods"]]
+    over_seeds = {kind: {k: {"mean": float(np.mean([m[kind][k] for m in per_seed])),
+                             "min": float(np.min([m[kind][k] for m in per_seed])),
+                             "max": float(np.max([m[kind][k] for m in per_seed]))} for k in keys}
+                  for kind in ("input", "shuffled") if all(kind in m for m in per_seed)}
+    return {"settings": {k: sims[0].get(k) for k in same}, "n": sims[0]["n"], "seeds": seeds,
+            "pxrdnet_over_seeds": over_seeds}
+
+
+def seeds_table_md(t: dict) -> str:
+    """The test rows as markdown: one line per model (training seed) and method, control in brackets."""
+    keys = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1")
+    lines = [f"Test crystals: n = {t['n']}; shuffled-pattern control in brackets.", "",
+             "| model | method | best-of-10 R_wp² ↓ | median | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
+             "R_wp vs input (top-1) |", "|---|---|---|---|---|---|---|---|"]
+    for s in t["seeds"]:
+        for m, kinds in s["methods"].items():
+            a, c = kinds["input"], kinds.get("shuffled")
+            cells = [f"{a[k]:.3f} ({c[k]:.3f})" if c else f"{a[k]:.3f}" for k in keys]
+            lines.append(f"| {Path(s['model']).name} (seed {s['train_seed']}) | {m} | {cells[0]} | "
+                         f"{a['rwp2_best10_median']:.3f} | {' | '.join(cells[1:])} |")
+    o = t["pxrdnet_over_seeds"]
+    if "input" in o:
+        rng = lambda kind, k: f"{o[kind][k]['mean']:.3f} [{o[kind][k]['min']:.3f}–{o[kind][k]['max']:.3f}]"  # noqa: E731
+        lines.append(f"| mean of {len(t['seeds'])} seeds [range] | pxrdnet | " + " | ".join(
+            f"{rng('input', k)}" + (f" ({o['shuffled'][k]['mean']:.3f})" if "shuffled" in o else "")
+            for k in keys[:1]) + " | – | " + " | ".join(rng("input", k) for k in keys[1:]) + " |")
+    lines += ["", "| model | paired difference | best-of-10 R_wp² | top-1 R_wp² | match top-1 | match top-10 |",
+              "|---|---|---|---|---|---|"]
+    for s in t["seeds"]:
+        for name, d in s["paired"].items():
+            f = lambda v: "–" if v is None else f"{v['mean']:+.3f} ± {v['se']:.3f}"  # noqa: E731
+            lines.append(f"| {Path(s['model']).name} | {name} | {f(d['rwp2_best10'])} | {f(d['rwp2_top1'])} | "
+                         f"{f(d['match_top1'])} | {f(d['match_top10'])} |")
+    return "\n".join(lines)
+
+
 def bench_timing(run: Path, args) -> dict:
     """Wall time of ``solve_pxrd`` with the default settings (K 100, the model's steps, the best
     ``REFINE_TOP`` refined)."""
@@ -362,6 +439,9 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
                     help="combine the 'simulated' parts of these result files (each ran some --methods) into --out")
+    ap.add_argument("--test-summary", type=Path, nargs="+", default=None,
+                    help="one test record (--out) from result files of the same test crystals, one per training "
+                         "seed's model: per-seed rows, PXRDNet's mean and range over seeds, paired differences")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip", nargs="*", default=[], choices=["sim", "exp", "timing"])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "pxrdnet.json")
@@ -370,6 +450,12 @@ def main(argv=None):
         from nanosolve.solve.pxrd import PROFILE_TOP
 
         args.profile_top = PROFILE_TOP
+    if args.test_summary:
+        summary = seeds_summary([json.loads(p.read_text()) for p in args.test_summary])
+        summary["parts"] = [str(p) for p in args.test_summary]
+        _save(args.out, summary)
+        print(seeds_table_md(summary))
+        return
     torch.set_num_threads(args.threads)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.pop("machine", None)  # the machine is in the provenance stamp (write_record)

@@ -60,3 +60,38 @@ def test_a_fresh_draw_holds_no_crystal_of_the_earlier_draws(bench):
     with pytest.raises(Exception, match="SEED:N"):
         bench._draw("0-200")
     assert bench._draw("0:200") == (0, 200)
+
+
+def _part(bench, model_dir: Path, train_seed: int, scores: dict) -> dict:
+    """A result file as bench_pxrdnet writes it: per (method, input) the best-of-10 R_wp² of 3 crystals."""
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"extra": {"train_seed": train_seed}}))
+    records = [{"index": i, "method": m, "input": kind, "system": "cubic", "source": "AFLOW",
+                "rwp2_best10": v, "rwp2_top1": 2 * v, "match_top1": float(v < 0.3), "match_top10": 1.0,
+                "rwp_input_top1": v / 2, "r_fit_top1": v / 2}
+               for (m, kind), values in scores.items() for i, v in enumerate(values)]
+    sim = {"model": str(model_dir), "test_indices": [4, 9, 13], "n": 3, "k": 100, "steps": 500, "records": records}
+    return {"simulated": bench.with_aggregates(sim, None)}
+
+
+def test_seeds_summary_pairs_by_crystal_and_spans_the_seeds(bench, tmp_path):
+    a = _part(bench, tmp_path / "s0", 0, {("pxrdnet", "input"): [0.1, 0.2, 0.6],
+                                          ("pxrdnet", "shuffled"): [1.0, 1.2, 0.8],
+                                          ("cdvae-search", "input"): [0.3, 0.2, 0.7]})
+    b = _part(bench, tmp_path / "s1", 1, {("pxrdnet", "input"): [0.2, 0.3, 0.4],
+                                          ("pxrdnet", "shuffled"): [0.9, 1.1, 1.0]})
+    t = bench.seeds_summary([a, b])
+    assert [s["train_seed"] for s in t["seeds"]] == [0, 1]
+    d = t["seeds"][0]["paired"]["pxrdnet - cdvae-search"]["rwp2_best10"]
+    assert d["n"] == 3 and d["mean"] == pytest.approx(-0.1)
+    assert d["se"] == pytest.approx(np.std([-0.2, 0.0, -0.1], ddof=1) / np.sqrt(3))
+    assert t["seeds"][1]["paired"]["input - shuffled"]["rwp2_best10"]["mean"] == pytest.approx(0.3 - 1.0)
+    over = t["pxrdnet_over_seeds"]["input"]["rwp2_best10"]
+    assert over["mean"] == pytest.approx(0.3) and over["min"] == pytest.approx(0.3) and over["max"] == pytest.approx(0.3)
+    assert t["pxrdnet_over_seeds"]["shuffled"]["rwp2_top1"]["mean"] == pytest.approx(2.0)
+    table = bench.seeds_table_md(t)
+    assert "| s0 (seed 0) | cdvae-search | 0.400 |" in table and "-0.100 ± 0.058" in table
+    c = _part(bench, tmp_path / "s2", 2, {("pxrdnet", "input"): [0.2, 0.3, 0.4]})
+    c["simulated"]["test_indices"] = [4, 9, 14]
+    with pytest.raises(SystemExit, match="test_indices"):
+        bench.seeds_summary([a, c])
