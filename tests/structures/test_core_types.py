@@ -115,6 +115,19 @@ def test_unknown_element_and_nan_are_refused():
         Crystal(np.zeros((3, 3)), [[0, 0, 0]], ["Au"])
 
 
+def test_packing_radius_is_slaters_with_the_metallic_radius_where_none_is_tabulated():
+    import warnings
+
+    from nanosolve.structures.elements import packing_radius
+
+    assert packing_radius("Li") == pytest.approx(1.45) and packing_radius("Al") == pytest.approx(1.25)  # Slater 1964
+    with warnings.catch_warnings():  # pymatgen warns for each radius it lacks
+        warnings.simplefilter("ignore")
+        assert packing_radius("Cf") == pytest.approx(1.86)  # no Slater radius: Cf's metallic radius
+        with pytest.raises(InputError, match="Fm"):  # neither radius is tabulated
+            packing_radius("Fm")
+
+
 def test_species_labels_are_normalised():
     c = Crystal(np.eye(3) * 4, [[0, 0, 0], [.5, .5, .5], [0, .5, .5]], ["FE", "O2-", "Co1"])
     assert c.species == ["Fe", "O", "Co"]

@@ -86,7 +86,8 @@ def test_layered_ruddlesden_popper_order_of_k2nif4_a_site():
 
 
 def test_volume_follows_the_packing_of_the_substituted_radii():
-    from nanosolve.structures.builders.prototypes import _radius, isotypic_substitutions
+    from nanosolve.structures.builders.prototypes import isotypic_substitutions
+    from nanosolve.structures.elements import packing_radius
 
     parents = isotypic_substitutions({"Al": 2, "Na": 2, "F": 6})  # Li and Al merged into Al
     found = ordered_substitutions({"Li": 1, "Na": 2, "Al": 1, "F": 6})
@@ -94,7 +95,7 @@ def test_volume_follows_the_packing_of_the_substituted_radii():
     for c in found:
         merged = ["Al" if s == "Li" else s for s in c.species]
         # undo the Σ r³ scaling: the volume of the parent's (super)cell before Li took half the Al sites
-        v_parent = c.volume * sum(_radius(s) ** 3 for s in merged) / sum(_radius(s) ** 3 for s in c.species)
+        v_parent = c.volume * sum(packing_radius(s) ** 3 for s in merged) / sum(packing_radius(s) ** 3 for s in c.species)
         same_label = [p for p in parents if p.properties["prototype"] == c.properties["parent_prototype"]]
         assert any(abs(c.properties["supercell_index"] * p.volume - v_parent) < 1e-6 * v_parent for p in same_label)
         assert c.volume > v_parent  # Slater radii: Li 1.45 Å, Al 1.25 Å

@@ -88,6 +88,15 @@ def atomic_radius(sym: str) -> float:
     return float(r)
 
 
+def packing_radius(sym: str) -> float:
+    """Radius (Å) that scales a structure type's volume to new elements: the atomic radius, or the
+    metallic radius for the few heavy actinides (Cf...) that have none; InputError if neither exists."""
+    try:
+        return atomic_radius(sym)
+    except InputError:
+        return metallic_radius(sym)
+
+
 @cache
 def metallic_radius(sym: str) -> float:
     """Metallic radius (Å, 12-coordinate) from pymatgen; falls back to the atomic radius."""

@@ -27,9 +27,9 @@ import numpy as np
 import spglib
 
 from nanosolve.errors import InputError
-from nanosolve.structures.builders.prototypes import _radius, isotypic_substitutions
+from nanosolve.structures.builders.prototypes import isotypic_substitutions
 from nanosolve.structures.crystal import Crystal
-from nanosolve.structures.elements import normalize_symbol
+from nanosolve.structures.elements import normalize_symbol, packing_radius
 
 #: supercell volumes (× the prototype's cell) in which the shared site is ordered: the cell itself
 #: (the P2₁/n double perovskite is an ordering of the Pnma perovskite's own cell) and the doubled
@@ -146,7 +146,7 @@ def ordered_substitutions(composition: Mapping[str, int], max_atoms: int | None 
                         if key in seen:
                             continue
                         seen.add(key)
-                        scale = sum(_radius(s) ** 3 for s in species) / sum(_radius(s) ** 3 for s in cell.species)
+                        scale = sum(packing_radius(s) ** 3 for s in species) / sum(packing_radius(s) ** 3 for s in cell.species)
                         c = _niggli(Crystal(cell.lattice * scale ** (1.0 / 3.0), cell.frac_coords.copy(), species))
                         c.properties = {"prototype": f"{label} ordered {x},{y}", "parent_prototype": label,
                                         "supercell_index": m, "space_group_number": key[0]}

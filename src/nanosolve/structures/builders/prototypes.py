@@ -38,7 +38,7 @@ import numpy as np
 
 from nanosolve.errors import InputError
 from nanosolve.structures.crystal import Crystal
-from nanosolve.structures.elements import atomic_radius, metallic_radius, normalize_symbol
+from nanosolve.structures.elements import normalize_symbol, packing_radius
 
 # Located through the top-level package on purpose: importing ``pymatgen.analysis.prototypes``
 # itself makes pymatgen load the whole library with ``loadfn`` (about 3 s).
@@ -159,8 +159,8 @@ def build_prototype(label: str, elements=None, keep_packing: bool = True) -> Cry
     species = [mapping[s] for s in proto.species]
     scale = 1.0
     if keep_packing and species != proto.species:
-        r_old = np.array([_radius(s) for s in proto.species])
-        r_new = np.array([_radius(s) for s in species])
+        r_old = np.array([packing_radius(s) for s in proto.species])
+        r_new = np.array([packing_radius(s) for s in species])
         scale = float(np.sum(r_new**3) / np.sum(r_old**3))
     lattice = proto.lattice * scale ** (1.0 / 3.0)
     return Crystal(
@@ -212,15 +212,6 @@ def isotypic_substitutions(composition: Mapping[str, int], max_atoms: int | None
             except InputError:  # an element without a radius: no volume estimate, no candidate
                 continue
     return out
-
-
-def _radius(sym: str) -> float:
-    """Slater atomic radius, Å; the metallic radius for the few heavy actinides (Cf...) without one."""
-    try:
-        return atomic_radius(sym)
-    except InputError:
-        r = metallic_radius(sym)  # raises InputError itself if there is no radius at all
-        return r
 
 
 def _substitution(info: PrototypeInfo, elements) -> dict[str, str]:
