@@ -207,6 +207,10 @@ def paired(records: list[dict], a: tuple[str, str], b: tuple[str, str], key: str
     return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "n": len(d)}
 
 
+#: the scores of a test table (pxrd_eval's per-crystal metrics)
+TEST_SCORES = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1")
+
+
 def seeds_summary(parts: list[dict]) -> dict:
     """One test table from result files of the same crystals and settings, one per training seed
     (each ran PXRDNet and possibly the baselines with its own model): per seed and method the mean
@@ -219,7 +223,7 @@ def seeds_summary(parts: list[dict]) -> dict:
         diff = [key for key in same if sim.get(key) != sims[0].get(key)]
         if diff:
             raise SystemExit(f"test parts differ in {', '.join(diff)}: not the same test")
-    keys = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1")
+    keys = TEST_SCORES
     seeds = []
     for part, sim in zip(parts, sims):
         methods = {}
@@ -246,7 +250,7 @@ def seeds_summary(parts: list[dict]) -> dict:
 
 def seeds_table_md(t: dict) -> str:
     """The test rows as markdown: one line per model (training seed) and method, control in brackets."""
-    keys = ("rwp2_best10", "rwp2_top1", "match_top1", "match_top10", "rwp_input_top1")
+    keys = TEST_SCORES
     lines = [f"Test crystals: n = {t['n']}; shuffled-pattern control in brackets.", "",
              "| model | method | best-of-10 R_wp² ↓ | median | top-1 R_wp² (blind) ↓ | match top-1 | match top-10 | "
              "R_wp vs input (top-1) |", "|---|---|---|---|---|---|---|---|"]
@@ -259,9 +263,9 @@ def seeds_table_md(t: dict) -> str:
     o = t["pxrdnet_over_seeds"]
     if "input" in o:
         rng = lambda kind, k: f"{o[kind][k]['mean']:.3f} [{o[kind][k]['min']:.3f}–{o[kind][k]['max']:.3f}]"  # noqa: E731
-        lines.append(f"| mean of {len(t['seeds'])} seeds [range] | pxrdnet | " + " | ".join(
-            f"{rng('input', k)}" + (f" ({o['shuffled'][k]['mean']:.3f})" if "shuffled" in o else "")
-            for k in keys[:1]) + " | – | " + " | ".join(rng("input", k) for k in keys[1:]) + " |")
+        control = f" ({o['shuffled'][keys[0]]['mean']:.3f})" if "shuffled" in o else ""
+        lines.append(f"| mean of {len(t['seeds'])} seeds [range] | pxrdnet | {rng('input', keys[0])}{control} | – | "
+                     + " | ".join(rng("input", k) for k in keys[1:]) + " |")
     lines += ["", "| model | paired difference | best-of-10 R_wp² | top-1 R_wp² | match top-1 | match top-10 |",
               "|---|---|---|---|---|---|"]
     for s in t["seeds"]:

@@ -61,10 +61,10 @@ def hermite_normal_forms(det: int) -> list[np.ndarray]:
 
 
 def _key(lattice, frac, species) -> tuple[tuple, int]:
-    """(key, atoms in the primitive cell). The key: space group, the multiset of (element, orbit size) and every atom's sorted distances to each
-    element (to 0.01 Å, within ``FINGERPRINT_CUTOFF``): equal for equal orderings whatever the origin
-    or setting. Pairwise StructureMatcher comparisons gave nearly the same classes (AlPO4: 407 against
-    420; Sr2YbNbO6: 98 and 98) about 10× slower (AlPO4: 104 s against 9 s)."""
+    """(key, atoms in the primitive cell). The key: space group, the multiset of (element, orbit
+    size) and every atom's sorted distances to each element (to 0.01 Å, within ``FINGERPRINT_CUTOFF``): equal
+    for equal orderings whatever the origin or setting. Pairwise StructureMatcher comparisons gave nearly the
+    same classes (AlPO4: 407 against 420; Sr2YbNbO6: 98 and 98) about 10× slower (AlPO4: 104 s against 9 s)."""
     numbers = {s: k for k, s in enumerate(sorted(set(species)))}
     data = spglib.get_symmetry_dataset((lattice, frac, [numbers[s] for s in species]), symprec=SYMPREC)
     if data is None:
@@ -146,7 +146,8 @@ def ordered_substitutions(composition: Mapping[str, int], max_atoms: int | None 
                         if key in seen:
                             continue
                         seen.add(key)
-                        scale = sum(packing_radius(s) ** 3 for s in species) / sum(packing_radius(s) ** 3 for s in cell.species)
+                        scale = (sum(packing_radius(s) ** 3 for s in species)
+                                 / sum(packing_radius(s) ** 3 for s in cell.species))
                         c = _niggli(Crystal(cell.lattice * scale ** (1.0 / 3.0), cell.frac_coords.copy(), species))
                         c.properties = {"prototype": f"{label} ordered {x},{y}", "parent_prototype": label,
                                         "supercell_index": m, "space_group_number": key[0]}
