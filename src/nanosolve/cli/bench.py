@@ -26,6 +26,8 @@ def chili(
                                                      "comma-separated; with --all: a filter"),
     all_: bool = typer.Option(False, "--all", help="every task x every applicable model (baselines, 7 GNNs, MLP, ours)"),
     seeds: int = typer.Option(3, min=1, max=100, help="seeds 0..N-1 (each: its own 80/10/10 split and initialisation)"),
+    first_seed: int = typer.Option(0, min=0, max=10_000, help="start the seeds here: FIRST..FIRST+N-1 (spread "
+                                                             "the seeds of one benchmark over processes)"),
     split_by: str = typer.Option("graph", "--split-by", help="graph: graphs at random (the paper; other radii of a "
                                                           "test crystal are in training); crystal: all radii of a "
                                                           "crystal in one part"),
@@ -66,7 +68,7 @@ def chili(
                     batch_size=batch_size, hidden=hidden, layers=layers, edge_head=edge_head,
                     steps_per_epoch=steps_per_epoch, val_graphs=val_graphs, crop_atoms=crop_atoms,
                     eval_crops=eval_crops, split_by=split_by)
-    configs = configs_for(pairs, str(dataset), range(seeds), **settings)
+    configs = configs_for(pairs, str(dataset), range(first_seed, first_seed + seeds), **settings)
     if threads:
         torch.set_num_threads(int(threads))
     for t, m in skipped:

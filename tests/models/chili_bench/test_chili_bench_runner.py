@@ -442,6 +442,18 @@ def test_cli_runs_and_renders(store_path, tmp_path):
     assert "xrd → unit_cell_pos_frac" in res.output and " ± " in res.output and (out / "results.md").is_file()
 
 
+def test_cli_first_seed_runs_only_its_seeds(store_path, tmp_path):
+    # two processes share one benchmark's seeds: the second starts at --first-seed
+    out = tmp_path / "bench"
+    base = ["bench", "chili", "--dataset", str(store_path), "--task", "xrd_unit_cell_pos_frac", "--model", "mean",
+            "--threads", "1", "--out", str(out)]
+    res = CliRunner().invoke(app, [*base, "--seeds", "2", "--first-seed", "3"])
+    assert res.exit_code == 0, res.output
+    assert sorted(r["seed"] for r in _lines(out)) == [3, 4]
+    res = CliRunner().invoke(app, [*base, "--seeds", "1", "--first-seed", "-1"])
+    assert res.exit_code == 2 and "--first-seed" in res.output
+
+
 def test_bond_length_statistics_skip_graphs_without_bonds():
     # CHILI-3K holds 15 graphs without any bond (e.g. fluorite_Be_r5): they add nothing, break nothing
     from nanosolve.datasets.pyg import ChiliData
