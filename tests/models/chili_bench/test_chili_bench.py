@@ -422,3 +422,30 @@ def test_crop_keeps_nearest_atoms_and_their_bonds(store_path):
     rot.pos_abs = (c.pos_abs.double() @ q.T + 3.0).to(c.pos_abs.dtype)
     with torch.no_grad():
         assert torch.allclose(net(c), net(rot), atol=1e-4)
+
+
+def test_scipy_graphunet_squares_the_adjacency_as_pyg_does():
+    # oracle: PyG's own GraphUNet (torch sparse CSR product) on a weighted random graph
+    import warnings
+
+    from torch_geometric.nn.models import GraphUNet
+
+    from nanosolve.models.chili_bench.layers import SciPyGraphUNet
+
+    g = torch.Generator().manual_seed(0)
+    n = 120
+    ei = torch.randint(0, n, (2, 500), generator=g)
+    ei = torch.unique(torch.cat([ei, ei.flip(0)], 1), dim=1)
+    w = torch.rand(ei.shape[1], generator=g) + 0.5
+    ref, ours = GraphUNet(4, 8, 3, depth=2), SciPyGraphUNet(4, 8, 3, depth=2)
+    ours.load_state_dict(ref.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: "sparse CSR tensor support is in beta state"
+        (ia, wa), (ib, wb) = ref.augment_adj(ei, w, n), ours.augment_adj(ei, w, n)
+        x = torch.randn(n, 4, generator=g)
+        out_ref, out = ref(x, ei), ours(x, ei)
+    oa, ob = torch.argsort(ia[0] * n + ia[1]), torch.argsort(ib[0] * n + ib[1])
+    assert ia.shape[1] > 4 * ei.shape[1]  # two-step paths: far more edges than the graph has
+    assert torch.equal(ia[:, oa], ib[:, ob]) and not (ib[0] == ib[1]).any()
+    assert torch.allclose(wa[oa], wb[ob], rtol=1e-6)
+    assert torch.allclose(out_ref, out, atol=1e-5)

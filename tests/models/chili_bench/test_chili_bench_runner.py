@@ -25,10 +25,12 @@ from nanosolve.models.chili_bench.runner import (
     load_task_data,
     plan_runs,
     read_result_lines,
+    rescore,
     resolve_model,
     run_dir,
     run_many,
     run_one,
+    shuffle_node_order,
     split_parts,
 )
 
@@ -452,6 +454,35 @@ def test_cli_first_seed_runs_only_its_seeds(store_path, tmp_path):
     assert sorted(r["seed"] for r in _lines(out)) == [3, 4]
     res = CliRunner().invoke(app, [*base, "--seeds", "1", "--first-seed", "-1"])
     assert res.exit_code == 2 and "--first-seed" in res.output
+
+
+def test_shuffle_node_order_keeps_the_particle():
+    from nanosolve.datasets.pyg import ChiliData
+
+    pos = torch.arange(15, dtype=torch.float32).reshape(5, 3)
+    g = ChiliData(x=torch.arange(5.0).reshape(5, 1), pos_abs=pos, edge_index=torch.tensor([[0, 1, 3], [1, 2, 4]]),
+                  num_nodes=5)
+    s = shuffle_node_order(g, torch.Generator().manual_seed(1))
+    assert not torch.equal(s.pos_abs, pos)  # the order changed ...
+    order = s.pos_abs[:, 0].div(3).long()  # ... and each row moved with its inputs and its bonds
+    assert torch.equal(s.x[:, 0].long(), order) and sorted(order.tolist()) == [0, 1, 2, 3, 4]
+    assert sorted(order[s.edge_index].T.tolist()) == [[0, 1], [1, 2], [3, 4]]
+
+
+def test_rescore_repeats_the_test_score_and_shuffles_node_order(store_path, tmp_path):
+    # GCN is exactly permutation-equivariant: a new node order leaves its score unchanged; the same
+    # check fails if the shuffle moved targets, inputs or bonds apart
+    res, _ = run_one(_cfg(store_path, task="node_position", model="gcn", max_epochs=2, hidden=16), tmp_path)
+    rdir = tmp_path / res["run_dir"]
+    assert rescore(rdir) == pytest.approx(res["value"], rel=1e-9)
+    shuffled = [rescore(rdir, node_order_seed=k) for k in (0, 1)]
+    assert shuffled == pytest.approx([res["value"]] * 2, rel=1e-4)
+    base, _ = run_one(_cfg(store_path, task="node_position", model="mean"), tmp_path)
+    with pytest.raises(InputError, match="no best.pt"):
+        rescore(tmp_path / base["run_dir"])
+    signal, _ = run_one(_cfg(store_path, max_epochs=1), tmp_path)
+    with pytest.raises(InputError, match="no node order"):
+        rescore(tmp_path / signal["run_dir"], node_order_seed=0)
 
 
 def test_bond_length_statistics_skip_graphs_without_bonds():

@@ -28,7 +28,7 @@ from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_poo
 from torch_geometric.nn import models as pyg_models
 
 from nanosolve.errors import InputError
-from nanosolve.models.chili_bench.layers import X_SCALE, CFConvEncoder, ElementEmbedding, RadialBasis
+from nanosolve.models.chili_bench.layers import X_SCALE, CFConvEncoder, ElementEmbedding, RadialBasis, SciPyGraphUNet
 from nanosolve.models.chili_bench.local import LocalEnvNet
 from nanosolve.models.chili_bench.pairdist import PairDistanceNet
 from nanosolve.models.chili_bench.signal import SignalNet
@@ -54,7 +54,7 @@ def _make_encoder(name: str, d_in: int, hidden: int, layers: int) -> nn.Module:
     if name == "pmlp":
         return pyg_models.PMLP(d_in, hidden, hidden, num_layers=layers)
     if name == "graphunet":
-        return pyg_models.GraphUNet(d_in, hidden, hidden, depth=layers)
+        return SciPyGraphUNet(d_in, hidden, hidden, depth=layers)
     if name == "cfconv":
         return CFConvEncoder(d_in, hidden, layers)
     if name == "mlp":

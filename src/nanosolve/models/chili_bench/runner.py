@@ -23,6 +23,7 @@ both are re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -338,7 +339,8 @@ class _ChiliAdapter(Adapter):
             self.progress({"kind": "epoch", **record, "elapsed": state.train_seconds, "budget": self.budget})
 
 
-def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress: Progress | None) -> dict:
+def _run_model(config: RunConfig, data: TaskData, parts: dict):
+    """(model, target normaliser) of a run, freshly initialised with the run's seed."""
     task = data.task
     arch, edge_head = resolve_model(config.model, task, config.edge_head)
     torch.manual_seed(config.seed)
@@ -349,7 +351,13 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
     if hasattr(model, "fit_library"):  # the template model's library: the training part's targets
         train_t = torch.as_tensor(parts["train"])
         model.fit_library(data.targets[train_t], data.mask[train_t])
-    norm = _normaliser(task, data, parts["train"])
+    return model, _normaliser(task, data, parts["train"])
+
+
+def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress: Progress | None) -> dict:
+    task = data.task
+    arch, edge_head = resolve_model(config.model, task, config.edge_head)
+    model, norm = _run_model(config, data, parts)
     crop = _crop_atoms(config, task)
     # classification scores the mean over seeded crops (as trained); bonds are scored on whole particles
     eval_crop = crop if task.is_particle_classification else 0
@@ -452,6 +460,51 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike, data: TaskData | None
     return result, status
 
 
+def shuffle_node_order(item, generator: torch.Generator):
+    """A graph with its nodes in a random order: node fields (inputs, targets) and edges relabelled alike."""
+    return item.subgraph(torch.randperm(item.num_nodes, generator=generator))
+
+
+def rescore(rdir: str | os.PathLike, data: TaskData | None = None, cache_dir: str | os.PathLike | None = None,
+            node_order_seed: int | None = None) -> float:
+    """The test score of a finished run's best weights (``rdir/best.pt``), computed again.
+
+    With ``node_order_seed``, every test graph's nodes are first put in a seeded random order
+    (:func:`shuffle_node_order`). The score of an exactly permutation-equivariant model does not
+    change; a model that reads the node order (GraphUNet's top-k pooling breaks ties by node
+    index, and CHILI's nodes are stored in the order the particle was cut) loses what it read.
+
+    ``data``: the run's task data (loaded from the run's dataset, cached in ``cache_dir``, if None).
+    """
+    rdir = Path(rdir)
+    if not (rdir / "best.pt").is_file():
+        raise InputError("no best.pt: not a trained run (baselines have no weights)", rdir)
+    config = RunConfig.from_json(rdir / "config.json")
+    task = get_task(config.task)
+    if data is None:
+        data = load_task_data(config.dataset, task, (resolve_model(config.model, task, config.edge_head)[0],),
+                              cache_dir)
+    parts = split_parts(data, config)
+    model, norm = _run_model(config, data, parts)
+    if hasattr(model, "choose_decision"):
+        raise InputError("a template run's decision rule is chosen on validation at the end of training; "
+                         "its result line holds its test score", rdir)
+    load_state(model, load_checkpoint(rdir / "best.pt"), rdir / "best.pt")
+    test = parts["test"]
+    if node_order_seed is not None:
+        if data.items is None:
+            raise InputError(f"task {task.name} reads one signal per graph: there is no node order to shuffle", rdir)
+        gen = torch.Generator().manual_seed(int(node_order_seed))
+        items = list(data.items)
+        for i in test.tolist():
+            items[i] = shuffle_node_order(items[i], gen)
+        data = dataclasses.replace(data, items=items)
+    crop = _crop_atoms(config, task)
+    eval_crop = crop if task.is_particle_classification else 0
+    yt, yp, ym, _ = _predict(model, data, test, config.batch_size, norm, eval_crop, config.eval_crops)
+    return score(task.metric, yt, yp, ym)
+
+
 def run_many(configs: Sequence[RunConfig], out_dir: str | os.PathLike, cache: bool = True,
              progress: Progress | None = None) -> list[tuple[dict, str]]:
     """Run every config in order (resumable: finished runs are skipped, unfinished ones resumed).
@@ -486,4 +539,4 @@ def run_many(configs: Sequence[RunConfig], out_dir: str | os.PathLike, cache: bo
     return results
 
 
-__all__ += ["configs_for", "task_fields", "TASK_ALIASES"]
+__all__ += ["configs_for", "task_fields", "TASK_ALIASES", "rescore", "shuffle_node_order"]
