@@ -128,6 +128,16 @@ def test_packing_radius_is_slaters_with_the_metallic_radius_where_none_is_tabula
             packing_radius("Fm")
 
 
+def test_packing_volume_ratio_sums_radius_cubes_over_sites():
+    from nanosolve.structures.elements import packing_volume_ratio
+
+    # NaCl -> KCl: (r_K^3 + r_Cl^3) / (r_Na^3 + r_Cl^3) with Slater's 2.20, 1.80, 1.00 Å
+    assert packing_volume_ratio(["Na", "Cl"], ["K", "Cl"]) == pytest.approx((2.2**3 + 1.0) / (1.8**3 + 1.0))
+    assert packing_volume_ratio(["Li", "Li"], ["Li", "Li"]) == 1.0
+    with pytest.raises(InputError, match="one new element per site"):
+        packing_volume_ratio(["Na", "Cl"], ["K"])
+
+
 def test_species_labels_are_normalised():
     c = Crystal(np.eye(3) * 4, [[0, 0, 0], [.5, .5, .5], [0, .5, .5]], ["FE", "O2-", "Co1"])
     assert c.species == ["Fe", "O", "Co"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from functools import cache, lru_cache
 
 import numpy as np
@@ -95,6 +96,14 @@ def packing_radius(sym: str) -> float:
         return atomic_radius(sym)
     except InputError:
         return metallic_radius(sym)
+
+
+def packing_volume_ratio(old: Sequence[str], new: Sequence[str]) -> float:
+    """V_new / V_old of a cell whose atoms ``old`` become ``new`` (same sites, one symbol per site):
+    the ratio of the summed cubes of their :func:`packing_radius`."""
+    if len(old) != len(new) or not old:
+        raise InputError(f"need one new element per site: {len(old)} sites, {len(new)} elements")
+    return sum(packing_radius(s) ** 3 for s in new) / sum(packing_radius(s) ** 3 for s in old)
 
 
 @cache

@@ -29,7 +29,7 @@ import spglib
 from nanosolve.errors import InputError
 from nanosolve.structures.builders.prototypes import isotypic_substitutions
 from nanosolve.structures.crystal import Crystal
-from nanosolve.structures.elements import normalize_symbol, packing_radius
+from nanosolve.structures.elements import normalize_symbol, packing_volume_ratio
 
 #: supercell volumes (× the prototype's cell) in which the shared site is ordered: the cell itself
 #: (the P2₁/n double perovskite is an ordering of the Pnma perovskite's own cell) and the doubled
@@ -146,8 +146,7 @@ def ordered_substitutions(composition: Mapping[str, int], max_atoms: int | None 
                         if key in seen:
                             continue
                         seen.add(key)
-                        scale = (sum(packing_radius(s) ** 3 for s in species)
-                                 / sum(packing_radius(s) ** 3 for s in cell.species))
+                        scale = packing_volume_ratio(cell.species, species)
                         c = _niggli(Crystal(cell.lattice * scale ** (1.0 / 3.0), cell.frac_coords.copy(), species))
                         c.properties = {"prototype": f"{label} ordered {x},{y}", "parent_prototype": label,
                                         "supercell_index": m, "space_group_number": key[0]}

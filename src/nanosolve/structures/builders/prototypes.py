@@ -38,7 +38,7 @@ import numpy as np
 
 from nanosolve.errors import InputError
 from nanosolve.structures.crystal import Crystal
-from nanosolve.structures.elements import normalize_symbol, packing_radius
+from nanosolve.structures.elements import normalize_symbol, packing_volume_ratio
 
 # Located through the top-level package on purpose: importing ``pymatgen.analysis.prototypes``
 # itself makes pymatgen load the whole library with ``loadfn`` (about 3 s).
@@ -159,9 +159,7 @@ def build_prototype(label: str, elements=None, keep_packing: bool = True) -> Cry
     species = [mapping[s] for s in proto.species]
     scale = 1.0
     if keep_packing and species != proto.species:
-        r_old = np.array([packing_radius(s) for s in proto.species])
-        r_new = np.array([packing_radius(s) for s in species])
-        scale = float(np.sum(r_new**3) / np.sum(r_old**3))
+        scale = packing_volume_ratio(proto.species, species)
     lattice = proto.lattice * scale ** (1.0 / 3.0)
     return Crystal(
         lattice, proto.frac_coords.copy(), species, name=f"{Crystal(lattice, proto.frac_coords, species).formula} ({info.label})",
