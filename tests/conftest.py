@@ -6,7 +6,9 @@ repository as a whole (layering, packaging, quoted numbers, provenance). A test 
 through these fixtures, never relative to its own location, so tests can move between folders.
 """
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -23,6 +25,20 @@ SHARED_DATA = shared_data_dir()
 def repo_root() -> Path:
     """The checkout (benchmarks/, docs/, src/ below it)."""
     return REPO_ROOT
+
+
+def _load_benchmark_script(relpath: str) -> ModuleType:
+    path = REPO_ROOT / "benchmarks" / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Import a script under benchmarks/ (not a package) as a module: ``benchmark_script("chili/x.py")``."""
+    return _load_benchmark_script
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -15,12 +14,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def control(repo_root):
-    path = repo_root / "benchmarks" / "chili" / "node_order_control.py"
-    spec = importlib.util.spec_from_file_location("node_order_control", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def control(benchmark_script):
+    return benchmark_script("chili/node_order_control.py")
 
 
 def _run(store_path, out, model):

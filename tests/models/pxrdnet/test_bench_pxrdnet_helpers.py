@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,12 +10,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def bench(repo_root):
-    path = repo_root / "benchmarks" / "pxrdnet" / "bench_pxrdnet.py"
-    spec = importlib.util.spec_from_file_location("bench_pxrdnet", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(benchmark_script):
+    return benchmark_script("pxrdnet/bench_pxrdnet.py")
 
 
 def _run(root: Path, formulas, split, elements) -> Path:
