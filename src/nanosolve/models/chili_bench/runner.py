@@ -181,6 +181,13 @@ def _crop_atoms(config: RunConfig, task: Task) -> int:
     return DEFAULT_CROP_ATOMS if config.model == "ours" else 0
 
 
+def _eval_crop(config: RunConfig, task: Task) -> int:
+    """Crop size when scoring: classification is scored on the mean over seeded crops (as trained);
+    bonds and everything else on whole particles."""
+    crop = _crop_atoms(config, task)
+    return crop if task.is_particle_classification else 0
+
+
 def _loss(model, task: Task, out: Tensor, y: Tensor, mask: Tensor | None) -> Tensor:
     """The model's own training loss if it has one (the template model's cross-entropy), else the task's."""
     return model.loss(out, y, mask) if hasattr(model, "loss") else task_loss(task, out, y, mask)
@@ -358,9 +365,7 @@ def _train(config: RunConfig, data: TaskData, parts: dict, rdir: Path, progress:
     task = data.task
     arch, edge_head = resolve_model(config.model, task, config.edge_head)
     model, norm = _run_model(config, data, parts)
-    crop = _crop_atoms(config, task)
-    # classification scores the mean over seeded crops (as trained); bonds are scored on whole particles
-    eval_crop = crop if task.is_particle_classification else 0
+    crop, eval_crop = _crop_atoms(config, task), _eval_crop(config, task)
     val_idx = parts["val"]
     if config.val_graphs and len(val_idx) > config.val_graphs:
         rng = np.random.default_rng(config.seed)
@@ -499,9 +504,7 @@ def rescore(rdir: str | os.PathLike, data: TaskData | None = None, cache_dir: st
         for i in test.tolist():
             items[i] = shuffle_node_order(items[i], gen)
         data = dataclasses.replace(data, items=items)
-    crop = _crop_atoms(config, task)
-    eval_crop = crop if task.is_particle_classification else 0
-    yt, yp, ym, _ = _predict(model, data, test, config.batch_size, norm, eval_crop, config.eval_crops)
+    yt, yp, ym, _ = _predict(model, data, test, config.batch_size, norm, _eval_crop(config, task), config.eval_crops)
     return score(task.metric, yt, yp, ym)
 
 
